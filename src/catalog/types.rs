@@ -1,0 +1,284 @@
+//! Redshift column types, parsed from `format_type(atttypid, atttypmod)`, and the one mapping from
+//! each of them to the Arrow type clients receive and to the expression the UNLOAD SELECT uses.
+//!
+//! This is the type table of the architecture brief in code. Types that UNLOAD cannot write as
+//! Parquet are cast to text in the SELECT ([`RedshiftType::select_expr`]) and decoded back on the
+//! server (see `crate::normalize`).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arrow::datatypes::{DataType, Field, TimeUnit};
+
+use crate::plan::sql::{self, QuoteError};
+
+/// Field metadata key holding the Redshift type of a column as the catalog reports it.
+pub const META_REDSHIFT_TYPE: &str = "redshift_flight.type";
+/// Canonical Arrow extension type name key.
+pub const META_EXTENSION_NAME: &str = "ARROW:extension:name";
+/// Canonical Arrow extension metadata key.
+pub const META_EXTENSION_METADATA: &str = "ARROW:extension:metadata";
+
+/// Largest precision a Redshift DECIMAL (and Arrow Decimal128) can hold.
+pub const MAX_DECIMAL_PRECISION: u8 = 38;
+
+/// A Redshift column type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RedshiftType {
+    /// SMALLINT / INT2.
+    SmallInt,
+    /// INTEGER / INT4.
+    Integer,
+    /// BIGINT / INT8.
+    BigInt,
+    /// DECIMAL(p, s) / NUMERIC(p, s).
+    Decimal {
+        /// Total digits, 1..=38.
+        precision: u8,
+        /// Digits after the point, 0..=precision.
+        scale: i8,
+    },
+    /// REAL / FLOAT4.
+    Real,
+    /// DOUBLE PRECISION / FLOAT8.
+    Double,
+    /// BOOLEAN.
+    Boolean,
+    /// CHAR(n): fixed length, blank padded.
+    Char,
+    /// VARCHAR(n) / TEXT.
+    Varchar,
+    /// DATE.
+    Date,
+    /// TIMESTAMP (without time zone).
+    Timestamp,
+    /// TIMESTAMPTZ: stored as UTC.
+    TimestampTz,
+    /// TIME (without time zone).
+    Time,
+    /// TIMETZ.
+    TimeTz,
+    /// VARBYTE / VARBINARY.
+    Varbyte,
+    /// SUPER (semi-structured, served as JSON text).
+    Super,
+    /// GEOMETRY (served as WKB).
+    Geometry,
+    /// HLLSKETCH (served as its JSON text form).
+    HllSketch,
+    /// Anything else (GEOGRAPHY, INTERVAL, a NUMERIC without precision...): served as text,
+    /// so nothing is lost; the catalog's name is kept for the field metadata.
+    Other(String),
+}
+
+impl RedshiftType {
+    /// Parses the output of `format_type(atttypid, atttypmod)` (as Redshift and PostgreSQL print it).
+    pub fn from_format_type(text: &str) -> Self {
+        let lower = text.trim().to_ascii_lowercase();
+        let (base, args) = match lower.find('(') {
+            Some(open) if lower.ends_with(')') => (
+                lower[..open].trim(),
+                Some(&lower[open + 1..lower.len() - 1]),
+            ),
+            _ => (lower.as_str(), None),
+        };
+        match base {
+            "smallint" | "int2" => Self::SmallInt,
+            "integer" | "int" | "int4" => Self::Integer,
+            "bigint" | "int8" => Self::BigInt,
+            "numeric" | "decimal" => match args.and_then(parse_precision_scale) {
+                Some((precision, scale)) => Self::Decimal { precision, scale },
+                None => Self::Other(text.to_string()),
+            },
+            "real" | "float4" => Self::Real,
+            "double precision" | "float8" | "float" => Self::Double,
+            "boolean" | "bool" => Self::Boolean,
+            "character" | "char" | "bpchar" | "nchar" => Self::Char,
+            "character varying" | "varchar" | "nvarchar" | "text" | "name" => Self::Varchar,
+            "date" => Self::Date,
+            "timestamp without time zone" | "timestamp" => Self::Timestamp,
+            "timestamp with time zone" | "timestamptz" => Self::TimestampTz,
+            "time without time zone" | "time" => Self::Time,
+            "time with time zone" | "timetz" => Self::TimeTz,
+            "varbyte" | "varbinary" | "binary varying" | "bytea" => Self::Varbyte,
+            "super" => Self::Super,
+            "geometry" => Self::Geometry,
+            "hllsketch" => Self::HllSketch,
+            _ => Self::Other(text.to_string()),
+        }
+    }
+
+    /// The Arrow type clients receive for this column.
+    pub fn arrow_type(&self) -> DataType {
+        match self {
+            Self::SmallInt => DataType::Int16,
+            Self::Integer => DataType::Int32,
+            Self::BigInt => DataType::Int64,
+            Self::Decimal { precision, scale } => DataType::Decimal128(*precision, *scale),
+            Self::Real => DataType::Float32,
+            Self::Double => DataType::Float64,
+            Self::Boolean => DataType::Boolean,
+            Self::Char
+            | Self::Varchar
+            | Self::TimeTz
+            | Self::Super
+            | Self::HllSketch
+            | Self::Other(_) => DataType::Utf8,
+            Self::Date => DataType::Date32,
+            Self::Timestamp => DataType::Timestamp(TimeUnit::Microsecond, None),
+            Self::TimestampTz => DataType::Timestamp(TimeUnit::Microsecond, Some(Arc::from("UTC"))),
+            Self::Time => DataType::Time64(TimeUnit::Microsecond),
+            Self::Varbyte | Self::Geometry => DataType::Binary,
+        }
+    }
+
+    /// How the column appears in the UNLOAD SELECT list: as is, or converted to text for the types
+    /// UNLOAD cannot write as Parquet. The result is aliased to the column's own name.
+    pub fn select_expr(&self, column: &str) -> Result<String, QuoteError> {
+        let col = sql::ident(column)?;
+        Ok(match self {
+            Self::Time | Self::TimeTz | Self::HllSketch | Self::Other(_) => {
+                format!("CAST({col} AS VARCHAR) AS {col}")
+            }
+            Self::Varbyte => format!("TO_HEX({col}) AS {col}"),
+            Self::Super => format!("JSON_SERIALIZE({col}) AS {col}"),
+            Self::Geometry => format!("ST_ASHEXEWKB({col}) AS {col}"),
+            _ => col,
+        })
+    }
+
+    /// Field metadata that tells clients more than the Arrow type can.
+    fn extension_metadata(&self) -> Option<(&'static str, &'static str)> {
+        match self {
+            Self::Super => Some(("arrow.json", "")),
+            Self::Geometry => Some(("geoarrow.wkb", "{}")),
+            _ => None,
+        }
+    }
+
+    /// The Arrow field for a column of this type.
+    pub fn arrow_field(&self, name: &str, nullable: bool, catalog_type: &str) -> Field {
+        let mut metadata =
+            HashMap::from([(META_REDSHIFT_TYPE.to_string(), catalog_type.to_string())]);
+        if let Some((ext, ext_meta)) = self.extension_metadata() {
+            metadata.insert(META_EXTENSION_NAME.to_string(), ext.to_string());
+            metadata.insert(META_EXTENSION_METADATA.to_string(), ext_meta.to_string());
+        }
+        Field::new(name, self.arrow_type(), nullable).with_metadata(metadata)
+    }
+}
+
+fn parse_precision_scale(args: &str) -> Option<(u8, i8)> {
+    let mut parts = args.split(',').map(str::trim);
+    let precision: u8 = parts.next()?.parse().ok()?;
+    let scale: i8 = match parts.next() {
+        Some(s) => s.parse().ok()?,
+        None => 0,
+    };
+    if parts.next().is_some()
+        || precision == 0
+        || precision > MAX_DECIMAL_PRECISION
+        || scale < 0
+        || scale as u8 > precision
+    {
+        return None;
+    }
+    Some((precision, scale))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_format_type_output() {
+        use RedshiftType::*;
+        let cases = [
+            ("smallint", SmallInt),
+            ("integer", Integer),
+            ("bigint", BigInt),
+            (
+                "numeric(38,10)",
+                Decimal {
+                    precision: 38,
+                    scale: 10,
+                },
+            ),
+            (
+                "numeric(18,0)",
+                Decimal {
+                    precision: 18,
+                    scale: 0,
+                },
+            ),
+            ("real", Real),
+            ("double precision", Double),
+            ("boolean", Boolean),
+            ("character(10)", Char),
+            ("character varying(256)", Varchar),
+            ("character varying", Varchar),
+            ("date", Date),
+            ("timestamp without time zone", Timestamp),
+            ("timestamp with time zone", TimestampTz),
+            ("time without time zone", Time),
+            ("time with time zone", TimeTz),
+            ("varbyte(64000)", Varbyte),
+            ("super", Super),
+            ("geometry", Geometry),
+            ("hllsketch", HllSketch),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(RedshiftType::from_format_type(text), expected, "{text}");
+        }
+        assert_eq!(
+            RedshiftType::from_format_type("numeric"),
+            Other("numeric".into())
+        );
+        assert_eq!(
+            RedshiftType::from_format_type("numeric(40,2)"),
+            Other("numeric(40,2)".into())
+        );
+        assert_eq!(
+            RedshiftType::from_format_type("interval"),
+            Other("interval".into())
+        );
+    }
+
+    #[test]
+    fn arrow_types_follow_the_type_table() {
+        assert_eq!(
+            RedshiftType::TimestampTz.arrow_type(),
+            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
+        );
+        assert_eq!(
+            RedshiftType::Time.arrow_type(),
+            DataType::Time64(TimeUnit::Microsecond)
+        );
+        assert_eq!(RedshiftType::Geometry.arrow_type(), DataType::Binary);
+        assert_eq!(RedshiftType::Super.arrow_type(), DataType::Utf8);
+    }
+
+    #[test]
+    fn select_expressions_cast_what_parquet_cannot_hold() {
+        assert_eq!(
+            RedshiftType::Integer.select_expr("a\"b").unwrap(),
+            r#""a""b""#
+        );
+        assert_eq!(
+            RedshiftType::Time.select_expr("t").unwrap(),
+            r#"CAST("t" AS VARCHAR) AS "t""#
+        );
+        assert_eq!(
+            RedshiftType::Varbyte.select_expr("v").unwrap(),
+            r#"TO_HEX("v") AS "v""#
+        );
+        assert_eq!(
+            RedshiftType::Super.select_expr("s").unwrap(),
+            r#"JSON_SERIALIZE("s") AS "s""#
+        );
+        assert_eq!(
+            RedshiftType::Geometry.select_expr("g").unwrap(),
+            r#"ST_ASHEXEWKB("g") AS "g""#
+        );
+    }
+}

@@ -1,0 +1,591 @@
+//! Configuration: the seed connector's `configuration.json` (all fifteen keys, string values such
+//! as `"true"` and `"4"`) plus redshift-flight's own keys, each of which can also come from the
+//! environment (`REDSHIFT_FLIGHT_<KEY>`) and from a CLI flag (`--<key-with-dashes>`).
+//!
+//! Precedence: flag, then environment, then file. [`RawConfig`] holds the merged strings;
+//! [`Config::try_from_raw`] validates every key and names the one at fault.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+/// A configuration key that is missing or malformed.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The configuration file could not be read.
+    #[error("cannot read configuration file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The configuration file is not the expected JSON object.
+    #[error("configuration file {path} is not valid: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What serde said (never contains values of secret keys: serde reports positions).
+        message: String,
+    },
+    /// A required key has no value.
+    #[error("{key} is required (config file key \"{key}\", env {env}, or flag --{flag})")]
+    Missing {
+        /// The key.
+        key: &'static str,
+        /// Its environment variable.
+        env: String,
+        /// Its flag.
+        flag: String,
+    },
+    /// A key has a value of the wrong form.
+    #[error("{key} must be {expected}, got '{got}'")]
+    Invalid {
+        /// The key.
+        key: &'static str,
+        /// What it must be.
+        expected: &'static str,
+        /// What it was (redacted for secret keys).
+        got: String,
+    },
+}
+
+fn scalar<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let value = Option::<serde_json::Value>::deserialize(d)?;
+    Ok(match value {
+        None | Some(serde_json::Value::Null) => None,
+        Some(serde_json::Value::String(s)) => Some(s),
+        Some(serde_json::Value::Bool(b)) => Some(b.to_string()),
+        Some(serde_json::Value::Number(n)) => Some(n.to_string()),
+        Some(other) => {
+            return Err(serde::de::Error::custom(format!(
+                "expected a string, number or boolean, got {}",
+                match other {
+                    serde_json::Value::Array(_) => "an array",
+                    _ => "an object",
+                }
+            )));
+        }
+    })
+}
+
+macro_rules! raw_config {
+    ($( $(#[doc = $doc:literal])* $field:ident: $env:literal, secret = $secret:literal; )*) => {
+        /// Every configuration key as text, before validation. Used for the JSON file (unknown
+        /// keys are rejected), the environment and the CLI flags.
+        #[derive(Default, Clone, clap::Args, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct RawConfig {
+            $(
+                $(#[doc = $doc])*
+                #[arg(long, env = $env, hide_env_values = true)]
+                #[serde(default, deserialize_with = "scalar")]
+                pub $field: Option<String>,
+            )*
+        }
+
+        impl RawConfig {
+            /// Every key name, in the file's spelling.
+            pub const KEYS: &'static [&'static str] = &[$(stringify!($field)),*];
+
+            /// Values of `top` win over values of `self`.
+            pub fn overlay(self, top: RawConfig) -> RawConfig {
+                RawConfig { $( $field: top.$field.or(self.$field), )* }
+            }
+
+            fn env_name(key: &str) -> String {
+                format!("REDSHIFT_FLIGHT_{}", key.to_ascii_uppercase())
+            }
+        }
+
+        impl fmt::Debug for RawConfig {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                let mut s = f.debug_struct("RawConfig");
+                $(
+                    match (&self.$field, $secret) {
+                        (None, _) => s.field(stringify!($field), &None::<()>),
+                        (Some(_), true) => s.field(stringify!($field), &"<redacted>"),
+                        (Some(v), false) => s.field(stringify!($field), v),
+                    };
+                )*
+                s.finish()
+            }
+        }
+    };
+}
+
+raw_config! {
+    /// Hostname of the Redshift cluster.
+    redshift_host: "REDSHIFT_FLIGHT_REDSHIFT_HOST", secret = false;
+    /// Port of the Redshift cluster (usually 5439).
+    redshift_port: "REDSHIFT_FLIGHT_REDSHIFT_PORT", secret = false;
+    /// Database name.
+    redshift_database: "REDSHIFT_FLIGHT_REDSHIFT_DATABASE", secret = false;
+    /// Database user.
+    redshift_user: "REDSHIFT_FLIGHT_REDSHIFT_USER", secret = false;
+    /// Database password.
+    redshift_password: "REDSHIFT_FLIGHT_REDSHIFT_PASSWORD", secret = true;
+    /// Default schema: the one served when a descriptor names no schema.
+    redshift_schema: "REDSHIFT_FLIGHT_REDSHIFT_SCHEMA", secret = false;
+    /// Bucket that UNLOAD writes to and DoGet reads from.
+    s3_bucket: "REDSHIFT_FLIGHT_S3_BUCKET", secret = false;
+    /// Region of the bucket.
+    s3_region: "REDSHIFT_FLIGHT_S3_REGION", secret = false;
+    /// Prefix inside the bucket under which staged runs live (default `redshift-flight`).
+    s3_prefix: "REDSHIFT_FLIGHT_S3_PREFIX", secret = false;
+    /// IAM role Redshift assumes to write to S3: an ARN, a comma-separated chain, or `default`.
+    iam_role: "REDSHIFT_FLIGHT_IAM_ROLE", secret = false;
+    /// AWS access key for reading and deleting staged files (else the AWS credential chain).
+    aws_access_key_id: "REDSHIFT_FLIGHT_AWS_ACCESS_KEY_ID", secret = false;
+    /// AWS secret key matching `aws_access_key_id`.
+    aws_secret_access_key: "REDSHIFT_FLIGHT_AWS_SECRET_ACCESS_KEY", secret = true;
+    /// `true`: serve every table of the schema; `false`: serve the tables of `table_spec_file`.
+    auto_schema_detection: "REDSHIFT_FLIGHT_AUTO_SCHEMA_DETECTION", secret = false;
+    /// `true`: every request is served as a full snapshot.
+    enable_complete_resync: "REDSHIFT_FLIGHT_ENABLE_COMPLETE_RESYNC", secret = false;
+    /// How many UNLOADs may run at once, server-wide.
+    max_parallel_workers: "REDSHIFT_FLIGHT_MAX_PARALLEL_WORKERS", secret = false;
+    /// S3-compatible endpoint URL (e.g. `http://127.0.0.1:9000`); path-style addressing.
+    s3_endpoint: "REDSHIFT_FLIGHT_S3_ENDPOINT", secret = false;
+    /// Address the Flight server listens on (default `127.0.0.1:8815`).
+    listen_address: "REDSHIFT_FLIGHT_LISTEN_ADDRESS", secret = false;
+    /// Comma-separated bearer tokens accepted on every RPC (none: no authentication).
+    auth_tokens: "REDSHIFT_FLIGHT_AUTH_TOKENS", secret = true;
+    /// Table-spec file (TOML or JSON), required when `auto_schema_detection` is `false`.
+    table_spec_file: "REDSHIFT_FLIGHT_TABLE_SPEC_FILE", secret = false;
+    /// How long discovered table metadata is cached, in seconds (default 60).
+    catalog_ttl_seconds: "REDSHIFT_FLIGHT_CATALOG_TTL_SECONDS", secret = false;
+    /// How long a staged run and its tickets stay valid, in seconds (default 3600).
+    staging_ttl_seconds: "REDSHIFT_FLIGHT_STAGING_TTL_SECONDS", secret = false;
+    /// UNLOAD's MAXFILESIZE in MB (5 to 6200, default 256): bounds one endpoint's size.
+    unload_max_file_size_mb: "REDSHIFT_FLIGHT_UNLOAD_MAX_FILE_SIZE_MB", secret = false;
+    /// Secret key for signing tickets; replicas must share it (default: random per process).
+    ticket_secret: "REDSHIFT_FLIGHT_TICKET_SECRET", secret = true;
+}
+
+impl RawConfig {
+    /// Reads a JSON configuration file (the seed's format).
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        serde_json::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })
+    }
+}
+
+/// The IAM role clause of UNLOAD.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IamRole {
+    /// `IAM_ROLE default`: the role associated with the cluster as its default.
+    Default,
+    /// One ARN or a comma-separated chain of ARNs.
+    Arn(String),
+}
+
+/// Validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Redshift host.
+    pub redshift_host: String,
+    /// Redshift port.
+    pub redshift_port: u16,
+    /// Redshift database.
+    pub redshift_database: String,
+    /// Redshift user.
+    pub redshift_user: String,
+    /// Redshift password.
+    pub redshift_password: SecretString,
+    /// Default schema.
+    pub redshift_schema: String,
+    /// Staging bucket.
+    pub s3_bucket: String,
+    /// Staging bucket's region.
+    pub s3_region: String,
+    /// Prefix for staged runs, without leading or trailing `/`.
+    pub s3_prefix: String,
+    /// Role UNLOAD uses.
+    pub iam_role: IamRole,
+    /// Static AWS access key, if given.
+    pub aws_access_key_id: Option<String>,
+    /// Static AWS secret key, if given.
+    pub aws_secret_access_key: Option<SecretString>,
+    /// Serve every table of the schema (else the table spec).
+    pub auto_schema_detection: bool,
+    /// Force full snapshots.
+    pub enable_complete_resync: bool,
+    /// UNLOADs at once.
+    pub max_parallel_workers: usize,
+    /// S3-compatible endpoint.
+    pub s3_endpoint: Option<String>,
+    /// Listen address.
+    pub listen_address: SocketAddr,
+    /// Accepted bearer tokens.
+    pub auth_tokens: Vec<SecretString>,
+    /// Table-spec file.
+    pub table_spec_file: Option<PathBuf>,
+    /// Catalog cache lifetime.
+    pub catalog_ttl: Duration,
+    /// Staged run lifetime.
+    pub staging_ttl: Duration,
+    /// UNLOAD MAXFILESIZE in MB.
+    pub unload_max_file_size_mb: u32,
+    /// Ticket signing key.
+    pub ticket_secret: Option<SecretString>,
+}
+
+fn flag_name(key: &str) -> String {
+    key.replace('_', "-")
+}
+
+fn required(value: Option<String>, key: &'static str) -> Result<String, ConfigError> {
+    match value {
+        Some(v) if !v.trim().is_empty() => Ok(v),
+        _ => Err(ConfigError::Missing {
+            key,
+            env: RawConfig::env_name(key),
+            flag: flag_name(key),
+        }),
+    }
+}
+
+fn optional(value: Option<String>) -> Option<String> {
+    value.filter(|v| !v.trim().is_empty())
+}
+
+fn parse_bool(
+    value: Option<String>,
+    key: &'static str,
+    default: bool,
+) -> Result<bool, ConfigError> {
+    match optional(value) {
+        None => Ok(default),
+        Some(v) => match v.trim().to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" | "on" => Ok(true),
+            "false" | "0" | "no" | "off" => Ok(false),
+            _ => Err(ConfigError::Invalid {
+                key,
+                expected: "true or false",
+                got: v,
+            }),
+        },
+    }
+}
+
+fn parse_number<T: std::str::FromStr + PartialOrd + fmt::Display + Copy>(
+    value: Option<String>,
+    key: &'static str,
+    expected: &'static str,
+    default: T,
+    range: std::ops::RangeInclusive<T>,
+) -> Result<T, ConfigError> {
+    match optional(value) {
+        None => Ok(default),
+        Some(v) => match v.trim().parse::<T>() {
+            Ok(n) if range.contains(&n) => Ok(n),
+            _ => Err(ConfigError::Invalid {
+                key,
+                expected,
+                got: v,
+            }),
+        },
+    }
+}
+
+fn is_valid_role_arn(arn: &str) -> bool {
+    // arn:aws:iam::<12 digits>:role/<name> (partitions aws, aws-cn, aws-us-gov).
+    let Some(rest) = ["arn:aws:iam::", "arn:aws-cn:iam::", "arn:aws-us-gov:iam::"]
+        .iter()
+        .find_map(|p| arn.strip_prefix(p))
+    else {
+        return false;
+    };
+    let Some((account, role)) = rest.split_once(":role/") else {
+        return false;
+    };
+    account.len() == 12
+        && account.bytes().all(|b| b.is_ascii_digit())
+        && !role.is_empty()
+        && role
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"+=,.@_-/".contains(&b))
+}
+
+impl Config {
+    /// Validates every key, naming the first one at fault.
+    pub fn try_from_raw(raw: RawConfig) -> Result<Self, ConfigError> {
+        let redshift_port_text = required(raw.redshift_port, "redshift_port")?;
+        let redshift_port = match redshift_port_text.trim().parse::<u16>() {
+            Ok(p) if p > 0 => p,
+            _ => {
+                return Err(ConfigError::Invalid {
+                    key: "redshift_port",
+                    expected: "a port number",
+                    got: redshift_port_text,
+                });
+            }
+        };
+        let iam_role_text = required(raw.iam_role, "iam_role")?;
+        let iam_role = if iam_role_text.trim().eq_ignore_ascii_case("default") {
+            IamRole::Default
+        } else if iam_role_text
+            .split(',')
+            .all(|arn| is_valid_role_arn(arn.trim()))
+        {
+            IamRole::Arn(
+                iam_role_text
+                    .split(',')
+                    .map(str::trim)
+                    .collect::<Vec<_>>()
+                    .join(","),
+            )
+        } else {
+            return Err(ConfigError::Invalid {
+                key: "iam_role",
+                expected: "'default' or an IAM role ARN like arn:aws:iam::123456789012:role/name (comma-separated to chain)",
+                got: iam_role_text,
+            });
+        };
+        let listen_text =
+            optional(raw.listen_address).unwrap_or_else(|| "127.0.0.1:8815".to_string());
+        let listen_address = listen_text
+            .trim()
+            .parse()
+            .map_err(|_| ConfigError::Invalid {
+                key: "listen_address",
+                expected: "an address like 127.0.0.1:8815",
+                got: listen_text.clone(),
+            })?;
+        let s3_endpoint = optional(raw.s3_endpoint);
+        if let Some(endpoint) = &s3_endpoint
+            && !(endpoint.starts_with("http://") || endpoint.starts_with("https://"))
+        {
+            return Err(ConfigError::Invalid {
+                key: "s3_endpoint",
+                expected: "an http:// or https:// URL",
+                got: endpoint.clone(),
+            });
+        }
+        let aws_access_key_id = optional(raw.aws_access_key_id);
+        let aws_secret_access_key = optional(raw.aws_secret_access_key).map(SecretString::from);
+        if aws_access_key_id.is_some() != aws_secret_access_key.is_some() {
+            return Err(ConfigError::Invalid {
+                key: "aws_secret_access_key",
+                expected: "given together with aws_access_key_id (or both left out to use the AWS credential chain)",
+                got: if aws_secret_access_key.is_some() {
+                    "<set>"
+                } else {
+                    "<missing>"
+                }
+                .to_string(),
+            });
+        }
+        let auto_schema_detection =
+            parse_bool(raw.auto_schema_detection, "auto_schema_detection", true)?;
+        let table_spec_file = optional(raw.table_spec_file).map(PathBuf::from);
+        if !auto_schema_detection && table_spec_file.is_none() {
+            return Err(ConfigError::Missing {
+                key: "table_spec_file",
+                env: RawConfig::env_name("table_spec_file"),
+                flag: flag_name("table_spec_file"),
+            });
+        }
+        let s3_prefix = optional(raw.s3_prefix)
+            .unwrap_or_else(|| "redshift-flight".to_string())
+            .trim_matches('/')
+            .to_string();
+        if s3_prefix.is_empty() || s3_prefix.contains("//") || s3_prefix.contains('\0') {
+            return Err(ConfigError::Invalid {
+                key: "s3_prefix",
+                expected: "a non-empty key prefix such as redshift-flight/staging",
+                got: s3_prefix,
+            });
+        }
+        Ok(Self {
+            redshift_host: required(raw.redshift_host, "redshift_host")?,
+            redshift_port,
+            redshift_database: required(raw.redshift_database, "redshift_database")?,
+            redshift_user: required(raw.redshift_user, "redshift_user")?,
+            redshift_password: SecretString::from(required(
+                raw.redshift_password,
+                "redshift_password",
+            )?),
+            redshift_schema: required(raw.redshift_schema, "redshift_schema")?,
+            s3_bucket: required(raw.s3_bucket, "s3_bucket")?,
+            s3_region: required(raw.s3_region, "s3_region")?,
+            s3_prefix,
+            iam_role,
+            aws_access_key_id,
+            aws_secret_access_key,
+            auto_schema_detection,
+            enable_complete_resync: parse_bool(
+                raw.enable_complete_resync,
+                "enable_complete_resync",
+                false,
+            )?,
+            max_parallel_workers: parse_number(
+                raw.max_parallel_workers,
+                "max_parallel_workers",
+                "a whole number from 1 to 256",
+                4,
+                1..=256,
+            )?,
+            s3_endpoint,
+            listen_address,
+            auth_tokens: optional(raw.auth_tokens)
+                .map(|t| {
+                    t.split(',')
+                        .map(str::trim)
+                        .filter(|t| !t.is_empty())
+                        .map(|t| SecretString::from(t.to_string()))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            table_spec_file,
+            catalog_ttl: Duration::from_secs(parse_number(
+                raw.catalog_ttl_seconds,
+                "catalog_ttl_seconds",
+                "a number of seconds from 0 to 86400",
+                60,
+                0..=86_400,
+            )?),
+            staging_ttl: Duration::from_secs(parse_number(
+                raw.staging_ttl_seconds,
+                "staging_ttl_seconds",
+                "a number of seconds from 60 to 604800",
+                3600,
+                60..=604_800,
+            )?),
+            unload_max_file_size_mb: parse_number(
+                raw.unload_max_file_size_mb,
+                "unload_max_file_size_mb",
+                "a number of MB from 5 to 6200",
+                256,
+                5..=6200,
+            )?,
+            ticket_secret: optional(raw.ticket_secret)
+                .map(SecretString::from)
+                .filter(|s| !s.expose_secret().is_empty()),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seed_json() -> serde_json::Value {
+        serde_json::json!({
+            "redshift_host": "example.redshift.amazonaws.com",
+            "redshift_port": "5439",
+            "redshift_database": "dev",
+            "redshift_user": "awsuser",
+            "redshift_password": "hunter2-password",
+            "redshift_schema": "public",
+            "s3_bucket": "b",
+            "s3_region": "us-east-1",
+            "s3_prefix": "fivetran-unload",
+            "iam_role": "arn:aws:iam::123456789012:role/unload",
+            "aws_access_key_id": "AKIAEXAMPLE",
+            "aws_secret_access_key": "secret-key-value",
+            "auto_schema_detection": "true",
+            "enable_complete_resync": "false",
+            "max_parallel_workers": "4"
+        })
+    }
+
+    fn parse(value: serde_json::Value) -> Result<Config, ConfigError> {
+        let raw: RawConfig = serde_json::from_value(value).unwrap();
+        Config::try_from_raw(raw)
+    }
+
+    #[test]
+    fn seed_configuration_works_unchanged() {
+        let config = parse(seed_json()).unwrap();
+        assert_eq!(config.redshift_port, 5439);
+        assert_eq!(config.max_parallel_workers, 4);
+        assert!(config.auto_schema_detection);
+        assert!(!config.enable_complete_resync);
+        assert_eq!(config.s3_prefix, "fivetran-unload");
+        assert_eq!(config.listen_address, "127.0.0.1:8815".parse().unwrap());
+        assert_eq!(RawConfig::KEYS.len(), 23);
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let mut json = seed_json();
+        json["redshift_port"] = "abc".into();
+        assert_eq!(
+            parse(json).unwrap_err().to_string(),
+            "redshift_port must be a port number, got 'abc'"
+        );
+        let mut json = seed_json();
+        json["iam_role"] = "arn:aws:iam::12:role/x".into();
+        assert!(
+            parse(json)
+                .unwrap_err()
+                .to_string()
+                .starts_with("iam_role must be")
+        );
+        let mut json = seed_json();
+        json.as_object_mut().unwrap().remove("s3_bucket");
+        assert!(
+            parse(json)
+                .unwrap_err()
+                .to_string()
+                .starts_with("s3_bucket is required")
+        );
+        let mut json = seed_json();
+        json["max_parallel_workers"] = "0".into();
+        assert!(parse(json).is_err());
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        let mut json = seed_json();
+        json["redshfit_host"] = "typo".into();
+        assert!(serde_json::from_value::<RawConfig>(json).is_err());
+    }
+
+    #[test]
+    fn default_role_and_numbers_as_json_numbers() {
+        let mut json = seed_json();
+        json["iam_role"] = "default".into();
+        json["redshift_port"] = 5439.into();
+        json["auto_schema_detection"] = true.into();
+        let config = parse(json).unwrap();
+        assert_eq!(config.iam_role, IamRole::Default);
+    }
+
+    #[test]
+    fn overlay_prefers_top() {
+        let file = RawConfig {
+            redshift_host: Some("file".into()),
+            ..Default::default()
+        };
+        let flags = RawConfig {
+            redshift_host: Some("flag".into()),
+            ..Default::default()
+        };
+        assert_eq!(file.overlay(flags).redshift_host.as_deref(), Some("flag"));
+    }
+
+    #[test]
+    fn debug_output_hides_secrets() {
+        let raw: RawConfig = serde_json::from_value(seed_json()).unwrap();
+        let text = format!("{raw:?}");
+        assert!(!text.contains("hunter2-password"));
+        assert!(!text.contains("secret-key-value"));
+        let config = Config::try_from_raw(raw).unwrap();
+        let text = format!("{config:?}");
+        assert!(!text.contains("hunter2-password"));
+        assert!(!text.contains("secret-key-value"));
+    }
+}

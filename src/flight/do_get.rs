@@ -1,0 +1,97 @@
+//! DoGet: verify the ticket, then stream one staged Parquet file as Arrow record batches,
+//! one row group at a time, normalised to the promised schema. Nothing collects the file: the
+//! Parquet stream reads one row group's column chunks with ranged GETs, and tonic pulling the
+//! encoded stream is the backpressure.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use arrow_flight::encode::FlightDataEncoderBuilder;
+use arrow_flight::error::FlightError;
+use arrow_flight::{FlightData, Ticket};
+use futures::stream::BoxStream;
+use futures::{StreamExt, TryStreamExt};
+use object_store::path::Path;
+use parquet::arrow::ParquetRecordBatchStreamBuilder;
+use parquet::errors::ParquetError;
+use tonic::Status;
+
+use super::{Service, ServiceError};
+use crate::catalog::{ColumnInfo, RedshiftType, TableRef, promised_schema};
+use crate::normalize::normalize_batch;
+use crate::store::{ObjectReader, StoreError};
+
+/// Rows per record batch read from Parquet. The encoder splits batches to fit gRPC messages.
+const BATCH_ROWS: usize = 64 * 1024;
+
+fn read_error(error: ParquetError, bucket: &str, key: &str) -> ServiceError {
+    match error {
+        ParquetError::External(source) => match source.downcast::<object_store::Error>() {
+            Ok(e) => ServiceError::Store(StoreError::from_object_store(*e, bucket, key)),
+            Err(other) => ServiceError::Corrupt {
+                key: key.to_string(),
+                message: other.to_string(),
+            },
+        },
+        other => ServiceError::Corrupt {
+            key: key.to_string(),
+            message: other.to_string(),
+        },
+    }
+}
+
+pub(super) async fn do_get(
+    service: Arc<Service>,
+    ticket: Ticket,
+    span: tracing::Span,
+) -> Result<BoxStream<'static, Result<FlightData, Status>>, ServiceError> {
+    let payload = service.tickets.decode(&ticket.ticket, SystemTime::now())?;
+    let table = TableRef::new(payload.schema.clone(), payload.table.clone());
+    span.record("table", tracing::field::display(&table));
+    span.record("run_id", payload.run_id.as_str());
+
+    let columns: Vec<ColumnInfo> = payload
+        .columns
+        .iter()
+        .map(|c| ColumnInfo::new(c.name.clone(), c.catalog_type.clone(), c.nullable))
+        .collect();
+    let schema = promised_schema(&table, &payload.primary_key, &columns);
+    let types: Vec<RedshiftType> = columns.into_iter().map(|c| c.redshift_type).collect();
+
+    let bucket = service.stager.bucket().to_string();
+    let key = payload.key.clone();
+    let reader = ObjectReader::new(
+        Arc::clone(&service.store),
+        Path::from(key.as_str()),
+        payload.file_size,
+    );
+    let stream = ParquetRecordBatchStreamBuilder::new(reader)
+        .await
+        .map_err(|e| read_error(e, &bucket, &key))?
+        .with_batch_size(BATCH_ROWS)
+        .build()
+        .map_err(|e| read_error(e, &bucket, &key))?;
+
+    let batch_schema = Arc::clone(&schema);
+    let batches = stream
+        .map_err(move |e| FlightError::Tonic(Box::new(Status::from(read_error(e, &bucket, &key)))))
+        .and_then(move |batch| {
+            let result = normalize_batch(&batch, &batch_schema, &types).map_err(|e| {
+                FlightError::Tonic(Box::new(Status::from(ServiceError::Normalize(e))))
+            });
+            futures::future::ready(result)
+        });
+    let rows_span = span.clone();
+    let mut rows_sent: u64 = 0;
+    let batches = batches.inspect(move |batch| {
+        if let Ok(batch) = batch {
+            rows_sent += batch.num_rows() as u64;
+            tracing::trace!(parent: &rows_span, rows_sent, "batch");
+        }
+    });
+    let encoded = FlightDataEncoderBuilder::new()
+        .with_schema(schema)
+        .build(batches)
+        .map_err(Status::from);
+    Ok(encoded.boxed())
+}

@@ -1,0 +1,28 @@
+//! GetSchema: the Arrow schema a GetFlightInfo for the same descriptor would promise, straight from
+//! the catalog (no UNLOAD).
+
+use arrow::ipc::writer::IpcWriteOptions;
+use arrow_flight::{FlightDescriptor, SchemaAsIpc, SchemaResult};
+
+use super::{Service, ServiceError};
+use crate::plan::{FlightRequest, Plan};
+
+pub(super) async fn get_schema(
+    service: &Service,
+    descriptor: &FlightDescriptor,
+) -> Result<SchemaResult, ServiceError> {
+    let mut request = FlightRequest::try_from_descriptor(descriptor)?;
+    let table = service
+        .resolve(request.schema.as_deref(), &request.table)
+        .await?;
+    // The schema does not depend on the mode; plan as a full read so that a cursor is not needed.
+    request.mode = crate::plan::Mode::Full;
+    request.cursor = None;
+    request.replication_key = None;
+    let plan = Plan::try_new(table, &request)?;
+    let options = IpcWriteOptions::default();
+    Ok(SchemaResult::try_from(SchemaAsIpc::new(
+        &plan.schema,
+        &options,
+    ))?)
+}

@@ -1,0 +1,223 @@
+//! The Flight service. The tonic `impl FlightService` is thin: each RPC checks credentials, opens a
+//! span and calls a plain async function in its own file; the logic sits behind the [`Catalog`],
+//! [`Stager`] and object-store seams, so every RPC can be tested with fakes.
+
+mod do_get;
+pub mod error;
+mod get_flight_info;
+mod get_schema;
+mod list_flights;
+
+use std::sync::Arc;
+
+use arrow_flight::flight_service_server::FlightService;
+use arrow_flight::{
+    Action, ActionType, Criteria, Empty, FlightData, FlightDescriptor, FlightInfo,
+    HandshakeRequest, HandshakeResponse, PollInfo, PutResult, SchemaResult, Ticket,
+};
+use futures::stream::BoxStream;
+use futures::{StreamExt, stream};
+use object_store::ObjectStore;
+use tonic::{Request, Response, Status, Streaming};
+use tracing::Instrument;
+
+use crate::auth::BearerAuth;
+use crate::catalog::{Catalog, TableInfo};
+use crate::stage::Stager;
+use crate::ticket::TicketCodec;
+pub use error::ServiceError;
+
+/// Everything the RPCs share.
+#[derive(Debug)]
+pub struct Service {
+    /// Table metadata.
+    pub catalog: Arc<dyn Catalog>,
+    /// UNLOAD runner.
+    pub stager: Arc<Stager>,
+    /// The staging bucket.
+    pub store: Arc<dyn ObjectStore>,
+    /// Ticket signer.
+    pub tickets: Arc<TicketCodec>,
+    /// Bearer-token check; `None` when no tokens are configured.
+    pub auth: Option<Arc<BearerAuth>>,
+}
+
+impl Service {
+    /// Finds a served table; an unknown schema or table is [`ServiceError::TableNotFound`].
+    pub(crate) async fn resolve(
+        &self,
+        schema: Option<&str>,
+        table: &str,
+    ) -> Result<Arc<TableInfo>, ServiceError> {
+        let schema_name = schema.unwrap_or(self.catalog.default_schema()).to_string();
+        if let Some(found) = self.catalog.table(&schema_name, table).await? {
+            return Ok(found);
+        }
+        if schema.is_some() {
+            let resolved = self.catalog.resolve_schema(&schema_name).await?;
+            if resolved != schema_name
+                && let Some(found) = self.catalog.table(&resolved, table).await?
+            {
+                return Ok(found);
+            }
+        }
+        Err(ServiceError::TableNotFound(format!(
+            "{schema_name}.{table}"
+        )))
+    }
+
+    fn authenticate<T>(&self, request: &Request<T>) -> Result<(), Status> {
+        match &self.auth {
+            None => Ok(()),
+            Some(auth) => auth
+                .check(request.metadata())
+                .map_err(|e| Status::from(ServiceError::Auth(e))),
+        }
+    }
+}
+
+/// The tonic Flight service over a [`Service`].
+#[derive(Debug, Clone)]
+pub struct RedshiftFlightService {
+    inner: Arc<Service>,
+}
+
+impl RedshiftFlightService {
+    /// Wraps the shared state.
+    pub fn new(inner: Arc<Service>) -> Self {
+        Self { inner }
+    }
+}
+
+type BoxedStream<T> = BoxStream<'static, Result<T, Status>>;
+
+#[tonic::async_trait]
+impl FlightService for RedshiftFlightService {
+    type HandshakeStream = BoxedStream<HandshakeResponse>;
+    type ListFlightsStream = BoxedStream<FlightInfo>;
+    type DoGetStream = BoxedStream<FlightData>;
+    type DoPutStream = BoxedStream<PutResult>;
+    type DoActionStream = BoxedStream<arrow_flight::Result>;
+    type ListActionsStream = BoxedStream<ActionType>;
+    type DoExchangeStream = BoxedStream<FlightData>;
+
+    async fn handshake(
+        &self,
+        request: Request<Streaming<HandshakeRequest>>,
+    ) -> Result<Response<Self::HandshakeStream>, Status> {
+        self.inner.authenticate(&request)?;
+        Ok(Response::new(
+            stream::once(async { Ok(HandshakeResponse::default()) }).boxed(),
+        ))
+    }
+
+    async fn list_flights(
+        &self,
+        request: Request<Criteria>,
+    ) -> Result<Response<Self::ListFlightsStream>, Status> {
+        self.inner.authenticate(&request)?;
+        let criteria = request.into_inner();
+        let span = tracing::info_span!("list_flights");
+        let infos = list_flights::list_flights(&self.inner, &criteria)
+            .instrument(span)
+            .await?;
+        Ok(Response::new(
+            stream::iter(infos.into_iter().map(Ok)).boxed(),
+        ))
+    }
+
+    async fn get_flight_info(
+        &self,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.inner.authenticate(&request)?;
+        let descriptor = request.into_inner();
+        let span = tracing::info_span!(
+            "get_flight_info",
+            table = tracing::field::Empty,
+            run_id = tracing::field::Empty
+        );
+        let info = get_flight_info::get_flight_info(&self.inner, descriptor)
+            .instrument(span)
+            .await?;
+        Ok(Response::new(info))
+    }
+
+    async fn poll_flight_info(
+        &self,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<PollInfo>, Status> {
+        self.inner.authenticate(&request)?;
+        Err(Status::unimplemented(
+            "PollFlightInfo is not supported; use GetFlightInfo",
+        ))
+    }
+
+    async fn get_schema(
+        &self,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<SchemaResult>, Status> {
+        self.inner.authenticate(&request)?;
+        let descriptor = request.into_inner();
+        let span = tracing::info_span!("get_schema");
+        let schema = get_schema::get_schema(&self.inner, &descriptor)
+            .instrument(span)
+            .await?;
+        Ok(Response::new(schema))
+    }
+
+    async fn do_get(
+        &self,
+        request: Request<Ticket>,
+    ) -> Result<Response<Self::DoGetStream>, Status> {
+        self.inner.authenticate(&request)?;
+        let ticket = request.into_inner();
+        let span = tracing::info_span!(
+            "do_get",
+            table = tracing::field::Empty,
+            run_id = tracing::field::Empty
+        );
+        let stream = do_get::do_get(Arc::clone(&self.inner), ticket, span.clone())
+            .instrument(span)
+            .await?;
+        Ok(Response::new(stream))
+    }
+
+    async fn do_put(
+        &self,
+        request: Request<Streaming<FlightData>>,
+    ) -> Result<Response<Self::DoPutStream>, Status> {
+        self.inner.authenticate(&request)?;
+        Err(Status::unimplemented(
+            "DoPut is not supported: redshift-flight is read-only",
+        ))
+    }
+
+    async fn do_action(
+        &self,
+        request: Request<Action>,
+    ) -> Result<Response<Self::DoActionStream>, Status> {
+        self.inner.authenticate(&request)?;
+        let action = request.into_inner();
+        Err(Status::unimplemented(format!(
+            "action {:?} is not supported",
+            action.r#type
+        )))
+    }
+
+    async fn list_actions(
+        &self,
+        request: Request<Empty>,
+    ) -> Result<Response<Self::ListActionsStream>, Status> {
+        self.inner.authenticate(&request)?;
+        Ok(Response::new(stream::empty().boxed()))
+    }
+
+    async fn do_exchange(
+        &self,
+        request: Request<Streaming<FlightData>>,
+    ) -> Result<Response<Self::DoExchangeStream>, Status> {
+        self.inner.authenticate(&request)?;
+        Err(Status::unimplemented("DoExchange is not supported"))
+    }
+}

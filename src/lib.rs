@@ -1,0 +1,20 @@
+//! redshift-flight: an Apache Arrow Flight server that serves Amazon Redshift tables as Arrow
+//! streams. `GetFlightInfo` plans a Redshift `UNLOAD ... FORMAT AS PARQUET` into S3 and returns one
+//! endpoint per staged file; `DoGet` streams that file's row groups from S3 as record batches.
+//!
+//! The modules follow the data flow: [`config`] -> [`catalog`] (discovery) -> [`plan`] (SQL, via
+//! the one quoting module [`plan::sql`]) -> [`stage`] (UNLOAD and manifest) -> [`ticket`] ->
+//! [`flight`] (the RPCs) reading through [`store`] and [`normalize`].
+#![warn(missing_docs)]
+
+pub mod auth;
+pub mod catalog;
+pub mod config;
+pub mod flight;
+pub mod normalize;
+pub mod plan;
+pub mod redshift;
+pub mod server;
+pub mod stage;
+pub mod store;
+pub mod ticket;

@@ -1,0 +1,167 @@
+//! The `redshift-flight` command: `serve`, `tables`, `plan`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use redshift_flight::catalog::TableRef;
+use redshift_flight::config::{Config, RawConfig};
+use redshift_flight::plan::{FlightRequest, Plan, split_table_name};
+use redshift_flight::server::{Application, Parts};
+use redshift_flight::stage::new_run_id;
+
+/// Apache Arrow Flight server for Amazon Redshift tables (UNLOAD to Parquet on S3, streamed back).
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    /// Configuration file: the seed connector's configuration.json plus redshift-flight's keys.
+    #[arg(long, global = true, env = "REDSHIFT_FLIGHT_CONFIG")]
+    config: Option<PathBuf>,
+
+    #[command(flatten)]
+    overrides: RawConfig,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the Flight server.
+    Serve,
+    /// List the tables the server would serve.
+    Tables {
+        /// Schema to list (default: redshift_schema).
+        #[arg(long)]
+        schema: Option<String>,
+    },
+    /// Print the UNLOAD the server would run for a table, without running it.
+    Plan {
+        /// `table` or `schema.table`.
+        table: String,
+    },
+}
+
+fn load_config(cli: &Cli) -> Result<Config, String> {
+    let file = match &cli.config {
+        Some(path) => RawConfig::from_file(path).map_err(|e| e.to_string())?,
+        None => RawConfig::default(),
+    };
+    Config::try_from_raw(file.overlay(cli.overrides.clone())).map_err(|e| e.to_string())
+}
+
+async fn run(cli: Cli) -> Result<(), String> {
+    let config = load_config(&cli)?;
+    match cli.command {
+        Command::Serve => {
+            let app = Application::build(config)
+                .await
+                .map_err(|e| e.to_string())?;
+            let addr = app.local_addr().map_err(|e| e.to_string())?;
+            tracing::info!(%addr, "redshift-flight listening");
+            println!("redshift-flight listening on {addr}");
+            app.run_until(shutdown_signal())
+                .await
+                .map_err(|e| e.to_string())
+        }
+        Command::Tables { schema } => {
+            let parts = Parts::build(&config).map_err(|e| e.to_string())?;
+            let schema = schema.unwrap_or_else(|| config.redshift_schema.clone());
+            let tables = parts
+                .catalog
+                .list_tables(&schema)
+                .await
+                .map_err(|e| e.to_string())?;
+            for table in tables {
+                let estimate = table
+                    .row_estimate
+                    .map_or("-".to_string(), |n| n.to_string());
+                println!(
+                    "{}\t{} columns\t{} rows (estimate)\tprimary key {:?}",
+                    table.table,
+                    table.columns.len(),
+                    estimate,
+                    table.primary_key
+                );
+            }
+            Ok(())
+        }
+        Command::Plan { table } => {
+            let parts = Parts::build(&config).map_err(|e| e.to_string())?;
+            let (schema, name) = split_table_name(&table).map_err(|e| e.to_string())?;
+            let schema = schema.unwrap_or_else(|| config.redshift_schema.clone());
+            let info = parts
+                .catalog
+                .table(&schema, &name)
+                .await
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| format!("table {} not found", TableRef::new(schema, name)))?;
+            let request = FlightRequest {
+                schema: None,
+                table: info.table.table.clone(),
+                columns: None,
+                mode: redshift_flight::plan::Mode::Full,
+                cursor: None,
+                replication_key: None,
+            };
+            let plan = Plan::try_new(info, &request).map_err(|e| e.to_string())?;
+            let prefix = format!(
+                "{}/{}/",
+                config.s3_prefix,
+                new_run_id(std::time::SystemTime::now())
+            );
+            let sql = parts
+                .stager
+                .unload_sql(&plan, &prefix)
+                .map_err(|e| e.to_string())?;
+            println!("{sql};");
+            Ok(())
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::warn!(%error, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down");
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("REDSHIFT_FLIGHT_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(Cli::parse()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("redshift-flight: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,192 @@
+//! Object storage: the S3 client (object_store, with a custom endpoint and path-style addressing
+//! for S3-compatible servers) and [`ObjectReader`], parquet's `AsyncFileReader` over any
+//! [`ObjectStore`] with the file size known up front (taken from the manifest and carried in the
+//! ticket), so reading a file's footer needs no HEAD request.
+
+use std::ops::Range;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use futures::{FutureExt, TryFutureExt};
+use object_store::aws::AmazonS3Builder;
+use object_store::path::Path;
+use object_store::{ClientOptions, ObjectStore, ObjectStoreExt, RetryConfig};
+use parquet::arrow::arrow_reader::ArrowReaderOptions;
+use parquet::arrow::async_reader::AsyncFileReader;
+use parquet::errors::ParquetError;
+use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
+use secrecy::ExposeSecret;
+
+use crate::config::Config;
+
+/// What went wrong talking to S3, classified for status codes and retries.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The object does not exist (any more).
+    #[error("s3://{bucket}/{path} does not exist")]
+    NotFound {
+        /// Bucket.
+        bucket: String,
+        /// Key.
+        path: String,
+    },
+    /// S3 refused our credentials or permissions.
+    #[error("S3 denied access to s3://{bucket}/{path}: {message}")]
+    Denied {
+        /// Bucket.
+        bucket: String,
+        /// Key.
+        path: String,
+        /// S3's answer.
+        message: String,
+    },
+    /// S3 could not be reached or failed.
+    #[error("cannot read s3://{bucket}/{path}: {message}")]
+    Unavailable {
+        /// Bucket.
+        bucket: String,
+        /// Key.
+        path: String,
+        /// The cause chain.
+        message: String,
+    },
+    /// The S3 client could not be built from the configuration.
+    #[error("invalid S3 configuration: {0}")]
+    Config(String),
+}
+
+impl StoreError {
+    /// Classifies an object_store error for `bucket`/`path`.
+    pub fn from_object_store(error: object_store::Error, bucket: &str, path: &str) -> Self {
+        let (bucket, path) = (bucket.to_string(), path.to_string());
+        match error {
+            object_store::Error::NotFound { .. } => Self::NotFound { bucket, path },
+            object_store::Error::PermissionDenied { .. }
+            | object_store::Error::Unauthenticated { .. } => Self::Denied {
+                bucket,
+                path,
+                message: error_chain(&error),
+            },
+            other => Self::Unavailable {
+                bucket,
+                path,
+                message: error_chain(&other),
+            },
+        }
+    }
+}
+
+/// Renders an error with its whole `source()` chain.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+        source = cause.source();
+    }
+    message
+}
+
+/// Builds the S3 client for the staging bucket. Explicit keys win; otherwise object_store's
+/// credential chain (environment, web identity, ECS and instance metadata) is used.
+pub fn build_s3(config: &Config) -> Result<Arc<dyn ObjectStore>, StoreError> {
+    let mut builder = AmazonS3Builder::from_env()
+        .with_bucket_name(&config.s3_bucket)
+        .with_region(&config.s3_region)
+        .with_retry(RetryConfig {
+            max_retries: 4,
+            retry_timeout: Duration::from_secs(30),
+            ..RetryConfig::default()
+        })
+        .with_client_options(
+            ClientOptions::new()
+                .with_connect_timeout(Duration::from_secs(5))
+                .with_timeout(Duration::from_secs(120)),
+        );
+    if let Some(endpoint) = &config.s3_endpoint {
+        builder = builder
+            .with_endpoint(endpoint)
+            .with_virtual_hosted_style_request(false)
+            .with_allow_http(endpoint.starts_with("http://"));
+    }
+    if let (Some(key), Some(secret)) = (&config.aws_access_key_id, &config.aws_secret_access_key) {
+        builder = builder
+            .with_access_key_id(key)
+            .with_secret_access_key(secret.expose_secret());
+    }
+    let store = builder
+        .build()
+        .map_err(|e| StoreError::Config(error_chain(&e)))?;
+    Ok(Arc::new(store))
+}
+
+/// Parquet's [`AsyncFileReader`] over one object of an [`ObjectStore`] whose size is known.
+#[derive(Debug, Clone)]
+pub struct ObjectReader {
+    store: Arc<dyn ObjectStore>,
+    path: Path,
+    file_size: u64,
+}
+
+impl ObjectReader {
+    /// A reader of `path`, `file_size` bytes long.
+    pub fn new(store: Arc<dyn ObjectStore>, path: Path, file_size: u64) -> Self {
+        Self {
+            store,
+            path,
+            file_size,
+        }
+    }
+}
+
+fn parquet_error(error: object_store::Error) -> ParquetError {
+    ParquetError::External(Box::new(error))
+}
+
+/// Bytes of the file's tail fetched with the footer in one request: most footers fit, so the
+/// metadata costs one ranged GET.
+const FOOTER_PREFETCH: usize = 64 * 1024;
+
+impl AsyncFileReader for ObjectReader {
+    fn get_bytes(&mut self, range: Range<u64>) -> BoxFuture<'_, parquet::errors::Result<Bytes>> {
+        self.store
+            .get_range(&self.path, range)
+            .map_err(parquet_error)
+            .boxed()
+    }
+
+    fn get_byte_ranges(
+        &mut self,
+        ranges: Vec<Range<u64>>,
+    ) -> BoxFuture<'_, parquet::errors::Result<Vec<Bytes>>> {
+        async move {
+            self.store
+                .get_ranges(&self.path, &ranges)
+                .await
+                .map_err(parquet_error)
+        }
+        .boxed()
+    }
+
+    fn get_metadata<'a>(
+        &'a mut self,
+        options: Option<&'a ArrowReaderOptions>,
+    ) -> BoxFuture<'a, parquet::errors::Result<Arc<ParquetMetaData>>> {
+        async move {
+            let file_size = self.file_size;
+            let metadata = ParquetMetaDataReader::new()
+                .with_arrow_reader_options(options)
+                .with_prefetch_hint(Some(FOOTER_PREFETCH))
+                .load_and_finish(self, file_size)
+                .await?;
+            Ok(Arc::new(metadata))
+        }
+        .boxed()
+    }
+}
