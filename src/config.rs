@@ -82,7 +82,7 @@ macro_rules! raw_config {
         pub struct RawConfig {
             $(
                 $(#[doc = $doc])*
-                #[arg(long, env = $env, hide_env_values = true)]
+                #[arg(long, global = true, env = $env, hide_env_values = true)]
                 #[serde(default, deserialize_with = "scalar")]
                 pub $field: Option<String>,
             )*

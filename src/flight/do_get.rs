@@ -6,6 +6,7 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use arrow::array::RecordBatch;
 use arrow_flight::encode::FlightDataEncoderBuilder;
 use arrow_flight::error::FlightError;
 use arrow_flight::{FlightData, Ticket};
@@ -23,6 +24,38 @@ use crate::store::{ObjectReader, StoreError};
 
 /// Rows per record batch read from Parquet. The encoder splits batches to fit gRPC messages.
 const BATCH_ROWS: usize = 64 * 1024;
+
+/// Decoded batches buffered ahead of the gRPC stream: while one batch is encoded and sent, the
+/// next row group is fetched and decoded. Bounds memory to a few batches per stream.
+const PREFETCH_BATCHES: usize = 2;
+
+/// Aborts the prefetch task when the response stream is dropped (client gone or cancelled).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Runs `batches` on its own task, at most [`PREFETCH_BATCHES`] ahead of the consumer.
+fn prefetch(
+    batches: impl futures::Stream<Item = Result<RecordBatch, FlightError>> + Send + 'static,
+) -> impl futures::Stream<Item = Result<RecordBatch, FlightError>> + Send + 'static {
+    let (tx, rx) = tokio::sync::mpsc::channel(PREFETCH_BATCHES);
+    let task = tokio::spawn(async move {
+        let mut batches = std::pin::pin!(batches);
+        while let Some(item) = batches.next().await {
+            let failed = item.is_err();
+            if tx.send(item).await.is_err() || failed {
+                break;
+            }
+        }
+    });
+    futures::stream::unfold((rx, AbortOnDrop(task)), |(mut rx, guard)| async move {
+        rx.recv().await.map(|item| (item, (rx, guard)))
+    })
+}
 
 fn read_error(error: ParquetError, bucket: &str, key: &str) -> ServiceError {
     match error {
@@ -91,7 +124,7 @@ pub(super) async fn do_get(
     });
     let encoded = FlightDataEncoderBuilder::new()
         .with_schema(schema)
-        .build(batches)
+        .build(prefetch(batches))
         .map_err(Status::from);
     Ok(encoded.boxed())
 }

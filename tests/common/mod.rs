@@ -80,6 +80,11 @@ pub fn unique(prefix: &str) -> String {
 
 /// The configuration of a server pointed at the test bed, with `extra` keys on top.
 pub fn raw_config(extra: &[(&str, &str)]) -> RawConfig {
+    serde_json::from_value(config_json(extra)).expect("valid test configuration")
+}
+
+/// The same configuration as a `configuration.json` document.
+pub fn config_json(extra: &[(&str, &str)]) -> serde_json::Value {
     let mut json = serde_json::json!({
         "redshift_host": tb("TESTBED_REDSHIFT_HOST"),
         "redshift_port": tb("TESTBED_REDSHIFT_PORT"),
@@ -103,7 +108,7 @@ pub fn raw_config(extra: &[(&str, &str)]) -> RawConfig {
     for (k, v) in extra {
         json[*k] = serde_json::Value::String(v.to_string());
     }
-    serde_json::from_value(json).expect("valid test configuration")
+    json
 }
 
 /// A server running in-process; stops when dropped.
