@@ -1,0 +1,110 @@
+//! Redshift compatibility objects in the backend database.
+//!
+//! So that a table created directly in PostgreSQL looks like a Redshift table, and the Flight
+//! server's catalog SQL runs unchanged, the emulator creates at start-up (idempotently, under an
+//! advisory lock so two emulators starting together do not race):
+//!
+//! * domains in `public`: `super` (jsonb), `varbyte` (bytea), `geometry` (bytea holding EWKB),
+//!   `hllsketch` (text);
+//! * functions `json_serialize(jsonb) -> text`, `to_hex(bytea) -> text`,
+//!   `st_ashexewkb(bytea) -> text`;
+//! * the view `public.svv_table_info` with Redshift's main columns for ordinary tables in
+//!   non-system schemas (`tbl_rows` from the planner statistics, `size` in 1 MB blocks).
+
+use tokio_postgres::NoTls;
+
+use crate::error::Error;
+
+/// Advisory lock key serialising concurrent start-ups ("rsemul" in ASCII).
+const ADVISORY_LOCK_KEY: i64 = 0x7273_656d_756c;
+
+/// The compatibility DDL, idempotent.
+pub const COMPAT_SQL: &str = r#"
+DO $$
+BEGIN
+  IF NOT EXISTS (SELECT 1 FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
+                 WHERE n.nspname = 'public' AND t.typname = 'super') THEN
+    CREATE DOMAIN public.super AS jsonb;
+  END IF;
+  IF NOT EXISTS (SELECT 1 FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
+                 WHERE n.nspname = 'public' AND t.typname = 'varbyte') THEN
+    CREATE DOMAIN public.varbyte AS bytea;
+  END IF;
+  IF NOT EXISTS (SELECT 1 FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
+                 WHERE n.nspname = 'public' AND t.typname = 'geometry') THEN
+    CREATE DOMAIN public.geometry AS bytea;
+  END IF;
+  IF NOT EXISTS (SELECT 1 FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
+                 WHERE n.nspname = 'public' AND t.typname = 'hllsketch') THEN
+    CREATE DOMAIN public.hllsketch AS text;
+  END IF;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION public.json_serialize(jsonb) RETURNS text
+  LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$ SELECT $1::text $$;
+
+CREATE OR REPLACE FUNCTION public.to_hex(bytea) RETURNS text
+  LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$ SELECT encode($1, 'hex') $$;
+
+CREATE OR REPLACE FUNCTION public.st_ashexewkb(bytea) RETURNS text
+  LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$ SELECT upper(encode($1, 'hex')) $$;
+
+CREATE OR REPLACE VIEW public.svv_table_info AS
+SELECT current_database()::text AS database,
+       n.nspname::text AS schema,
+       c.oid AS table_id,
+       c.relname::text AS "table",
+       'Y'::char(1) AS encoded,
+       'AUTO(EVEN)'::text AS diststyle,
+       NULL::text AS sortkey1,
+       0::integer AS max_varchar,
+       NULL::char(32) AS sortkey1_enc,
+       0::integer AS sortkey_num,
+       ceil(pg_total_relation_size(c.oid) / 1048576.0)::bigint AS size,
+       0::numeric(10,4) AS pct_used,
+       0::bigint AS empty,
+       0::numeric(5,2) AS unsorted,
+       0::numeric(5,2) AS stats_off,
+       (CASE WHEN c.reltuples >= 0 THEN c.reltuples::numeric
+             ELSE coalesce(s.n_live_tup, 0)::numeric END)::numeric(38,0) AS tbl_rows,
+       NULL::numeric(19,3) AS skew_sortkey1,
+       NULL::numeric(19,3) AS skew_rows,
+       (CASE WHEN c.reltuples >= 0 THEN c.reltuples::numeric
+             ELSE coalesce(s.n_live_tup, 0)::numeric END)::numeric(38,0) AS estimated_visible_rows,
+       NULL::text AS risk_event,
+       NULL::text AS vacuum_sort_benefit,
+       NULL::timestamp AS create_time
+FROM pg_class c
+JOIN pg_namespace n ON n.oid = c.relnamespace
+LEFT JOIN pg_stat_user_tables s ON s.relid = c.oid
+WHERE c.relkind IN ('r', 'p')
+  AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+  AND n.nspname NOT LIKE 'pg\_toast%'
+  AND n.nspname NOT LIKE 'pg\_temp\_%';
+"#;
+
+/// Connects to the backend and creates the compatibility objects.
+pub async fn install(pg_url: &str) -> Result<(), Error> {
+    let (client, connection) = tokio_postgres::connect(pg_url, NoTls).await?;
+    let conn = tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::debug!(error = %e, "compatibility bootstrap connection ended");
+        }
+    });
+    let result = async {
+        client
+            .execute("SELECT pg_advisory_lock($1)", &[&ADVISORY_LOCK_KEY])
+            .await?;
+        let ddl = client.batch_execute(COMPAT_SQL).await;
+        client
+            .execute("SELECT pg_advisory_unlock($1)", &[&ADVISORY_LOCK_KEY])
+            .await?;
+        ddl
+    }
+    .await
+    .map_err(Error::Compat);
+    drop(client);
+    let _ = conn.await;
+    result
+}

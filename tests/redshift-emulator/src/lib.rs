@@ -1,0 +1,180 @@
+//! A Redshift emulator for tests: the PostgreSQL wire protocol in front of a real PostgreSQL,
+//! behaving like Amazon Redshift for what the redshift-flight server uses.
+//!
+//! * **Connections**: MD5 password authentication against one configured user (a wrong password
+//!   gets SQLSTATE 28P01), one configured database (others get 3D000). Each client session has
+//!   its own backend PostgreSQL connection, so transactions and session settings behave.
+//! * **Ordinary statements** are relayed to PostgreSQL message by message, simple and extended
+//!   protocol alike, so rows, types, formats, command tags and errors (with their SQLSTATE) come
+//!   back unchanged. `version()` reports a Redshift version string.
+//! * **`UNLOAD ('select ...') TO 's3://bucket/prefix' ... FORMAT AS PARQUET`** runs the SELECT
+//!   through a server-side cursor and writes SNAPPY Parquet to S3 with Redshift's file layout,
+//!   MANIFEST [VERBOSE], MAXFILESIZE splits and Redshift's rejections (see [`unload`]).
+//! * **Compatibility objects** (`super`, `varbyte`, `geometry`, `hllsketch` domains, a few
+//!   functions, `svv_table_info`) are created in the backend at start-up (see [`compat`]).
+//!
+//! # Fault knobs
+//!
+//! Global to one emulator, set at start-up ([`EmulatorConfig::faults`], flags, environment) and
+//! at run time through the emulator itself:
+//!
+//! | knob | statement | effect |
+//! |---|---|---|
+//! | `unload_delay_ms` | `EMULATOR SET unload_delay_ms = 500` | sleep before each UNLOAD (a CancelRequest interrupts it) |
+//! | `fail_after_files` | `EMULATOR SET fail_after_files = 2` | fail each UNLOAD with XX000 once that many data files are written; the files stay, no manifest (`none` disables) |
+//! | `drop_connection_on_unload` | `EMULATOR SET drop_connection_on_unload = true` | close the client's TCP connection when an UNLOAD starts (after the delay) |
+//!
+//! `EMULATOR RESET [knob]` restores the start-up values.
+//!
+//! # Example
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), redshift_emulator::Error> {
+//! let config = redshift_emulator::EmulatorConfig::new("postgres://postgres@127.0.0.1:55432/dev", "secret")
+//!     .with_listen("127.0.0.1:0")
+//!     .with_s3_endpoint("http://127.0.0.1:59000");
+//! let emulator = redshift_emulator::start(config).await?;
+//! println!("listening on {}", emulator.local_addr());
+//! emulator.shutdown().await;
+//! # Ok(()) }
+//! ```
+
+#![warn(missing_docs)]
+
+mod backend;
+pub mod compat;
+mod config;
+mod control;
+mod error;
+mod session;
+mod sql;
+pub mod unload;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+pub use config::{EmulatorConfig, FaultKnobs, FaultSettings, Secret};
+pub use error::{Error, StatementError};
+pub use sql::REDSHIFT_VERSION;
+
+use backend::BackendTarget;
+use session::{CancelRegistry, Canceller, Session, SessionHandlers, Shared};
+
+/// A running emulator. Dropping it does not stop it; call [`RunningEmulator::shutdown`].
+#[derive(Debug)]
+pub struct RunningEmulator {
+    local_addr: SocketAddr,
+    shared: Arc<Shared>,
+    shutdown: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl RunningEmulator {
+    /// The address the emulator listens on (the real port when configured with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The fault knobs, for tests that change them without SQL.
+    pub fn knobs(&self) -> &FaultKnobs {
+        &self.shared.knobs
+    }
+
+    /// Stops accepting connections, closes the open ones and waits for the accept loop.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        let _ = self.task.await;
+    }
+
+    /// Waits until the accept loop ends (it only ends after [`RunningEmulator::shutdown`] or
+    /// an accept error).
+    pub async fn wait(self) {
+        let _ = self.task.await;
+    }
+}
+
+/// Starts an emulator: creates the compatibility objects, binds the listener and serves
+/// connections in the background. Returns once the listener is bound.
+pub async fn start(config: EmulatorConfig) -> Result<RunningEmulator, Error> {
+    let target = BackendTarget::parse(config.pg_url.expose()).map_err(Error::Config)?;
+    if config.slices == 0 {
+        return Err(Error::Config("--slices must be at least 1".to_owned()));
+    }
+    if config.fetch_rows == 0 {
+        return Err(Error::Config("fetch_rows must be at least 1".to_owned()));
+    }
+    compat::install(config.pg_url.expose()).await?;
+
+    let listener = TcpListener::bind(&config.listen)
+        .await
+        .map_err(|source| Error::Bind {
+            addr: config.listen.clone(),
+            source,
+        })?;
+    let local_addr = listener.local_addr().map_err(|source| Error::Bind {
+        addr: config.listen.clone(),
+        source,
+    })?;
+    let shared = Arc::new(Shared {
+        knobs: FaultKnobs::new(config.faults.clone()),
+        config,
+        target,
+        cancels: CancelRegistry::default(),
+    });
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let task = tokio::spawn(accept_loop(listener, Arc::clone(&shared), shutdown_rx));
+    tracing::info!(%local_addr, "redshift emulator listening");
+    Ok(RunningEmulator {
+        local_addr,
+        shared,
+        shutdown,
+        task,
+    })
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let canceller = Arc::new(Canceller {
+        shared: Arc::clone(&shared),
+    });
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = shutdown.changed() => break,
+        };
+        let (socket, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                continue;
+            }
+        };
+        let session = Arc::new(Session::new(Arc::clone(&shared)));
+        let handlers = Arc::new(SessionHandlers {
+            session: Arc::clone(&session),
+            canceller: Arc::clone(&canceller),
+        });
+        let mut shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            tracing::debug!(%peer, "client connected");
+            tokio::select! {
+                result = pgwire::tokio::process_socket(socket, None, handlers) => {
+                    if let Err(e) = result {
+                        tracing::debug!(%peer, error = %e, "client connection ended with an error");
+                    }
+                }
+                _ = session.dropped.notified() => {
+                    tracing::info!(%peer, "client connection dropped by the emulator");
+                }
+                _ = shutdown.changed() => {}
+            }
+        });
+    }
+}

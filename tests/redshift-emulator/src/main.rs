@@ -1,0 +1,117 @@
+//! The `redshift-emulator` binary: parses flags/environment, starts the emulator and prints
+//! `redshift-emulator listening on <addr>` once it accepts connections.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::Parser;
+use redshift_emulator::{EmulatorConfig, FaultSettings};
+
+/// A Redshift emulator: PostgreSQL wire protocol in front of PostgreSQL, with UNLOAD to S3.
+#[derive(Debug, Parser)]
+#[command(name = "redshift-emulator", version)]
+struct Args {
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, env = "EMULATOR_LISTEN", default_value = "127.0.0.1:5439")]
+    listen: String,
+    /// The backend PostgreSQL, e.g. postgres://postgres@127.0.0.1:55432/dev
+    #[arg(long, env = "EMULATOR_PG_URL", hide_env_values = true)]
+    pg_url: String,
+    /// The user clients log in as.
+    #[arg(long, env = "EMULATOR_USER", default_value = "awsuser")]
+    user: String,
+    /// That user's password.
+    #[arg(long, env = "EMULATOR_PASSWORD", hide_env_values = true)]
+    password: String,
+    /// The database clients connect to.
+    #[arg(long, env = "EMULATOR_DATABASE", default_value = "dev")]
+    database: String,
+    /// S3 endpoint such as http://127.0.0.1:59000 (path-style, HTTP allowed); AWS if absent.
+    /// Credentials come from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY.
+    #[arg(long, env = "EMULATOR_S3_ENDPOINT")]
+    s3_endpoint: Option<String>,
+    /// Default S3 region.
+    #[arg(long, env = "EMULATOR_S3_REGION", default_value = "us-east-1")]
+    s3_region: String,
+    /// Number of slices PARALLEL ON spreads rows over.
+    #[arg(long, env = "EMULATOR_SLICES", default_value_t = 4)]
+    slices: usize,
+    /// Flush a Parquet row group every this many rows (0 = by ROWGROUPSIZE).
+    #[arg(long, env = "EMULATOR_ROW_GROUP_ROWS", default_value_t = 0)]
+    row_group_rows: usize,
+    /// Fault: sleep this long before each UNLOAD.
+    #[arg(long, env = "EMULATOR_UNLOAD_DELAY_MS", default_value_t = 0)]
+    unload_delay_ms: u64,
+    /// Fault: fail each UNLOAD after writing this many data files.
+    #[arg(long, env = "EMULATOR_FAIL_AFTER_FILES")]
+    fail_after_files: Option<u64>,
+    /// Fault: drop the client connection when an UNLOAD starts.
+    #[arg(long, env = "EMULATOR_DROP_CONNECTION_ON_UNLOAD")]
+    drop_connection_on_unload: bool,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let config = EmulatorConfig::new(args.pg_url, args.password)
+        .with_listen(args.listen)
+        .with_user(args.user)
+        .with_database(args.database)
+        .with_s3_region(args.s3_region)
+        .with_slices(args.slices)
+        .with_row_group_rows(args.row_group_rows)
+        .with_faults(FaultSettings {
+            unload_delay_ms: args.unload_delay_ms,
+            fail_after_files: args.fail_after_files,
+            drop_connection_on_unload: args.drop_connection_on_unload,
+        });
+    let config = match args.s3_endpoint {
+        Some(endpoint) => config.with_s3_endpoint(endpoint),
+        None => config,
+    };
+    let emulator = match redshift_emulator::start(config).await {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("redshift-emulator: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut stdout = std::io::stdout();
+    if writeln!(
+        stdout,
+        "redshift-emulator listening on {}",
+        emulator.local_addr()
+    )
+    .and_then(|()| stdout.flush())
+    .is_err()
+    {
+        eprintln!("redshift-emulator: cannot write to stdout");
+    }
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => emulator.shutdown().await,
+        _ = terminate() => emulator.shutdown().await,
+    }
+    ExitCode::SUCCESS
+}
+
+#[cfg(unix)]
+async fn terminate() {
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut s) => {
+            s.recv().await;
+        }
+        Err(_) => std::future::pending().await,
+    }
+}
+
+#[cfg(not(unix))]
+async fn terminate() {
+    std::future::pending().await
+}

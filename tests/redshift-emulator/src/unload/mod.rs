@@ -1,0 +1,681 @@
+//! UNLOAD: run a SELECT through a server-side cursor and write Redshift-shaped Parquet to S3.
+//!
+//! The steps follow what Redshift does and rejects:
+//! 1. parse and validate the statement ([`parse`]); reject `LIMIT` in the outermost SELECT;
+//! 2. open a transaction (or a savepoint inside the client's transaction) with `DateStyle` ISO,
+//!    `TimeZone` UTC and shortest-exact float output, and `DECLARE` a `NO SCROLL` cursor;
+//! 3. `FETCH` [`EmulatorConfig::fetch_rows`](crate::EmulatorConfig) rows at a time; the first
+//!    row description decides the Parquet schema and the type rejections ([`convert`]);
+//! 4. check the destination (not empty without ALLOWOVERWRITE/CLEANPATH; CLEANPATH deletes);
+//! 5. deal the chunks round-robin to the slices (PARALLEL ON) or to one serial stream, each
+//!    written through parquet's `AsyncArrowWriter` into an S3 multipart upload, SNAPPY, split at
+//!    MAXFILESIZE; only one chunk of rows is in memory at a time;
+//! 6. write the MANIFEST (if asked and there were rows), close the cursor, commit.
+//!
+//! File names: PARALLEL ON `<prefix>0000_part_00.parquet` (slice, part); PARALLEL OFF
+//! `<prefix>000.parquet`, `<prefix>001.parquet`, ...; `EXTENSION 'ext'` replaces `.parquet`.
+
+pub mod convert;
+pub mod parse;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
+use futures::TryStreamExt;
+use object_store::aws::AmazonS3Builder;
+use object_store::buffered::BufWriter;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload, RetryConfig};
+use parquet::arrow::AsyncArrowWriter;
+use parquet::arrow::arrow_writer::ArrowWriterOptions;
+use parquet::basic::Compression;
+use parquet::file::properties::WriterProperties;
+use pgwire::messages::response::TransactionStatus;
+use serde::Serialize;
+use tokio::sync::Notify;
+
+use crate::backend::{Backend, BackendError};
+use crate::config::{EmulatorConfig, FaultSettings};
+use crate::error::StatementError;
+use crate::sql;
+use convert::{Column, arrow_schema, column_from_field, rows_to_batch};
+use parse::{Authorization, ManifestKind, UnloadStatement, parse_unload};
+
+/// Redshift's message for LIMIT in the outermost SELECT.
+pub const LIMIT_NOT_SUPPORTED: &str = "Limit clause is not supported in the outermost select";
+/// Redshift's message when the destination already holds objects.
+pub const DESTINATION_NOT_EMPTY: &str = "Specified unload destination on S3 is not empty. Consider using a different bucket / prefix, manually removing the target files in S3, or using the ALLOWOVERWRITE option.";
+
+const CURSOR: &str = "redshift_emulator_unload";
+const SAVEPOINT: &str = "redshift_emulator_unload";
+
+/// Cancellation of a running UNLOAD, set by a CancelRequest.
+#[derive(Debug, Default)]
+pub(crate) struct CancelFlag {
+    cancelled: AtomicBool,
+    notify: Notify,
+}
+
+impl CancelFlag {
+    /// Marks the running statement cancelled.
+    pub(crate) fn cancel(&self) {
+        self.cancelled.store(true, Ordering::SeqCst);
+        self.notify.notify_waiters();
+    }
+
+    /// Clears the flag before a new statement.
+    pub(crate) fn reset(&self) {
+        self.cancelled.store(false, Ordering::SeqCst);
+    }
+
+    fn check(&self) -> Result<(), StatementError> {
+        if self.cancelled.load(Ordering::SeqCst) {
+            Err(StatementError::Cancelled)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Sleeps, returning early with an error if cancelled.
+    pub(crate) async fn sleep(&self, d: Duration) -> Result<(), StatementError> {
+        let notified = self.notify.notified();
+        self.check()?;
+        tokio::select! {
+            _ = tokio::time::sleep(d) => Ok(()),
+            _ = notified => Err(StatementError::Cancelled),
+        }
+    }
+}
+
+/// What an UNLOAD needs from the emulator.
+#[derive(Debug)]
+pub(crate) struct UnloadEnv<'a> {
+    pub(crate) config: &'a EmulatorConfig,
+    pub(crate) faults: FaultSettings,
+    pub(crate) cancel: &'a CancelFlag,
+}
+
+fn lost(e: BackendError) -> StatementError {
+    StatementError::BackendLost(e.to_string())
+}
+
+fn s3_err(e: object_store::Error) -> StatementError {
+    StatementError::S3(e.to_string())
+}
+
+/// Parses, validates and executes one UNLOAD on `backend`.
+pub(crate) async fn execute(
+    backend: &mut Backend,
+    sql_text: &str,
+    env: &UnloadEnv<'_>,
+) -> Result<(), StatementError> {
+    let st = parse_unload(sql_text).map_err(|e| StatementError::Syntax(e.message))?;
+    st.validate().map_err(StatementError::Rejected)?;
+    let select = st
+        .select
+        .trim()
+        .trim_end_matches(|c: char| c == ';' || c.is_whitespace())
+        .to_owned();
+    if sql::has_outer_limit(&select).map_err(|e| StatementError::Syntax(e.to_string()))? {
+        return Err(StatementError::Rejected(LIMIT_NOT_SUPPORTED.to_owned()));
+    }
+    let store = make_store(&st, env.config)?;
+    tracing::info!(
+        bucket = %st.destination.bucket,
+        prefix = %st.destination.prefix,
+        parallel = st.parallel,
+        manifest = ?st.manifest,
+        "UNLOAD"
+    );
+
+    // a transaction of our own, or a savepoint inside the client's
+    let own_transaction = backend.status == TransactionStatus::Idle;
+    let begin = if own_transaction {
+        "BEGIN".to_owned()
+    } else {
+        format!("SAVEPOINT {SAVEPOINT}")
+    };
+    backend
+        .simple(&begin)
+        .await
+        .map_err(lost)?
+        .map_err(StatementError::Backend)?;
+
+    let result = run_in_transaction(backend, &st, &select, Arc::clone(&store), env).await;
+
+    let end = match (&result, own_transaction) {
+        (Ok(()), true) => "COMMIT".to_owned(),
+        (Err(_), true) => "ROLLBACK".to_owned(),
+        // nothing the SELECT did needs to survive; the settings must not leak
+        (_, false) => format!("ROLLBACK TO SAVEPOINT {SAVEPOINT}; RELEASE SAVEPOINT {SAVEPOINT}"),
+    };
+    if !matches!(result, Err(StatementError::BackendLost(_))) {
+        let closed = backend.simple(&end).await.map_err(lost)?;
+        if let (Ok(()), Err(e)) = (&result, closed) {
+            return Err(StatementError::Backend(e));
+        }
+    }
+    result
+}
+
+async fn run_in_transaction(
+    backend: &mut Backend,
+    st: &UnloadStatement,
+    select: &str,
+    store: Arc<dyn ObjectStore>,
+    env: &UnloadEnv<'_>,
+) -> Result<(), StatementError> {
+    let setup = format!(
+        "SET LOCAL TimeZone = 'UTC'; SET LOCAL DateStyle = 'ISO, MDY'; \
+         SET LOCAL extra_float_digits = 1; SET LOCAL IntervalStyle = 'postgres'; \
+         DECLARE {CURSOR} NO SCROLL CURSOR FOR {select}"
+    );
+    backend
+        .simple(&setup)
+        .await
+        .map_err(lost)?
+        .map_err(StatementError::Backend)?;
+
+    let fetch = format!(
+        "FETCH FORWARD {} FROM {CURSOR}",
+        env.config.fetch_rows.max(1)
+    );
+    let first = backend
+        .fetch(&fetch)
+        .await
+        .map_err(lost)?
+        .map_err(StatementError::Backend)?;
+    let description = first.description.ok_or_else(|| {
+        StatementError::Rejected("the UNLOAD query returns no columns".to_owned())
+    })?;
+    let mut columns = Vec::with_capacity(description.fields.len());
+    for field in &description.fields {
+        let bytea_kind = if field.type_id == convert::BYTEA_OID {
+            source_domain(backend, field.table_id, field.column_id).await?
+        } else {
+            None
+        };
+        columns.push(column_from_field(field, bytea_kind.as_deref())?);
+    }
+    let schema = arrow_schema(&columns);
+
+    prepare_destination(&store, st).await?;
+    let mut files = FileSet::new(st, env, Arc::clone(&store), Arc::clone(&schema));
+    let outcome = write_all(
+        backend, &fetch, first.rows, &columns, &schema, &mut files, env,
+    )
+    .await;
+    let written = match outcome {
+        Ok(()) => files.finish().await,
+        Err(e) => {
+            files.abort().await;
+            Err(e)
+        }
+    }?;
+    if let Some(kind) = st.manifest
+        && !written.is_empty()
+    {
+        write_manifest(&store, st, kind, &columns, &written).await?;
+    }
+    backend
+        .simple(&format!("CLOSE {CURSOR}"))
+        .await
+        .map_err(lost)?
+        .map_err(StatementError::Backend)?;
+    Ok(())
+}
+
+/// For a bytea column read straight from a table, the name of its domain (`geometry`,
+/// `varbyte`), so the rejection names the Redshift type.
+async fn source_domain(
+    backend: &mut Backend,
+    table_id: i32,
+    column_id: i16,
+) -> Result<Option<String>, StatementError> {
+    if table_id == 0 {
+        return Ok(None);
+    }
+    let rows = backend
+        .simple(&format!(
+            "SELECT t.typname FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid \
+             WHERE a.attrelid = {} AND a.attnum = {column_id}",
+            table_id as u32
+        ))
+        .await
+        .map_err(lost)?
+        .map_err(StatementError::Backend)?;
+    Ok(rows
+        .into_iter()
+        .next()
+        .and_then(|r| r.into_iter().next().flatten())
+        .filter(|t| t == "geometry" || t == "varbyte"))
+}
+
+async fn write_all(
+    backend: &mut Backend,
+    fetch: &str,
+    first_rows: Vec<Vec<Option<String>>>,
+    columns: &[Column],
+    schema: &SchemaRef,
+    files: &mut FileSet,
+    env: &UnloadEnv<'_>,
+) -> Result<(), StatementError> {
+    if env.faults.fail_after_files == Some(0) {
+        return Err(injected_failure(0));
+    }
+    let mut rows = first_rows;
+    let mut chunk = 0usize;
+    while !rows.is_empty() {
+        env.cancel.check()?;
+        let batch = rows_to_batch(schema, columns, &rows)?;
+        files.write(chunk, &batch).await?;
+        chunk += 1;
+        if rows.len() < env.config.fetch_rows.max(1) {
+            break;
+        }
+        rows = backend
+            .fetch(fetch)
+            .await
+            .map_err(lost)?
+            .map_err(StatementError::Backend)?
+            .rows;
+    }
+    Ok(())
+}
+
+fn injected_failure(files: u64) -> StatementError {
+    StatementError::S3(format!(
+        "We encountered an internal error. Please try again.,Status 500,Error InternalError (injected by the Redshift emulator after {files} data file(s): fail_after_files)"
+    ))
+}
+
+/// Builds the S3 client for the destination bucket.
+fn make_store(
+    st: &UnloadStatement,
+    config: &EmulatorConfig,
+) -> Result<Arc<dyn ObjectStore>, StatementError> {
+    let region = st
+        .region
+        .clone()
+        .unwrap_or_else(|| config.s3_region.clone());
+    let mut builder = AmazonS3Builder::new()
+        .with_bucket_name(&st.destination.bucket)
+        .with_region(region)
+        .with_retry(RetryConfig {
+            max_retries: 2,
+            retry_timeout: Duration::from_secs(10),
+            ..RetryConfig::default()
+        });
+    if let Some(endpoint) = &config.s3_endpoint {
+        builder = builder
+            .with_endpoint(endpoint)
+            .with_allow_http(true)
+            .with_virtual_hosted_style_request(false);
+    }
+    let env_var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    let (key, secret, token) = match &st.authorization {
+        Authorization::AccessKeys {
+            access_key_id,
+            secret_access_key,
+            session_token,
+        } => (
+            Some(access_key_id.clone()),
+            Some(secret_access_key.clone()),
+            session_token.clone(),
+        ),
+        // IAM roles: the emulator writes with its own credentials
+        Authorization::DefaultRole | Authorization::Roles(_) => (
+            config
+                .s3_access_key_id
+                .clone()
+                .or_else(|| env_var("AWS_ACCESS_KEY_ID")),
+            config
+                .s3_secret_access_key
+                .as_ref()
+                .map(|s| s.expose().to_owned())
+                .or_else(|| env_var("AWS_SECRET_ACCESS_KEY")),
+            env_var("AWS_SESSION_TOKEN"),
+        ),
+    };
+    let (Some(key), Some(secret)) = (key, secret) else {
+        return Err(StatementError::S3(
+            "the Redshift emulator has no S3 credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY".to_owned(),
+        ));
+    };
+    builder = builder
+        .with_access_key_id(key)
+        .with_secret_access_key(secret);
+    if let Some(token) = token {
+        builder = builder.with_token(token);
+    }
+    let store = builder
+        .build()
+        .map_err(|e| StatementError::S3(e.to_string()))?;
+    Ok(Arc::new(store))
+}
+
+/// The object path for a full key.
+fn key_path(key: &str) -> Path {
+    Path::from(key)
+}
+
+/// Lists the objects whose key starts with `prefix` (a raw S3 key prefix, not a directory).
+async fn list_prefix(
+    store: &Arc<dyn ObjectStore>,
+    prefix: &str,
+) -> Result<Vec<Path>, StatementError> {
+    let dir = prefix.rfind('/').map(|i| &prefix[..i]).unwrap_or("");
+    let dir_path = (!dir.is_empty()).then(|| Path::from(dir));
+    let all: Vec<_> = store
+        .list(dir_path.as_ref())
+        .try_collect()
+        .await
+        .map_err(s3_err)?;
+    Ok(all
+        .into_iter()
+        .map(|m| m.location)
+        .filter(|p| p.as_ref().starts_with(prefix.trim_start_matches('/')))
+        .collect())
+}
+
+async fn prepare_destination(
+    store: &Arc<dyn ObjectStore>,
+    st: &UnloadStatement,
+) -> Result<(), StatementError> {
+    let existing = list_prefix(store, &st.destination.prefix).await?;
+    if st.clean_path {
+        for path in &existing {
+            store.delete(path).await.map_err(s3_err)?;
+        }
+    } else if !existing.is_empty() && !st.allow_overwrite {
+        return Err(StatementError::Rejected(DESTINATION_NOT_EMPTY.to_owned()));
+    }
+    Ok(())
+}
+
+/// A data file that has been completely written.
+#[derive(Debug, Clone)]
+pub(crate) struct WrittenFile {
+    key: String,
+    rows: u64,
+    content_length: u64,
+}
+
+struct OpenFile {
+    writer: AsyncArrowWriter<BufWriter>,
+    key: String,
+    rows: u64,
+}
+
+/// The output stream of one slice (or the one serial stream).
+struct Slice {
+    index: usize,
+    next_part: usize,
+    open: Option<OpenFile>,
+    /// growth in bytes caused by the last batch, to split before exceeding MAXFILESIZE
+    last_growth: usize,
+}
+
+/// All output files of one UNLOAD.
+struct FileSet {
+    store: Arc<dyn ObjectStore>,
+    schema: SchemaRef,
+    prefix: String,
+    extension: String,
+    parallel: bool,
+    max_file_size: u64,
+    props: WriterProperties,
+    slices: Vec<Slice>,
+    written: Vec<WrittenFile>,
+    fail_after_files: Option<u64>,
+}
+
+impl FileSet {
+    fn new(
+        st: &UnloadStatement,
+        env: &UnloadEnv<'_>,
+        store: Arc<dyn ObjectStore>,
+        schema: SchemaRef,
+    ) -> Self {
+        let slice_count = if st.parallel {
+            env.config.slices.max(1)
+        } else {
+            1
+        };
+        let row_group_bytes = st.row_group_size.unwrap_or(parse::MIN_ROW_GROUP_SIZE) as usize;
+        let mut props = WriterProperties::builder().set_compression(Compression::SNAPPY);
+        props = if env.config.row_group_rows > 0 {
+            props
+                .set_max_row_group_row_count(Some(env.config.row_group_rows))
+                .set_max_row_group_bytes(None)
+        } else {
+            props
+                .set_max_row_group_row_count(None)
+                .set_max_row_group_bytes(Some(row_group_bytes))
+        };
+        let extension = match &st.extension {
+            Some(ext) => format!(".{}", ext.trim_start_matches('.')),
+            None => ".parquet".to_owned(),
+        };
+        Self {
+            store,
+            schema,
+            prefix: st.destination.prefix.clone(),
+            extension,
+            parallel: st.parallel,
+            max_file_size: st.max_file_size.unwrap_or(parse::MAX_MAX_FILE_SIZE),
+            props: props.build(),
+            slices: (0..slice_count)
+                .map(|index| Slice {
+                    index,
+                    next_part: 0,
+                    open: None,
+                    last_growth: 0,
+                })
+                .collect(),
+            written: Vec::new(),
+            fail_after_files: env.faults.fail_after_files,
+        }
+    }
+
+    fn file_key(&self, slice: usize, part: usize) -> String {
+        if self.parallel {
+            format!("{}{slice:04}_part_{part:02}{}", self.prefix, self.extension)
+        } else {
+            format!("{}{part:03}{}", self.prefix, self.extension)
+        }
+    }
+
+    async fn write(&mut self, chunk: usize, batch: &RecordBatch) -> Result<(), StatementError> {
+        let slice_no = chunk % self.slices.len();
+        let max = self.max_file_size as usize;
+        // split before the file would grow past MAXFILESIZE
+        let must_close = {
+            let slice = &self.slices[slice_no];
+            slice.open.as_ref().is_some_and(|f| {
+                let size = f.writer.bytes_written() + f.writer.in_progress_size();
+                f.rows > 0 && size + slice.last_growth > max
+            })
+        };
+        if must_close {
+            self.close_slice(slice_no).await?;
+        }
+        if self.slices[slice_no].open.is_none() {
+            let part = self.slices[slice_no].next_part;
+            let key = self.file_key(self.slices[slice_no].index, part);
+            let buf = BufWriter::new(Arc::clone(&self.store), key_path(&key));
+            let writer = AsyncArrowWriter::try_new_with_options(
+                buf,
+                Arc::clone(&self.schema),
+                ArrowWriterOptions::new()
+                    .with_properties(self.props.clone())
+                    .with_skip_arrow_metadata(true),
+            )
+            .map_err(|e| StatementError::Parquet(e.to_string()))?;
+            let slice = &mut self.slices[slice_no];
+            slice.next_part += 1;
+            slice.open = Some(OpenFile {
+                writer,
+                key,
+                rows: 0,
+            });
+        }
+        let slice = &mut self.slices[slice_no];
+        let Some(file) = slice.open.as_mut() else {
+            return Err(StatementError::Parquet("no open file".to_owned()));
+        };
+        let before = file.writer.bytes_written() + file.writer.in_progress_size();
+        file.writer
+            .write(batch)
+            .await
+            .map_err(|e| StatementError::Parquet(e.to_string()))?;
+        let after = file.writer.bytes_written() + file.writer.in_progress_size();
+        slice.last_growth = after.saturating_sub(before);
+        file.rows += batch.num_rows() as u64;
+        Ok(())
+    }
+
+    async fn close_slice(&mut self, slice_no: usize) -> Result<(), StatementError> {
+        let Some(file) = self.slices[slice_no].open.take() else {
+            return Ok(());
+        };
+        file.writer
+            .close()
+            .await
+            .map_err(|e| StatementError::Parquet(e.to_string()))?;
+        let meta = self
+            .store
+            .head(&key_path(&file.key))
+            .await
+            .map_err(s3_err)?;
+        self.written.push(WrittenFile {
+            key: meta.location.to_string(),
+            rows: file.rows,
+            content_length: meta.size,
+        });
+        if let Some(n) = self.fail_after_files
+            && self.written.len() as u64 >= n
+        {
+            return Err(injected_failure(n));
+        }
+        Ok(())
+    }
+
+    /// Closes every open file; returns all written files, ordered by name.
+    async fn finish(mut self) -> Result<Vec<WrittenFile>, StatementError> {
+        for i in 0..self.slices.len() {
+            if let Err(e) = self.close_slice(i).await {
+                self.abort().await;
+                return Err(e);
+            }
+        }
+        let mut written = std::mem::take(&mut self.written);
+        written.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(written)
+    }
+
+    /// Abandons the open multipart uploads (written files stay, like a failed Redshift UNLOAD).
+    async fn abort(&mut self) {
+        for slice in &mut self.slices {
+            if let Some(file) = slice.open.take() {
+                let mut buf = file.writer.into_inner();
+                if let Err(e) = buf.abort().await {
+                    tracing::debug!(error = %e, "aborting a multipart upload failed");
+                }
+            }
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct Manifest {
+    entries: Vec<ManifestEntry>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    schema: Option<ManifestSchema>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    meta: Option<ManifestMeta>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    author: Option<ManifestAuthor>,
+}
+
+#[derive(Serialize)]
+struct ManifestEntry {
+    url: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    meta: Option<ManifestMeta>,
+}
+
+#[derive(Serialize)]
+struct ManifestMeta {
+    content_length: u64,
+    record_count: u64,
+}
+
+#[derive(Serialize)]
+struct ManifestSchema {
+    elements: Vec<ManifestElement>,
+}
+
+#[derive(Serialize)]
+struct ManifestElement {
+    name: String,
+    #[serde(rename = "type")]
+    ty: serde_json::Value,
+}
+
+#[derive(Serialize)]
+struct ManifestAuthor {
+    name: &'static str,
+    version: &'static str,
+}
+
+async fn write_manifest(
+    store: &Arc<dyn ObjectStore>,
+    st: &UnloadStatement,
+    kind: ManifestKind,
+    columns: &[Column],
+    files: &[WrittenFile],
+) -> Result<(), StatementError> {
+    let bucket = &st.destination.bucket;
+    let verbose = kind == ManifestKind::Verbose;
+    let manifest = Manifest {
+        entries: files
+            .iter()
+            .map(|f| ManifestEntry {
+                url: format!("s3://{bucket}/{}", f.key),
+                meta: verbose.then_some(ManifestMeta {
+                    content_length: f.content_length,
+                    record_count: f.rows,
+                }),
+            })
+            .collect(),
+        schema: verbose.then(|| ManifestSchema {
+            elements: columns
+                .iter()
+                .map(|c| ManifestElement {
+                    name: c.name.clone(),
+                    ty: c.ty.manifest_type(),
+                })
+                .collect(),
+        }),
+        meta: verbose.then(|| ManifestMeta {
+            content_length: files.iter().map(|f| f.content_length).sum(),
+            record_count: files.iter().map(|f| f.rows).sum(),
+        }),
+        author: verbose.then_some(ManifestAuthor {
+            name: "Amazon Redshift",
+            version: "1.0.0",
+        }),
+    };
+    let body = serde_json::to_vec_pretty(&manifest)
+        .map_err(|e| StatementError::S3(format!("cannot encode the manifest: {e}")))?;
+    let key = format!("{}manifest", st.destination.prefix);
+    store
+        .put(&key_path(&key), PutPayload::from(body))
+        .await
+        .map_err(s3_err)?;
+    Ok(())
+}
