@@ -28,21 +28,36 @@ impl Drop for TempConfig {
 
 fn write_config(extra: &[(&str, &str)]) -> TempConfig {
     let path = std::env::temp_dir().join(format!("rsf-config-{:016x}.json", rand::random::<u64>()));
-    std::fs::write(&path, serde_json::to_string_pretty(&config_json(extra)).unwrap()).unwrap();
+    std::fs::write(
+        &path,
+        serde_json::to_string_pretty(&config_json(extra)).unwrap(),
+    )
+    .unwrap();
     TempConfig(path)
 }
 
 fn text(output: &Output) -> (String, String) {
-    (String::from_utf8_lossy(&output.stdout).into_owned(), String::from_utf8_lossy(&output.stderr).into_owned())
+    (
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
 }
 
 #[test]
 fn invalid_values_name_their_key_from_file_env_and_flag() {
     let config = write_config(&[("redshift_port", "abc")]);
-    let out = bin().arg("--config").arg(&config.0).arg("tables").output().unwrap();
+    let out = bin()
+        .arg("--config")
+        .arg(&config.0)
+        .arg("tables")
+        .output()
+        .unwrap();
     let (_, err) = text(&out);
     assert!(!out.status.success());
-    assert!(err.contains("redshift_port must be a port number, got 'abc'"), "{err}");
+    assert!(
+        err.contains("redshift_port must be a port number, got 'abc'"),
+        "{err}"
+    );
 
     let config = write_config(&[]);
     let out = bin()
@@ -58,12 +73,18 @@ fn invalid_values_name_their_key_from_file_env_and_flag() {
     let out = bin()
         .arg("--config")
         .arg(&config.0)
-        .env("REDSHIFT_FLIGHT_IAM_ROLE", "arn:aws:iam::123456789012:role/ok")
+        .env(
+            "REDSHIFT_FLIGHT_IAM_ROLE",
+            "arn:aws:iam::123456789012:role/ok",
+        )
         .args(["tables", "--iam-role", "not-an-arn"])
         .output()
         .unwrap();
     let (_, err) = text(&out);
-    assert!(err.contains("iam_role must be"), "flag wins over env: {err}");
+    assert!(
+        err.contains("iam_role must be"),
+        "flag wins over env: {err}"
+    );
 
     let out = bin().args(["tables"]).output().unwrap();
     let (_, err) = text(&out);
@@ -81,12 +102,25 @@ async fn tables_and_plan_print_what_would_be_served() {
         .await
         .unwrap();
     let config = write_config(&[("redshift_schema", &schema)]);
-    let out = bin().arg("--config").arg(&config.0).arg("tables").output().unwrap();
+    let out = bin()
+        .arg("--config")
+        .arg(&config.0)
+        .arg("tables")
+        .output()
+        .unwrap();
     let (stdout, err) = text(&out);
     assert!(out.status.success(), "{err}");
-    assert!(stdout.contains(&format!("{schema}.O'Brien\t3 columns")), "{stdout}");
+    assert!(
+        stdout.contains(&format!("{schema}.O'Brien\t3 columns")),
+        "{stdout}"
+    );
 
-    let out = bin().arg("--config").arg(&config.0).args(["plan", "O'Brien"]).output().unwrap();
+    let out = bin()
+        .arg("--config")
+        .arg(&config.0)
+        .args(["plan", "O'Brien"])
+        .output()
+        .unwrap();
     let (stdout, err) = text(&out);
     assert!(out.status.success(), "{err}");
     assert!(
@@ -95,7 +129,10 @@ async fn tables_and_plan_print_what_would_be_served() {
         )),
         "{stdout}"
     );
-    assert!(stdout.contains("FORMAT AS PARQUET MANIFEST VERBOSE PARALLEL ON MAXFILESIZE 256 MB"), "{stdout}");
+    assert!(
+        stdout.contains("FORMAT AS PARQUET MANIFEST VERBOSE PARALLEL ON MAXFILESIZE 256 MB"),
+        "{stdout}"
+    );
     let secret = common::tb("AWS_SECRET_ACCESS_KEY");
     let password = common::tb("TESTBED_REDSHIFT_PASSWORD");
     assert!(!stdout.contains(&secret) && !stdout.contains(&password) && !err.contains(&password));
@@ -104,13 +141,23 @@ async fn tables_and_plan_print_what_would_be_served() {
 #[test]
 fn serve_exits_non_zero_naming_what_failed() {
     let config = write_config(&[("redshift_port", "1")]);
-    let out = bin().arg("--config").arg(&config.0).arg("serve").output().unwrap();
+    let out = bin()
+        .arg("--config")
+        .arg(&config.0)
+        .arg("serve")
+        .output()
+        .unwrap();
     let (_, err) = text(&out);
     assert!(!out.status.success());
     assert!(err.contains("cannot reach Redshift at"), "{err}");
 
     let config = write_config(&[("s3_endpoint", "http://127.0.0.1:1")]);
-    let out = bin().arg("--config").arg(&config.0).arg("serve").output().unwrap();
+    let out = bin()
+        .arg("--config")
+        .arg(&config.0)
+        .arg("serve")
+        .output()
+        .unwrap();
     let (_, err) = text(&out);
     assert!(!out.status.success());
     assert!(err.contains("cannot list s3://"), "{err}");

@@ -8,8 +8,8 @@ use std::collections::HashMap;
 
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{
-    DataType, Date32Type, Float32Type, Float64Type, Int16Type, Int32Type, Int64Type, Time64MicrosecondType,
-    TimeUnit, TimestampMicrosecondType,
+    DataType, Date32Type, Float32Type, Float64Type, Int16Type, Int32Type, Int64Type,
+    Time64MicrosecondType, TimeUnit, TimestampMicrosecondType,
 };
 use arrow::util::display::array_value_to_string;
 use arrow_flight::{FlightDescriptor, FlightInfo, Ticket};
@@ -53,11 +53,19 @@ fn canon_sql(col: &Col) -> String {
 }
 
 fn float_canon32(v: f32) -> String {
-    if v.is_nan() { "NaN".into() } else { format!("{:08x}", v.to_bits()) }
+    if v.is_nan() {
+        "NaN".into()
+    } else {
+        format!("{:08x}", v.to_bits())
+    }
 }
 
 fn float_canon64(v: f64) -> String {
-    if v.is_nan() { "NaN".into() } else { format!("{:016x}", v.to_bits()) }
+    if v.is_nan() {
+        "NaN".into()
+    } else {
+        format!("{:016x}", v.to_bits())
+    }
 }
 
 /// Geometry values inserted by the test (EWKB hex) and the ISO WKB the server must return.
@@ -70,8 +78,10 @@ fn wkb_expectations() -> HashMap<String, String> {
         ),
         (
             // LINESTRING(0 0, 1 1), no SRID
-            "01020000000200000000000000000000000000000000000000000000000000f03f000000000000f03f".to_string(),
-            "01020000000200000000000000000000000000000000000000000000000000f03f000000000000f03f".to_string(),
+            "01020000000200000000000000000000000000000000000000000000000000f03f000000000000f03f"
+                .to_string(),
+            "01020000000200000000000000000000000000000000000000000000000000f03f000000000000f03f"
+                .to_string(),
         ),
     ])
 }
@@ -81,7 +91,10 @@ fn pg_canon(col: &Col, value: Option<String>) -> Option<String> {
     Some(match col.kind {
         Kind::Float32 => float_canon32(v.parse::<f32>().unwrap_or_else(|_| panic!("float4 {v}"))),
         Kind::Float64 => float_canon64(v.parse::<f64>().unwrap_or_else(|_| panic!("float8 {v}"))),
-        Kind::Geometry => wkb_expectations().get(&v).cloned().unwrap_or_else(|| panic!("unexpected geometry {v}")),
+        Kind::Geometry => wkb_expectations()
+            .get(&v)
+            .cloned()
+            .unwrap_or_else(|| panic!("unexpected geometry {v}")),
         _ => v,
     })
 }
@@ -97,13 +110,19 @@ fn arrow_canon(array: &dyn Array, row: usize) -> Option<String> {
         DataType::Float32 => float_canon32(array.as_primitive::<Float32Type>().value(row)),
         DataType::Float64 => float_canon64(array.as_primitive::<Float64Type>().value(row)),
         DataType::Date32 => array.as_primitive::<Date32Type>().value(row).to_string(),
-        DataType::Timestamp(TimeUnit::Microsecond, _) => {
-            array.as_primitive::<TimestampMicrosecondType>().value(row).to_string()
-        }
-        DataType::Time64(TimeUnit::Microsecond) => array.as_primitive::<Time64MicrosecondType>().value(row).to_string(),
+        DataType::Timestamp(TimeUnit::Microsecond, _) => array
+            .as_primitive::<TimestampMicrosecondType>()
+            .value(row)
+            .to_string(),
+        DataType::Time64(TimeUnit::Microsecond) => array
+            .as_primitive::<Time64MicrosecondType>()
+            .value(row)
+            .to_string(),
         DataType::Binary => hex::encode(array.as_binary::<i32>().value(row)),
         DataType::Utf8 => array.as_string::<i32>().value(row).to_string(),
-        DataType::Boolean | DataType::Decimal128(_, _) => array_value_to_string(array, row).unwrap(),
+        DataType::Boolean | DataType::Decimal128(_, _) => {
+            array_value_to_string(array, row).unwrap()
+        }
         other => panic!("unexpected Arrow type {other}"),
     })
 }
@@ -113,7 +132,13 @@ fn canon_batches(batches: &[RecordBatch]) -> Vec<Vec<Option<String>>> {
     let mut rows = Vec::new();
     for batch in batches {
         for row in 0..batch.num_rows() {
-            rows.push(batch.columns().iter().map(|c| arrow_canon(c.as_ref(), row)).collect::<Vec<_>>());
+            rows.push(
+                batch
+                    .columns()
+                    .iter()
+                    .map(|c| arrow_canon(c.as_ref(), row))
+                    .collect::<Vec<_>>(),
+            );
         }
     }
     rows.sort_by_key(|r: &Vec<Option<String>>| r[0].as_ref().map(|k| k.parse::<i64>().unwrap()));
@@ -122,11 +147,24 @@ fn canon_batches(batches: &[RecordBatch]) -> Vec<Vec<Option<String>>> {
 
 async fn pg_canon_rows(table_sql: &str, cols: &[&Col]) -> Vec<Vec<Option<String>>> {
     let client = pg().await;
-    let list = cols.iter().map(|c| canon_sql(c)).collect::<Vec<_>>().join(", ");
-    let rows = pg_rows(&client, &format!("SELECT {list} FROM {table_sql} ORDER BY 1")).await;
+    let list = cols
+        .iter()
+        .map(|c| canon_sql(c))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let rows = pg_rows(
+        &client,
+        &format!("SELECT {list} FROM {table_sql} ORDER BY 1"),
+    )
+    .await;
     let mut rows: Vec<Vec<Option<String>>> = rows
         .into_iter()
-        .map(|r| r.into_iter().zip(cols).map(|(v, c)| pg_canon(c, v)).collect())
+        .map(|r| {
+            r.into_iter()
+                .zip(cols)
+                .map(|(v, c)| pg_canon(c, v))
+                .collect()
+        })
         .collect();
     rows.sort_by_key(|r| r[0].as_ref().map(|k| k.parse::<i64>().unwrap()));
     rows
@@ -149,28 +187,138 @@ fn all_type_columns() -> Vec<Col> {
     let ts = Timestamp(TimeUnit::Microsecond, None);
     let tstz = Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
     vec![
-        Col { name: "id", ddl: "integer primary key", kind: Kind::Text, arrow: Int32 },
-        Col { name: "Small Int", ddl: "smallint", kind: Kind::Text, arrow: Int16 },
-        Col { name: "select", ddl: "integer", kind: Kind::Text, arrow: Int32 },
-        Col { name: "big", ddl: "bigint", kind: Kind::Text, arrow: Int64 },
-        Col { name: "dec38", ddl: "numeric(38,10)", kind: Kind::Text, arrow: Decimal128(38, 10) },
-        Col { name: "dec38_0", ddl: "numeric(38,0)", kind: Kind::Text, arrow: Decimal128(38, 0) },
-        Col { name: "dec_small", ddl: "numeric(5,2)", kind: Kind::Text, arrow: Decimal128(5, 2) },
-        Col { name: "r", ddl: "real", kind: Kind::Float32, arrow: Float32 },
-        Col { name: "d", ddl: "double precision", kind: Kind::Float64, arrow: Float64 },
-        Col { name: "b", ddl: "boolean", kind: Kind::Text, arrow: Boolean },
-        Col { name: "ch", ddl: "char(5)", kind: Kind::Text, arrow: Utf8 },
-        Col { name: "vc", ddl: "varchar(100)", kind: Kind::Text, arrow: Utf8 },
-        Col { name: "Dt", ddl: "date", kind: Kind::Days, arrow: Date32 },
-        Col { name: "ts", ddl: "timestamp", kind: Kind::Epoch, arrow: ts },
-        Col { name: "tstz", ddl: "timestamptz", kind: Kind::Epoch, arrow: tstz },
-        Col { name: "t", ddl: "time", kind: Kind::Epoch, arrow: Time64(TimeUnit::Microsecond) },
-        Col { name: "ttz", ddl: "timetz", kind: Kind::Text, arrow: Utf8 },
-        Col { name: "vb", ddl: "varbyte", kind: Kind::Hex, arrow: Binary },
-        Col { name: "sup", ddl: "super", kind: Kind::Text, arrow: Utf8 },
-        Col { name: "geo", ddl: "geometry", kind: Kind::Geometry, arrow: Binary },
-        Col { name: "a\"b", ddl: "integer", kind: Kind::Text, arrow: Int32 },
-        Col { name: "x'); drop table t; --", ddl: "text", kind: Kind::Text, arrow: Utf8 },
+        Col {
+            name: "id",
+            ddl: "integer primary key",
+            kind: Kind::Text,
+            arrow: Int32,
+        },
+        Col {
+            name: "Small Int",
+            ddl: "smallint",
+            kind: Kind::Text,
+            arrow: Int16,
+        },
+        Col {
+            name: "select",
+            ddl: "integer",
+            kind: Kind::Text,
+            arrow: Int32,
+        },
+        Col {
+            name: "big",
+            ddl: "bigint",
+            kind: Kind::Text,
+            arrow: Int64,
+        },
+        Col {
+            name: "dec38",
+            ddl: "numeric(38,10)",
+            kind: Kind::Text,
+            arrow: Decimal128(38, 10),
+        },
+        Col {
+            name: "dec38_0",
+            ddl: "numeric(38,0)",
+            kind: Kind::Text,
+            arrow: Decimal128(38, 0),
+        },
+        Col {
+            name: "dec_small",
+            ddl: "numeric(5,2)",
+            kind: Kind::Text,
+            arrow: Decimal128(5, 2),
+        },
+        Col {
+            name: "r",
+            ddl: "real",
+            kind: Kind::Float32,
+            arrow: Float32,
+        },
+        Col {
+            name: "d",
+            ddl: "double precision",
+            kind: Kind::Float64,
+            arrow: Float64,
+        },
+        Col {
+            name: "b",
+            ddl: "boolean",
+            kind: Kind::Text,
+            arrow: Boolean,
+        },
+        Col {
+            name: "ch",
+            ddl: "char(5)",
+            kind: Kind::Text,
+            arrow: Utf8,
+        },
+        Col {
+            name: "vc",
+            ddl: "varchar(100)",
+            kind: Kind::Text,
+            arrow: Utf8,
+        },
+        Col {
+            name: "Dt",
+            ddl: "date",
+            kind: Kind::Days,
+            arrow: Date32,
+        },
+        Col {
+            name: "ts",
+            ddl: "timestamp",
+            kind: Kind::Epoch,
+            arrow: ts,
+        },
+        Col {
+            name: "tstz",
+            ddl: "timestamptz",
+            kind: Kind::Epoch,
+            arrow: tstz,
+        },
+        Col {
+            name: "t",
+            ddl: "time",
+            kind: Kind::Epoch,
+            arrow: Time64(TimeUnit::Microsecond),
+        },
+        Col {
+            name: "ttz",
+            ddl: "timetz",
+            kind: Kind::Text,
+            arrow: Utf8,
+        },
+        Col {
+            name: "vb",
+            ddl: "varbyte",
+            kind: Kind::Hex,
+            arrow: Binary,
+        },
+        Col {
+            name: "sup",
+            ddl: "super",
+            kind: Kind::Text,
+            arrow: Utf8,
+        },
+        Col {
+            name: "geo",
+            ddl: "geometry",
+            kind: Kind::Geometry,
+            arrow: Binary,
+        },
+        Col {
+            name: "a\"b",
+            ddl: "integer",
+            kind: Kind::Text,
+            arrow: Int32,
+        },
+        Col {
+            name: "x'); drop table t; --",
+            ddl: "text",
+            kind: Kind::Text,
+            arrow: Utf8,
+        },
     ]
 }
 
@@ -207,7 +355,11 @@ async fn create_all_types_table() -> (String, String) {
     let schema = format!("E2E Schema {}", unique("s"));
     let table = format!("All \"Types\" {}", unique("t"));
     let cols = all_type_columns();
-    let ddl = cols.iter().map(|c| format!("{} {}", quote(c.name), c.ddl)).collect::<Vec<_>>().join(", ");
+    let ddl = cols
+        .iter()
+        .map(|c| format!("{} {}", quote(c.name), c.ddl))
+        .collect::<Vec<_>>()
+        .join(", ");
     let client = pg().await;
     client
         .batch_execute(&format!(
@@ -227,18 +379,33 @@ async fn every_type_round_trips_exactly() {
     let server = TestServer::start(&[]).await;
     let mut client = server.client().await;
     let descriptor = FlightDescriptor::new_path(vec![schema.clone(), table.clone()]);
-    let info = client.get_flight_info(descriptor.clone()).await.expect("GetFlightInfo");
+    let info = client
+        .get_flight_info(descriptor.clone())
+        .await
+        .expect("GetFlightInfo");
 
     let cols = all_type_columns();
     let promised = info.clone().try_decode_schema().unwrap();
-    let got_types: Vec<(String, DataType)> =
-        promised.fields().iter().map(|f| (f.name().clone(), f.data_type().clone())).collect();
-    let want_types: Vec<(String, DataType)> = cols.iter().map(|c| (c.name.to_string(), c.arrow.clone())).collect();
+    let got_types: Vec<(String, DataType)> = promised
+        .fields()
+        .iter()
+        .map(|f| (f.name().clone(), f.data_type().clone()))
+        .collect();
+    let want_types: Vec<(String, DataType)> = cols
+        .iter()
+        .map(|c| (c.name.to_string(), c.arrow.clone()))
+        .collect();
     assert_eq!(got_types, want_types);
     assert!(!promised.field(0).is_nullable(), "id is NOT NULL");
     assert!(promised.field(1).is_nullable());
-    assert_eq!(promised.metadata()["redshift_flight.primary_key"], "[\"id\"]");
-    assert_eq!(promised.field_with_name("sup").unwrap().metadata()["ARROW:extension:name"], "arrow.json");
+    assert_eq!(
+        promised.metadata()["redshift_flight.primary_key"],
+        "[\"id\"]"
+    );
+    assert_eq!(
+        promised.field_with_name("sup").unwrap().metadata()["ARROW:extension:name"],
+        "arrow.json"
+    );
     assert_eq!(info.total_records, ALL_TYPE_ROWS.len() as i64);
     assert!(!info.ordered);
     assert!(!info.endpoint.is_empty());
@@ -250,11 +417,18 @@ async fn every_type_round_trips_exactly() {
     assert!(app.get("next_cursor").is_some() && app.get("replication_key").is_some());
 
     let schema_result = client.get_schema(descriptor).await.expect("GetSchema");
-    assert_eq!(schema_result, promised, "GetSchema promises what GetFlightInfo promises");
+    assert_eq!(
+        schema_result, promised,
+        "GetSchema promises what GetFlightInfo promises"
+    );
 
     let batches = read_all(&server, &info).await;
     for batch in &batches {
-        assert_eq!(batch.schema(), std::sync::Arc::new(promised.clone()), "DoGet sends the promised schema");
+        assert_eq!(
+            batch.schema(),
+            std::sync::Arc::new(promised.clone()),
+            "DoGet sends the promised schema"
+        );
     }
     let got = canon_batches(&batches);
     let col_refs: Vec<&Col> = cols.iter().collect();
@@ -283,12 +457,21 @@ async fn projection_through_the_json_command() {
         .await
         .expect("GetFlightInfo with a command");
     let promised = info.clone().try_decode_schema().unwrap();
-    let names: Vec<&str> = promised.fields().iter().map(|f| f.name().as_str()).collect();
+    let names: Vec<&str> = promised
+        .fields()
+        .iter()
+        .map(|f| f.name().as_str())
+        .collect();
     assert_eq!(names, ["id", "x'); drop table t; --", "t", "vb"]);
     let batches = read_all(&server, &info).await;
     let cols = all_type_columns();
     let by_name = |n: &str| cols.iter().find(|c| c.name == n).unwrap();
-    let picked = [by_name("id"), by_name("x'); drop table t; --"), by_name("t"), by_name("vb")];
+    let picked = [
+        by_name("id"),
+        by_name("x'); drop table t; --"),
+        by_name("t"),
+        by_name("vb"),
+    ];
     let want = pg_canon_rows(&format!("{}.{}", quote(&schema), quote(&table)), &picked).await;
     assert_eq!(canon_batches(&batches), want);
     server.stop().await;
@@ -307,14 +490,28 @@ async fn zero_rows_have_no_endpoints_and_an_exact_schema() {
     let server = TestServer::start(&[]).await;
     let mut flight = server.client().await;
     let info = flight
-        .get_flight_info(FlightDescriptor::new_path(vec![schema.clone(), "empty".into()]))
+        .get_flight_info(FlightDescriptor::new_path(vec![
+            schema.clone(),
+            "empty".into(),
+        ]))
         .await
         .expect("GetFlightInfo");
     assert_eq!(info.total_records, 0);
     assert!(info.endpoint.is_empty());
     let promised = info.try_decode_schema().unwrap();
-    let types: Vec<DataType> = promised.fields().iter().map(|f| f.data_type().clone()).collect();
-    assert_eq!(types, vec![DataType::Int64, DataType::Time64(TimeUnit::Microsecond), DataType::Decimal128(12, 3)]);
+    let types: Vec<DataType> = promised
+        .fields()
+        .iter()
+        .map(|f| f.data_type().clone())
+        .collect();
+    assert_eq!(
+        types,
+        vec![
+            DataType::Int64,
+            DataType::Time64(TimeUnit::Microsecond),
+            DataType::Decimal128(12, 3)
+        ]
+    );
     server.stop().await;
 }
 
@@ -334,19 +531,48 @@ async fn large_table_spreads_over_endpoints_and_reads_back_whole() {
     let server = TestServer::start(&[]).await;
     let mut flight = server.client().await;
     let info = flight
-        .get_flight_info(FlightDescriptor::new_cmd(format!("{{\"table\": \"{schema}.events\"}}")))
+        .get_flight_info(FlightDescriptor::new_cmd(format!(
+            "{{\"table\": \"{schema}.events\"}}"
+        )))
         .await
         .expect("GetFlightInfo");
     assert_eq!(info.total_records, 200_000);
-    assert!(info.endpoint.len() > 1, "PARALLEL ON spreads rows over several files");
+    assert!(
+        info.endpoint.len() > 1,
+        "PARALLEL ON spreads rows over several files"
+    );
     let batches = read_all(&server, &info).await;
     let cols = [
-        Col { name: "id", ddl: "", kind: Kind::Text, arrow: DataType::Int64 },
-        Col { name: "name", ddl: "", kind: Kind::Text, arrow: DataType::Utf8 },
-        Col { name: "amount", ddl: "", kind: Kind::Text, arrow: DataType::Decimal128(18, 4) },
-        Col { name: "at", ddl: "", kind: Kind::Epoch, arrow: DataType::Timestamp(TimeUnit::Microsecond, None) },
+        Col {
+            name: "id",
+            ddl: "",
+            kind: Kind::Text,
+            arrow: DataType::Int64,
+        },
+        Col {
+            name: "name",
+            ddl: "",
+            kind: Kind::Text,
+            arrow: DataType::Utf8,
+        },
+        Col {
+            name: "amount",
+            ddl: "",
+            kind: Kind::Text,
+            arrow: DataType::Decimal128(18, 4),
+        },
+        Col {
+            name: "at",
+            ddl: "",
+            kind: Kind::Epoch,
+            arrow: DataType::Timestamp(TimeUnit::Microsecond, None),
+        },
     ];
-    let want = pg_canon_rows(&format!("{schema}.events"), &cols.iter().collect::<Vec<_>>()).await;
+    let want = pg_canon_rows(
+        &format!("{schema}.events"),
+        &cols.iter().collect::<Vec<_>>(),
+    )
+    .await;
     let got = canon_batches(&batches);
     assert_eq!(got.len(), 200_000);
     assert!(got == want, "every row and column equals PostgreSQL's");
@@ -373,7 +599,10 @@ async fn list_flights_shows_tables_with_schemas() {
         .try_collect()
         .await
         .unwrap();
-    let paths: Vec<Vec<String>> = infos.iter().map(|i| i.flight_descriptor.clone().unwrap().path).collect();
+    let paths: Vec<Vec<String>> = infos
+        .iter()
+        .map(|i| i.flight_descriptor.clone().unwrap().path)
+        .collect();
     assert_eq!(
         paths,
         vec![
@@ -400,40 +629,77 @@ async fn bad_requests_get_clear_statuses() {
     let server = TestServer::start(&[]).await;
     let mut flight = server.client().await;
     let code = |r: Result<FlightInfo, arrow_flight::error::FlightError>| match r {
-        Err(arrow_flight::error::FlightError::Tonic(status)) => (status.code(), status.message().to_string()),
+        Err(arrow_flight::error::FlightError::Tonic(status)) => {
+            (status.code(), status.message().to_string())
+        }
         other => panic!("expected a status, got {other:?}"),
     };
 
-    let (c, m) = code(flight.get_flight_info(FlightDescriptor::new_path(vec![schema.clone(), "nope".into()])).await);
+    let (c, m) = code(
+        flight
+            .get_flight_info(FlightDescriptor::new_path(vec![
+                schema.clone(),
+                "nope".into(),
+            ]))
+            .await,
+    );
     assert_eq!(c, Code::NotFound, "{m}");
     assert!(m.contains("nope"));
-    let (c, _) = code(flight.get_flight_info(FlightDescriptor::new_path(vec!["no_such_schema".into(), "t".into()])).await);
+    let (c, _) = code(
+        flight
+            .get_flight_info(FlightDescriptor::new_path(vec![
+                "no_such_schema".into(),
+                "t".into(),
+            ]))
+            .await,
+    );
     assert_eq!(c, Code::NotFound);
-    let (c, m) = code(flight.get_flight_info(FlightDescriptor::new_cmd("{not json")).await);
+    let (c, m) = code(
+        flight
+            .get_flight_info(FlightDescriptor::new_cmd("{not json"))
+            .await,
+    );
     assert_eq!(c, Code::InvalidArgument, "{m}");
-    let (c, _) = code(flight.get_flight_info(FlightDescriptor::new_cmd(vec![0xff, 0xfe])).await);
+    let (c, _) = code(
+        flight
+            .get_flight_info(FlightDescriptor::new_cmd(vec![0xff, 0xfe]))
+            .await,
+    );
     assert_eq!(c, Code::InvalidArgument);
     let (c, m) = code(
         flight
-            .get_flight_info(FlightDescriptor::new_cmd(format!("{{\"table\":\"{schema}.t\",\"columns\":[\"id\",\"zz\"]}}")))
+            .get_flight_info(FlightDescriptor::new_cmd(format!(
+                "{{\"table\":\"{schema}.t\",\"columns\":[\"id\",\"zz\"]}}"
+            )))
             .await,
     );
     assert_eq!(c, Code::InvalidArgument, "{m}");
     assert!(m.contains("zz"));
     let (c, m) = code(
         flight
-            .get_flight_info(FlightDescriptor::new_cmd(format!("{{\"table\":\"{schema}.t\\\"; drop table x; --\"}}")))
+            .get_flight_info(FlightDescriptor::new_cmd(format!(
+                "{{\"table\":\"{schema}.t\\\"; drop table x; --\"}}"
+            )))
             .await,
     );
-    assert!(matches!(c, Code::NotFound | Code::InvalidArgument), "{c:?} {m}");
+    assert!(
+        matches!(c, Code::NotFound | Code::InvalidArgument),
+        "{c:?} {m}"
+    );
 
     // Tickets: garbage, forged (another key), tampered.
-    let do_get_code = |r: Result<arrow_flight::decode::FlightRecordBatchStream, arrow_flight::error::FlightError>| match r {
+    let do_get_code = |r: Result<
+        arrow_flight::decode::FlightRecordBatchStream,
+        arrow_flight::error::FlightError,
+    >| match r {
         Err(arrow_flight::error::FlightError::Tonic(status)) => status.code(),
         Ok(_) => panic!("a bad ticket was accepted"),
         Err(other) => panic!("unexpected {other:?}"),
     };
-    assert_eq!(do_get_code(flight.do_get(Ticket::new("garbage")).await), Code::InvalidArgument);
+    assert_eq!(
+        do_get_code(flight.do_get(Ticket::new("garbage")).await),
+        Code::InvalidArgument
+    );
     let info = flight
         .get_flight_info(FlightDescriptor::new_path(vec![schema.clone(), "t".into()]))
         .await
@@ -448,10 +714,19 @@ async fn bad_requests_get_clear_statuses() {
     ));
     let other_server = TestServer::start(&[("ticket_secret", "another-secret")]).await;
     let mut other = other_server.client().await;
-    assert_eq!(do_get_code(other.do_get(good.clone()).await), Code::PermissionDenied);
+    assert_eq!(
+        do_get_code(other.do_get(good.clone()).await),
+        Code::PermissionDenied
+    );
 
     // The table is intact and the good ticket still works.
-    let first: Vec<RecordBatch> = flight.do_get(good).await.unwrap().try_collect().await.unwrap();
+    let first: Vec<RecordBatch> = flight
+        .do_get(good)
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
     assert!(first.iter().map(|b| b.num_rows()).sum::<usize>() >= 1);
     let all = read_all(&server, &info).await;
     assert_eq!(all.iter().map(|b| b.num_rows()).sum::<usize>(), 2);
@@ -481,13 +756,25 @@ async fn a_cleaned_up_run_says_call_get_flight_info_again() {
     let run_id = app["run_id"].as_str().unwrap();
     let config = redshift_flight::config::Config::try_from_raw(common::raw_config(&[])).unwrap();
     let store = redshift_flight::store::build_s3(&config).unwrap();
-    let manifest = object_store::path::Path::from(format!("redshift-flight-tests/{run_id}/manifest"));
+    let manifest =
+        object_store::path::Path::from(format!("redshift-flight-tests/{run_id}/manifest"));
     let manifest_json = store.get(&manifest).await.unwrap().bytes().await.unwrap();
-    let entries = redshift_flight::stage::manifest::parse(&manifest_json, &config.s3_bucket, &format!("redshift-flight-tests/{run_id}/")).unwrap();
+    let entries = redshift_flight::stage::manifest::parse(
+        &manifest_json,
+        &config.s3_bucket,
+        &format!("redshift-flight-tests/{run_id}/"),
+    )
+    .unwrap();
     for entry in entries {
-        store.delete(&object_store::path::Path::from(entry.key)).await.unwrap();
+        store
+            .delete(&object_store::path::Path::from(entry.key))
+            .await
+            .unwrap();
     }
-    let status = match flight.do_get(info.endpoint[0].ticket.clone().unwrap()).await {
+    let status = match flight
+        .do_get(info.endpoint[0].ticket.clone().unwrap())
+        .await
+    {
         Err(arrow_flight::error::FlightError::Tonic(status)) => *status,
         Ok(stream) => match stream.try_collect::<Vec<_>>().await {
             Err(arrow_flight::error::FlightError::Tonic(status)) => *status,
@@ -496,26 +783,61 @@ async fn a_cleaned_up_run_says_call_get_flight_info_again() {
         Err(other) => panic!("unexpected {other:?}"),
     };
     assert_eq!(status.code(), Code::NotFound, "{}", status.message());
-    assert!(status.message().contains("call GetFlightInfo again"), "{}", status.message());
+    assert!(
+        status.message().contains("call GetFlightInfo again"),
+        "{}",
+        status.message()
+    );
     server.stop().await;
 }
 
 #[tokio::test]
 async fn start_up_names_what_is_unreachable() {
-    let config = redshift_flight::config::Config::try_from_raw(common::raw_config(&[("redshift_port", "1")])).unwrap();
-    let error = redshift_flight::server::Application::build(config).await.unwrap_err().to_string();
+    let config = redshift_flight::config::Config::try_from_raw(common::raw_config(&[(
+        "redshift_port",
+        "1",
+    )]))
+    .unwrap();
+    let error = redshift_flight::server::Application::build(config)
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(error.contains("cannot reach Redshift at"), "{error}");
 
-    let config = redshift_flight::config::Config::try_from_raw(common::raw_config(&[("s3_endpoint", "http://127.0.0.1:1")])).unwrap();
-    let error = redshift_flight::server::Application::build(config).await.unwrap_err().to_string();
+    let config = redshift_flight::config::Config::try_from_raw(common::raw_config(&[(
+        "s3_endpoint",
+        "http://127.0.0.1:1",
+    )]))
+    .unwrap();
+    let error = redshift_flight::server::Application::build(config)
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(error.contains("cannot list s3://"), "{error}");
 
-    let config = redshift_flight::config::Config::try_from_raw(common::raw_config(&[("s3_bucket", "no-such-bucket-rsf")])).unwrap();
-    let error = redshift_flight::server::Application::build(config).await.unwrap_err().to_string();
+    let config = redshift_flight::config::Config::try_from_raw(common::raw_config(&[(
+        "s3_bucket",
+        "no-such-bucket-rsf",
+    )]))
+    .unwrap();
+    let error = redshift_flight::server::Application::build(config)
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(error.contains("no-such-bucket-rsf"), "{error}");
 
-    let config = redshift_flight::config::Config::try_from_raw(common::raw_config(&[("redshift_password", "wrong")])).unwrap();
-    let error = redshift_flight::server::Application::build(config).await.unwrap_err().to_string();
+    let config = redshift_flight::config::Config::try_from_raw(common::raw_config(&[(
+        "redshift_password",
+        "wrong",
+    )]))
+    .unwrap();
+    let error = redshift_flight::server::Application::build(config)
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(error.contains("rejected the login"), "{error}");
-    assert!(!error.contains("wrong"), "the password never appears: {error}");
+    assert!(
+        !error.contains("wrong"),
+        "the password never appears: {error}"
+    );
 }

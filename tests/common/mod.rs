@@ -21,7 +21,9 @@ pub fn testbed() -> &'static HashMap<String, String> {
         let file = concat!(env!("CARGO_MANIFEST_DIR"), "/target/testbed/env");
         if let Ok(text) = std::fs::read_to_string(file) {
             for line in text.lines() {
-                let Some(rest) = line.strip_prefix("export ") else { continue };
+                let Some(rest) = line.strip_prefix("export ") else {
+                    continue;
+                };
                 if let Some((k, v)) = rest.split_once('=') {
                     let v = v.trim_matches(|c| c == '\'' || c == '"');
                     vars.insert(k.to_string(), v.to_string());
@@ -67,7 +69,11 @@ pub async fn pg_rows(client: &Client, sql: &str) -> Vec<Vec<Option<String>>> {
         .unwrap_or_else(|e| panic!("{sql}: {e}"))
         .into_iter()
         .filter_map(|m| match m {
-            SimpleQueryMessage::Row(row) => Some((0..row.len()).map(|i| row.get(i).map(String::from)).collect()),
+            SimpleQueryMessage::Row(row) => Some(
+                (0..row.len())
+                    .map(|i| row.get(i).map(String::from))
+                    .collect(),
+            ),
             _ => None,
         })
         .collect()
@@ -132,7 +138,11 @@ impl TestServer {
             .await
             .expect("server runs");
         });
-        Self { addr, shutdown: Some(tx), handle: Some(handle) }
+        Self {
+            addr,
+            shutdown: Some(tx),
+            handle: Some(handle),
+        }
     }
 
     /// A Flight client connected to this server.
