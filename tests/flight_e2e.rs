@@ -841,3 +841,216 @@ async fn start_up_names_what_is_unreachable() {
         "the password never appears: {error}"
     );
 }
+
+/// Starts an emulator of this test's own (row groups of `row_group_rows`, `slices` slices) in
+/// front of the test bed's PostgreSQL and S3.
+async fn own_emulator(row_group_rows: usize, slices: usize) -> redshift_emulator::RunningEmulator {
+    let config = redshift_emulator::EmulatorConfig::new(
+        common::tb("TESTBED_PG_URL"),
+        common::tb("TESTBED_REDSHIFT_PASSWORD"),
+    )
+    .with_listen("127.0.0.1:0")
+    .with_user(common::tb("TESTBED_REDSHIFT_USER"))
+    .with_database(common::tb("TESTBED_REDSHIFT_DATABASE"))
+    .with_s3_endpoint(common::tb("TESTBED_S3_ENDPOINT"))
+    .with_s3_region(common::tb("TESTBED_S3_REGION"))
+    .with_s3_credentials(
+        common::tb("AWS_ACCESS_KEY_ID"),
+        common::tb("AWS_SECRET_ACCESS_KEY"),
+    )
+    .with_slices(slices)
+    .with_row_group_rows(row_group_rows);
+    redshift_emulator::start(config)
+        .await
+        .expect("emulator starts")
+}
+
+#[tokio::test]
+async fn files_of_many_row_groups_stream_whole_and_a_disconnect_is_harmless() {
+    use object_store::ObjectStoreExt;
+    use parquet::arrow::async_reader::AsyncFileReader;
+
+    let schema = unique("e2e_rowgroups");
+    let client = pg().await;
+    client
+        .batch_execute(&format!(
+            "CREATE SCHEMA {schema}; CREATE TABLE {schema}.t (id int primary key, v varchar(20), d date); \
+             INSERT INTO {schema}.t SELECT g, 'v' || g, DATE '2000-01-01' + g FROM generate_series(1, 30000) g;"
+        ))
+        .await
+        .unwrap();
+    let emulator = own_emulator(500, 2).await;
+    let port = emulator.local_addr().port().to_string();
+    let server = TestServer::start(&[("redshift_port", &port)]).await;
+    let mut flight = server.client().await;
+    let info = flight
+        .get_flight_info(FlightDescriptor::new_path(vec![schema.clone(), "t".into()]))
+        .await
+        .unwrap();
+    assert_eq!(info.total_records, 30_000);
+    assert_eq!(info.endpoint.len(), 2);
+
+    // The staged files really hold many row groups.
+    let app: serde_json::Value = serde_json::from_slice(&info.app_metadata).unwrap();
+    let run_prefix = format!("redshift-flight-tests/{}/", app["run_id"].as_str().unwrap());
+    let config = redshift_flight::config::Config::try_from_raw(common::raw_config(&[])).unwrap();
+    let store = redshift_flight::store::build_s3(&config).unwrap();
+    let manifest = store
+        .get(&object_store::path::Path::from(format!(
+            "{run_prefix}manifest"
+        )))
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let entries =
+        redshift_flight::stage::manifest::parse(&manifest, &config.s3_bucket, &run_prefix).unwrap();
+    for entry in &entries {
+        let mut reader = redshift_flight::store::ObjectReader::new(
+            std::sync::Arc::clone(&store),
+            object_store::path::Path::from(entry.key.as_str()),
+            entry.size,
+        );
+        let metadata = reader.get_metadata(None).await.unwrap();
+        assert!(
+            metadata.num_row_groups() >= 20,
+            "{} row groups",
+            metadata.num_row_groups()
+        );
+    }
+
+    // A client that reads one batch and hangs up leaves the server serving.
+    for _ in 0..5 {
+        let mut stream = flight
+            .do_get(info.endpoint[0].ticket.clone().unwrap())
+            .await
+            .unwrap();
+        let first = stream.try_next().await.unwrap().unwrap();
+        assert!(first.num_rows() > 0);
+        drop(stream);
+    }
+
+    let batches = read_all(&server, &info).await;
+    let cols = [
+        Col {
+            name: "id",
+            ddl: "",
+            kind: Kind::Text,
+            arrow: DataType::Int32,
+        },
+        Col {
+            name: "v",
+            ddl: "",
+            kind: Kind::Text,
+            arrow: DataType::Utf8,
+        },
+        Col {
+            name: "d",
+            ddl: "",
+            kind: Kind::Days,
+            arrow: DataType::Date32,
+        },
+    ];
+    let want = pg_canon_rows(&format!("{schema}.t"), &cols.iter().collect::<Vec<_>>()).await;
+    assert!(
+        canon_batches(&batches) == want,
+        "every row and column equals PostgreSQL's"
+    );
+    server.stop().await;
+    emulator.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_table_spec_limits_and_shapes_what_is_served() {
+    let schema = unique("e2e_spec");
+    let client = pg().await;
+    client
+        .batch_execute(&format!(
+            "CREATE SCHEMA {schema}; \
+             CREATE TABLE {schema}.orders (id int, secret varchar(10), amount numeric(10,2), updated_at timestamp); \
+             CREATE TABLE {schema}.hidden (id int); \
+             INSERT INTO {schema}.orders VALUES (1, 'pw', 1.50, '2024-01-01 00:00:00'), (2, NULL, NULL, NULL);"
+        ))
+        .await
+        .unwrap();
+    let spec = std::env::temp_dir().join(format!("{schema}.toml"));
+    std::fs::write(
+        &spec,
+        format!(
+            "[[tables]]\nschema = \"{schema}\"\nname = \"orders\"\nprimary_keys = [\"id\"]\nstrategy = \"full\"\n\
+             exclude_columns = [\"secret\"]\n"
+        ),
+    )
+    .unwrap();
+    let spec_path = spec.to_string_lossy().into_owned();
+    let server = TestServer::start(&[
+        ("auto_schema_detection", "false"),
+        ("table_spec_file", &spec_path),
+    ])
+    .await;
+    let mut flight = server.client().await;
+    let listed: Vec<FlightInfo> = flight
+        .list_flights(schema.clone().into_bytes())
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 1, "only the spec's table is listed");
+    let hidden = flight
+        .get_flight_info(FlightDescriptor::new_path(vec![
+            schema.clone(),
+            "hidden".into(),
+        ]))
+        .await;
+    assert!(
+        matches!(hidden, Err(arrow_flight::error::FlightError::Tonic(s)) if s.code() == Code::NotFound)
+    );
+    let info = flight
+        .get_flight_info(FlightDescriptor::new_path(vec![
+            schema.clone(),
+            "orders".into(),
+        ]))
+        .await
+        .unwrap();
+    let promised = info.clone().try_decode_schema().unwrap();
+    let names: Vec<&str> = promised
+        .fields()
+        .iter()
+        .map(|f| f.name().as_str())
+        .collect();
+    assert_eq!(names, ["id", "amount", "updated_at"]);
+    assert_eq!(
+        promised.metadata()["redshift_flight.primary_key"],
+        "[\"id\"]"
+    );
+    let cols = [
+        Col {
+            name: "id",
+            ddl: "",
+            kind: Kind::Text,
+            arrow: DataType::Int32,
+        },
+        Col {
+            name: "amount",
+            ddl: "",
+            kind: Kind::Text,
+            arrow: DataType::Decimal128(10, 2),
+        },
+        Col {
+            name: "updated_at",
+            ddl: "",
+            kind: Kind::Epoch,
+            arrow: DataType::Timestamp(TimeUnit::Microsecond, None),
+        },
+    ];
+    let want = pg_canon_rows(
+        &format!("{schema}.orders"),
+        &cols.iter().collect::<Vec<_>>(),
+    )
+    .await;
+    assert_eq!(canon_batches(&read_all(&server, &info).await), want);
+    server.stop().await;
+    let _ = std::fs::remove_file(spec);
+}
