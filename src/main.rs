@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use redshift_flight::catalog::TableRef;
 use redshift_flight::config::{Config, RawConfig};
-use redshift_flight::plan::{FlightRequest, Plan, split_table_name};
+use redshift_flight::plan::{FlightRequest, Plan, PlanSettings, split_table_name};
 use redshift_flight::server::{Application, Parts};
 use redshift_flight::stage::new_run_id;
 
@@ -103,8 +103,16 @@ async fn run(cli: Cli) -> Result<(), String> {
                 mode: redshift_flight::plan::Mode::Full,
                 cursor: None,
                 replication_key: None,
+                lookback: None,
             };
-            let plan = Plan::try_new(info, &request).map_err(|e| e.to_string())?;
+            let plan = Plan::try_new(
+                info,
+                &request,
+                PlanSettings {
+                    complete_resync: true,
+                },
+            )
+            .map_err(|e| e.to_string())?;
             let prefix = format!(
                 "{}/{}/",
                 config.s3_prefix,

@@ -178,8 +178,13 @@ fn parse_time_micros(text: &str) -> Result<i64, String> {
         format!("{fraction:0<6}").parse().map_err(|_| bad())?
     };
     let total = ((h * 60 + m) * 60 + s) * 1_000_000 + micros;
-    if total > 86_400_000_000 {
-        return Err(bad());
+    if total >= 86_400_000_000 {
+        // Redshift allows 24:00:00; Arrow's Time64 ends at 23:59:59.999999. Refuse rather than
+        // send an invalid value or silently move it.
+        return Err(format!(
+            "{text:?} is outside Arrow's time of day range (00:00:00 to 23:59:59.999999); \
+             leave the column out or cast it in a view"
+        ));
     }
     Ok(total)
 }
@@ -323,8 +328,8 @@ mod tests {
             86_399_999_999
         );
         assert_eq!(parse_time_micros("12:34:56.5").unwrap(), 45_296_500_000);
-        assert_eq!(parse_time_micros("24:00:00").unwrap(), 86_400_000_000);
         for bad in [
+            "24:00:00",
             "",
             "1:2",
             "12:60:00",

@@ -166,6 +166,9 @@ impl Application {
             store: parts.store,
             tickets: Arc::new(tickets),
             auth,
+            settings: crate::plan::PlanSettings {
+                complete_resync: config.enable_complete_resync,
+            },
         });
         let listener = TcpListener::bind(config.listen_address)
             .await

@@ -1054,3 +1054,75 @@ async fn a_table_spec_limits_and_shapes_what_is_served() {
     server.stop().await;
     let _ = std::fs::remove_file(spec);
 }
+
+#[tokio::test]
+async fn backslashes_and_quotes_in_names_and_criteria_cannot_escape() {
+    let schema = format!("back\\slash {}", unique("s"));
+    let table = "it\\'s \"t\"".to_string();
+    let client = pg().await;
+    client
+        .batch_execute(&format!(
+            "CREATE SCHEMA {s}; CREATE TABLE {s}.{t} (id int, {c} varchar(20)); \
+             INSERT INTO {s}.{t} VALUES (1, 'a\\b'), (2, 'it''s'); \
+             CREATE TABLE {s}.victim (id int); INSERT INTO {s}.victim VALUES (1);",
+            s = quote(&schema),
+            t = quote(&table),
+            c = quote("c\\'x"),
+        ))
+        .await
+        .unwrap();
+    let server = TestServer::start(&[]).await;
+    let mut flight = server.client().await;
+    for criteria in [
+        format!("x\\'; DROP TABLE {}.victim; --", quote(&schema)),
+        format!("x\\''; DROP TABLE {}.victim; --", quote(&schema)),
+    ] {
+        let listed: Vec<FlightInfo> = flight
+            .list_flights(criteria.into_bytes())
+            .await
+            .unwrap()
+            .try_collect()
+            .await
+            .unwrap();
+        assert!(listed.is_empty());
+    }
+    let info = flight
+        .get_flight_info(FlightDescriptor::new_path(vec![
+            schema.clone(),
+            table.clone(),
+        ]))
+        .await
+        .expect("names with backslashes and quotes are served");
+    let batches = read_all(&server, &info).await;
+    let cols = [
+        Col {
+            name: "id",
+            ddl: "",
+            kind: Kind::Text,
+            arrow: DataType::Int32,
+        },
+        Col {
+            name: "c\\'x",
+            ddl: "",
+            kind: Kind::Text,
+            arrow: DataType::Utf8,
+        },
+    ];
+    let want = pg_canon_rows(
+        &format!("{}.{}", quote(&schema), quote(&table)),
+        &cols.iter().collect::<Vec<_>>(),
+    )
+    .await;
+    assert_eq!(canon_batches(&batches), want);
+    let victim = pg_rows(
+        &client,
+        &format!("SELECT count(*) FROM {}.victim", quote(&schema)),
+    )
+    .await;
+    assert_eq!(
+        victim[0][0].as_deref(),
+        Some("1"),
+        "the victim table is intact"
+    );
+    server.stop().await;
+}

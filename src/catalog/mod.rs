@@ -18,6 +18,19 @@ use crate::plan::sql::{self, QuoteError, Sql};
 use crate::redshift::{Redshift, RedshiftError, TextRow};
 pub use types::RedshiftType;
 
+/// Column names preferred as replication keys, in order of preference.
+pub const PREFERRED_REPLICATION_KEYS: [&str; 9] = [
+    "updated_at",
+    "last_updated",
+    "last_update",
+    "last_modified",
+    "modified_at",
+    "modified_on",
+    "updated_on",
+    "update_time",
+    "updated",
+];
+
 /// Schema metadata key listing the primary-key columns as a JSON array.
 pub const META_PRIMARY_KEY: &str = "redshift_flight.primary_key";
 /// Schema metadata key naming the table (`schema.table`).
@@ -119,6 +132,31 @@ impl TableInfo {
         self.arrow_schema_of(&self.columns)
     }
 
+    /// The replication key the seed's connector would infer: among TIMESTAMP, TIMESTAMPTZ and DATE
+    /// columns, the first preferred name (see [`PREFERRED_REPLICATION_KEYS`], case-insensitive),
+    /// else the first such column in table order; `None` when there is none.
+    pub fn inferred_replication_key(&self) -> Option<&ColumnInfo> {
+        let candidates: Vec<&ColumnInfo> = self
+            .columns
+            .iter()
+            .filter(|c| {
+                matches!(
+                    c.redshift_type,
+                    RedshiftType::Timestamp | RedshiftType::TimestampTz | RedshiftType::Date
+                )
+            })
+            .collect();
+        PREFERRED_REPLICATION_KEYS
+            .iter()
+            .find_map(|name| {
+                candidates
+                    .iter()
+                    .find(|c| c.name.eq_ignore_ascii_case(name))
+            })
+            .or_else(|| candidates.first())
+            .copied()
+    }
+
     /// Finds a column: the exact name, else the only case-insensitive match.
     pub fn column(&self, name: &str) -> Option<&ColumnInfo> {
         find_by_name(&self.columns, name, |c| &c.name)
@@ -214,6 +252,11 @@ struct CachedSchema {
     loaded: Instant,
     tables: Vec<Arc<TableInfo>>,
 }
+
+/// A lookup that misses the cache reloads the schema at most this often, so a table created a
+/// moment ago is found at once, while a stream of requests for unknown tables cannot turn into a
+/// stream of catalog queries.
+const MISS_RELOAD_INTERVAL: Duration = Duration::from_secs(2);
 
 /// Discovery against Redshift's catalog, cached per schema.
 pub struct RedshiftCatalog {
@@ -371,13 +414,17 @@ fn assemble(
     Ok(tables)
 }
 
-#[async_trait::async_trait]
-impl Catalog for RedshiftCatalog {
-    async fn list_tables(&self, schema: &str) -> Result<Vec<Arc<TableInfo>>, CatalogError> {
+impl RedshiftCatalog {
+    /// The cached tables of `schema` if younger than `max_age`, else freshly loaded ones.
+    async fn tables_younger_than(
+        &self,
+        schema: &str,
+        max_age: Duration,
+    ) -> Result<Vec<Arc<TableInfo>>, CatalogError> {
         {
             let cache = self.cache.lock().await;
             if let Some(cached) = cache.get(schema)
-                && cached.loaded.elapsed() < self.ttl
+                && cached.loaded.elapsed() < max_age
             {
                 return Ok(cached.tables.clone());
             }
@@ -392,6 +439,28 @@ impl Catalog for RedshiftCatalog {
             },
         );
         Ok(tables)
+    }
+}
+
+#[async_trait::async_trait]
+impl Catalog for RedshiftCatalog {
+    async fn list_tables(&self, schema: &str) -> Result<Vec<Arc<TableInfo>>, CatalogError> {
+        self.tables_younger_than(schema, self.ttl).await
+    }
+
+    async fn table(
+        &self,
+        schema: &str,
+        table: &str,
+    ) -> Result<Option<Arc<TableInfo>>, CatalogError> {
+        let tables = self.list_tables(schema).await?;
+        if let Some(found) = find_by_name(&tables, table, |t| &t.table.table) {
+            return Ok(Some(Arc::clone(found)));
+        }
+        let tables = self
+            .tables_younger_than(schema, MISS_RELOAD_INTERVAL.min(self.ttl))
+            .await?;
+        Ok(find_by_name(&tables, table, |t| &t.table.table).cloned())
     }
 
     fn default_schema(&self) -> &str {
@@ -452,6 +521,41 @@ mod tests {
                 scale: 2
             }
         );
+    }
+
+    fn table_with(columns: &[(&str, &str)]) -> TableInfo {
+        TableInfo {
+            table: TableRef::new("s", "t"),
+            kind: TableKind::Table,
+            columns: columns
+                .iter()
+                .map(|(n, t)| ColumnInfo::new(*n, *t, true))
+                .collect(),
+            primary_key: vec![],
+            row_estimate: None,
+            replication_key: None,
+            strategy: None,
+        }
+    }
+
+    #[test]
+    fn replication_key_inference_follows_the_seed() {
+        let t = table_with(&[
+            ("id", "integer"),
+            ("created", "date"),
+            ("Modified_At", "timestamp without time zone"),
+            ("LAST_UPDATED", "timestamp with time zone"),
+            ("updated_at", "character varying(20)"),
+        ]);
+        assert_eq!(t.inferred_replication_key().unwrap().name, "LAST_UPDATED");
+        let t = table_with(&[
+            ("id", "integer"),
+            ("created", "date"),
+            ("at", "timestamp without time zone"),
+        ]);
+        assert_eq!(t.inferred_replication_key().unwrap().name, "created");
+        let t = table_with(&[("id", "integer"), ("n", "numeric(10,2)")]);
+        assert!(t.inferred_replication_key().is_none());
     }
 
     #[test]

@@ -88,8 +88,16 @@ impl ServiceError {
                 PlanError::Descriptor(_)
                 | PlanError::UnknownColumn { .. }
                 | PlanError::Columns(_)
-                | PlanError::Name(_),
+                | PlanError::Name(_)
+                | PlanError::Cursor(_)
+                | PlanError::CursorMismatch { .. }
+                | PlanError::NoReplicationKey { .. }
+                | PlanError::KeyType { .. }
+                | PlanError::Lookback(_),
             ) => (Code::InvalidArgument, true),
+            Self::Plan(PlanError::CursorStale { .. }) => (Code::FailedPrecondition, true),
+            Self::Plan(PlanError::BadMax { .. }) => (Code::Internal, false),
+            Self::Stage(StageError::Max { source, .. }) => (redshift_code(source), false),
             Self::TableNotFound(_) => (Code::NotFound, true),
             Self::Catalog(CatalogError::Name(_)) => (Code::InvalidArgument, true),
             Self::Catalog(CatalogError::Redshift { source, .. }) => (redshift_code(source), false),

@@ -1,24 +1,30 @@
-//! GetFlightInfo: resolve the request, plan it, stage it with UNLOAD, and describe the staged
-//! files as endpoints, one per manifest file, each with a signed ticket.
+//! GetFlightInfo: resolve the request, plan it, freeze the cursor window with `SELECT MAX(key)`,
+//! stage it with UNLOAD, and describe the staged files as endpoints, one per manifest file, each
+//! with a signed ticket. `next_cursor` is in `app_metadata` before any data moves.
 
 use arrow_flight::{FlightDescriptor, FlightEndpoint, FlightInfo, Ticket};
 use prost_types::Timestamp;
 use serde::Serialize;
 
 use super::{Service, ServiceError};
-use crate::plan::{FlightRequest, Mode, Plan};
+use crate::plan::{FlightRequest, Mode, Plan, Window};
+use crate::stage::StagedRun;
 use crate::ticket::{TICKET_VERSION, TicketColumn, TicketPayload, unix_ms};
 
-/// FlightInfo.app_metadata, as JSON.
+/// FlightInfo.app_metadata, as JSON (documented in proto-docs/).
 #[derive(Debug, Serialize)]
 struct AppMetadata<'a> {
     table: String,
     mode: Mode,
     reason: &'a str,
     replication_key: Option<&'a str>,
-    next_cursor: Option<&'a str>,
-    run_id: &'a str,
-    expires_at: String,
+    replication_key_source: Option<&'a str>,
+    next_cursor: Option<String>,
+    lower_bound: Option<&'a str>,
+    upper_bound: Option<&'a str>,
+    lookback: Option<&'a serde_json::Value>,
+    run_id: Option<&'a str>,
+    expires_at: Option<String>,
     files: usize,
 }
 
@@ -32,11 +38,66 @@ pub(super) async fn get_flight_info(
         .await?;
     let span = tracing::Span::current();
     span.record("table", tracing::field::display(&table.table));
-    let plan = Plan::try_new(table, &request)?;
-    let run = service.stager.stage(&plan).await?;
-    span.record("run_id", run.run_id.as_str());
+    let mut plan = Plan::try_new(table, &request, service.settings)?;
+    // Correctness rule 1: freeze the window's upper end before any data moves.
+    let max = service.stager.max_key(&plan).await?;
+    let run = match plan.close_window(max)? {
+        Window::Read => Some(service.stager.stage(&plan).await?),
+        Window::NothingNew => None,
+    };
+    if let Some(run) = &run {
+        span.record("run_id", run.run_id.as_str());
+        tracing::info!(
+            rows = run.total_rows(),
+            bytes = run.total_bytes(),
+            files = run.files.len(),
+            "staged"
+        );
+    } else {
+        tracing::info!("nothing new since the cursor: no UNLOAD");
+    }
 
+    let metadata = AppMetadata {
+        table: plan.table.table.to_string(),
+        mode: plan.mode,
+        reason: &plan.reason,
+        replication_key: plan.key.as_ref().map(|k| k.column.name.as_str()),
+        replication_key_source: plan.key.as_ref().map(|k| k.source),
+        next_cursor: plan.next_cursor(),
+        lower_bound: plan.lower.as_ref().map(|c| c.bound.as_str()),
+        upper_bound: plan.upper.as_deref(),
+        lookback: request
+            .lookback
+            .as_ref()
+            .filter(|_| plan.lookback.is_some()),
+        run_id: run.as_ref().map(|r| r.run_id.as_str()),
+        expires_at: run.as_ref().map(|r| {
+            chrono::DateTime::<chrono::Utc>::from(r.expires_at)
+                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+        }),
+        files: run.as_ref().map_or(0, |r| r.files.len()),
+    };
+    let info = FlightInfo::new()
+        .try_with_schema(&plan.schema)?
+        .with_descriptor(descriptor)
+        .with_ordered(false)
+        .with_app_metadata(serde_json::to_vec(&metadata).unwrap_or_default());
+    Ok(match run {
+        None => info.with_total_records(0).with_total_bytes(0),
+        Some(run) => info
+            .with_endpoints(endpoints(service, &plan, &run))
+            .with_total_records(run.total_rows() as i64)
+            .with_total_bytes(run.total_bytes() as i64),
+    })
+}
+
+/// One endpoint per staged file, each with a signed ticket carrying what DoGet needs.
+fn endpoints(service: &Service, plan: &Plan, run: &StagedRun) -> Vec<FlightEndpoint> {
     let expires_at_ms = unix_ms(run.expires_at);
+    let expiration = Timestamp {
+        seconds: expires_at_ms.div_euclid(1000),
+        nanos: (expires_at_ms.rem_euclid(1000) * 1_000_000) as i32,
+    };
     let columns: Vec<TicketColumn> = plan
         .columns
         .iter()
@@ -46,12 +107,7 @@ pub(super) async fn get_flight_info(
             nullable: c.nullable,
         })
         .collect();
-    let expiration = Timestamp {
-        seconds: expires_at_ms.div_euclid(1000),
-        nanos: (expires_at_ms.rem_euclid(1000) * 1_000_000) as i32,
-    };
-    let endpoints = run
-        .files
+    run.files
         .iter()
         .map(|file| {
             let payload = TicketPayload {
@@ -70,31 +126,5 @@ pub(super) async fn get_flight_info(
                 .with_ticket(Ticket::new(service.tickets.encode(&payload)))
                 .with_expiration_time(expiration)
         })
-        .collect();
-    let expires: chrono::DateTime<chrono::Utc> = run.expires_at.into();
-    let metadata = AppMetadata {
-        table: plan.table.table.to_string(),
-        mode: plan.mode,
-        reason: &plan.reason,
-        replication_key: None,
-        next_cursor: None,
-        run_id: &run.run_id,
-        expires_at: expires.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-        files: run.files.len(),
-    };
-    let app_metadata = serde_json::to_vec(&metadata).unwrap_or_default();
-    tracing::info!(
-        rows = run.total_rows(),
-        bytes = run.total_bytes(),
-        files = run.files.len(),
-        "staged"
-    );
-    Ok(FlightInfo::new()
-        .try_with_schema(&plan.schema)?
-        .with_descriptor(descriptor)
-        .with_endpoints(endpoints)
-        .with_total_records(run.total_rows() as i64)
-        .with_total_bytes(run.total_bytes() as i64)
-        .with_ordered(false)
-        .with_app_metadata(app_metadata))
+        .collect()
 }

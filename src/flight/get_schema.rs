@@ -5,7 +5,7 @@ use arrow::ipc::writer::IpcWriteOptions;
 use arrow_flight::{FlightDescriptor, SchemaAsIpc, SchemaResult};
 
 use super::{Service, ServiceError};
-use crate::plan::{FlightRequest, Plan};
+use crate::plan::{FlightRequest, Plan, PlanSettings};
 
 pub(super) async fn get_schema(
     service: &Service,
@@ -19,7 +19,8 @@ pub(super) async fn get_schema(
     request.mode = crate::plan::Mode::Full;
     request.cursor = None;
     request.replication_key = None;
-    let plan = Plan::try_new(table, &request)?;
+    request.lookback = None;
+    let plan = Plan::try_new(table, &request, PlanSettings::default())?;
     let options = IpcWriteOptions::default();
     Ok(SchemaResult::try_from(SchemaAsIpc::new(
         &plan.schema,

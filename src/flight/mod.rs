@@ -40,6 +40,8 @@ pub struct Service {
     pub tickets: Arc<TicketCodec>,
     /// Bearer-token check; `None` when no tokens are configured.
     pub auth: Option<Arc<BearerAuth>>,
+    /// Planning settings.
+    pub settings: crate::plan::PlanSettings,
 }
 
 impl Service {

@@ -1,6 +1,8 @@
 //! From a Flight request to a plan: which table, which columns, which rows, and the SELECT and
 //! UNLOAD statements that stage them. All SQL is built through [`sql`], the one quoting module.
 
+pub mod cursor;
+pub mod lookback;
 pub mod sql;
 
 use std::sync::Arc;
@@ -10,7 +12,7 @@ use arrow_flight::FlightDescriptor;
 use arrow_flight::flight_descriptor::DescriptorType;
 use serde::{Deserialize, Serialize};
 
-use crate::catalog::{ColumnInfo, TableInfo};
+use crate::catalog::{ColumnInfo, RedshiftType, TableInfo};
 use crate::config::IamRole;
 use sql::{QuoteError, Sql};
 
@@ -53,6 +55,58 @@ pub enum PlanError {
     /// A name cannot be quoted (NUL, empty).
     #[error("invalid name: {0}")]
     Name(#[from] QuoteError),
+    /// The cursor does not decode.
+    #[error(transparent)]
+    Cursor(#[from] cursor::CursorError),
+    /// The cursor belongs to another table or key.
+    #[error(
+        "the cursor is for {what}; pass the next_cursor of this table's last sync, or none for a first sync"
+    )]
+    CursorMismatch {
+        /// What the cursor is for.
+        what: String,
+    },
+    /// The cursor's key no longer exists or changed type: its position means nothing now.
+    #[error(
+        "the cursor's replication key {key:?} {why}; run a full sync (mode \"full\") and continue from its next_cursor"
+    )]
+    CursorStale {
+        /// The key.
+        key: String,
+        /// What changed.
+        why: String,
+    },
+    /// Incremental mode without a usable key.
+    #[error(
+        "table {table} has no replication key: name one with \"replication_key\" (a TIMESTAMP, TIMESTAMPTZ, DATE, integer, DECIMAL or VARCHAR column) or use mode \"full\""
+    )]
+    NoReplicationKey {
+        /// The table.
+        table: String,
+    },
+    /// A replication key of a type that cannot be compared exactly.
+    #[error(
+        "column {column:?} ({catalog_type}) cannot be a replication key: use a TIMESTAMP, TIMESTAMPTZ, DATE, integer, DECIMAL or VARCHAR column"
+    )]
+    KeyType {
+        /// The column.
+        column: String,
+        /// Its type.
+        catalog_type: String,
+    },
+    /// Bad lookback.
+    #[error("invalid lookback: {0}")]
+    Lookback(String),
+    /// MAX(key) returned something that is not a value of the key's type.
+    #[error("Redshift returned {value:?} as MAX({key}), which is not a valid {catalog_type}")]
+    BadMax {
+        /// The key.
+        key: String,
+        /// Its type.
+        catalog_type: String,
+        /// What came back.
+        value: String,
+    },
 }
 
 /// The JSON command of a `CMD` descriptor. Every key but `table` is optional; unknown keys are
@@ -74,6 +128,10 @@ pub struct Command {
     /// Replication key overriding the inferred one.
     #[serde(default)]
     pub replication_key: Option<String>,
+    /// Re-read this much below the cursor: an interval (`"2 hours"`, `"90s"`, or a number of
+    /// seconds) for time keys, a number for numeric keys.
+    #[serde(default)]
+    pub lookback: Option<serde_json::Value>,
 }
 
 /// What a client asked for, whichever descriptor form it used.
@@ -91,6 +149,8 @@ pub struct FlightRequest {
     pub cursor: Option<String>,
     /// Replication key.
     pub replication_key: Option<String>,
+    /// Lookback, as given.
+    pub lookback: Option<serde_json::Value>,
 }
 
 /// Splits `schema.table` at the first dot outside double quotes; quoted parts keep their text
@@ -174,6 +234,7 @@ impl FlightRequest {
                     mode: Mode::Full,
                     cursor: None,
                     replication_key: None,
+                    lookback: None,
                 })
             }
             Ok(DescriptorType::Cmd) => Self::try_from_command(&descriptor.cmd),
@@ -206,8 +267,34 @@ impl FlightRequest {
             mode: command.mode,
             cursor: command.cursor,
             replication_key: command.replication_key,
+            lookback: command.lookback,
         })
     }
+}
+
+/// Server-wide planning settings.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PlanSettings {
+    /// `enable_complete_resync`: every request is a full snapshot.
+    pub complete_resync: bool,
+}
+
+/// The replication key of a plan and where it came from.
+#[derive(Debug, Clone)]
+pub struct ReplicationKey {
+    /// The column.
+    pub column: ColumnInfo,
+    /// `requested`, `table spec`, `cursor` or `inferred`.
+    pub source: &'static str,
+}
+
+/// What the closed cursor window says to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Window {
+    /// Stage the plan's SELECT.
+    Read,
+    /// Nothing new since the cursor: no UNLOAD at all.
+    NothingNew,
 }
 
 /// A planned read of one table.
@@ -223,60 +310,167 @@ pub struct Plan {
     pub mode: Mode,
     /// Why that mode.
     pub reason: String,
-    /// The SELECT that UNLOAD runs.
+    /// The replication key, if the table has one (full snapshots use it for `next_cursor`).
+    pub key: Option<ReplicationKey>,
+    /// The position the request continues from (incremental mode only).
+    pub lower: Option<cursor::Cursor>,
+    /// How far below `lower` to re-read.
+    pub lookback: Option<lookback::Lookback>,
+    /// The cursor text the request carried, returned unchanged when nothing is new.
+    pub request_cursor: Option<String>,
+    /// `MAX(key)` frozen at planning; set by [`Plan::close_window`].
+    pub upper: Option<String>,
+    /// The SELECT that UNLOAD runs (its WHERE is set by [`Plan::close_window`]).
     pub select: Sql,
 }
 
 impl Plan {
-    /// Plans a read of `table` for `request`.
-    pub fn try_new(table: Arc<TableInfo>, request: &FlightRequest) -> Result<Self, PlanError> {
-        let columns = match &request.columns {
-            None => table.columns.clone(),
-            Some(names) if names.is_empty() => {
-                return Err(PlanError::Columns(
-                    "columns must not be empty; leave it out to read every column".into(),
-                ));
+    /// Plans a read of `table` for `request`: columns, mode, replication key and the lower end of
+    /// the window. The upper end needs Redshift: run [`Plan::max_sql`], then
+    /// [`Plan::close_window`].
+    pub fn try_new(
+        table: Arc<TableInfo>,
+        request: &FlightRequest,
+        settings: PlanSettings,
+    ) -> Result<Self, PlanError> {
+        let columns = project(&table, request.columns.as_deref())?;
+        let request_cursor = request
+            .cursor
+            .as_deref()
+            .map(cursor::Cursor::decode)
+            .transpose()?;
+        if let Some(c) = &request_cursor
+            && (c.schema != table.table.schema || c.table != table.table.table)
+        {
+            return Err(PlanError::CursorMismatch {
+                what: format!("table {}.{}, not {}", c.schema, c.table, table.table),
+            });
+        }
+        let key = choose_key(&table, request, request_cursor.as_ref())?;
+        let (mode, reason) = match (settings.complete_resync, request.mode, &key) {
+            (true, _, _) => (Mode::Full, "enable_complete_resync is true: every request is a full snapshot".to_string()),
+            (false, Mode::Full, _) => (Mode::Full, "full snapshot requested".to_string()),
+            (false, Mode::Incremental, Some(k)) => {
+                (Mode::Incremental, format!("incremental requested; replication key {:?} ({})", k.column.name, k.source))
             }
-            Some(names) => {
-                let mut picked: Vec<ColumnInfo> = Vec::with_capacity(names.len());
-                for name in names {
-                    let column = table.column(name).ok_or_else(|| PlanError::UnknownColumn {
-                        table: table.table.to_string(),
-                        column: name.clone(),
-                    })?;
-                    if picked.iter().any(|c| c.name == column.name) {
-                        return Err(PlanError::Columns(format!(
-                            "column {:?} is listed twice",
-                            column.name
-                        )));
-                    }
-                    picked.push(column.clone());
-                }
-                picked
+            (false, Mode::Incremental, None) => {
+                return Err(PlanError::NoReplicationKey { table: table.table.to_string() });
             }
-        };
-        let (mode, reason) = match request.mode {
-            Mode::Full => (Mode::Full, "full snapshot requested".to_string()),
-            Mode::Auto if request.cursor.is_none() && request.replication_key.is_none() => (
+            (false, Mode::Auto, _) if table.strategy == Some(crate::catalog::spec::Strategy::Full) => {
+                (Mode::Full, "auto: the table spec's strategy is full".to_string())
+            }
+            (false, Mode::Auto, Some(k)) => {
+                (Mode::Incremental, format!("auto: replication key {:?} ({})", k.column.name, k.source))
+            }
+            (false, Mode::Auto, None) => (
                 Mode::Full,
-                "auto: incremental sync is not available in this version, serving a full snapshot"
-                    .to_string(),
+                "auto: no replication key (no TIMESTAMP, TIMESTAMPTZ or DATE column), serving a full snapshot".to_string(),
             ),
-            Mode::Auto | Mode::Incremental => {
-                return Err(PlanError::Unsupported(
-                    "incremental sync (cursor, replication_key, mode \"incremental\") is not available in this version; use mode \"full\"".into(),
-                ));
-            }
         };
-        let select = select_sql(&table, &columns)?;
+        let lower = if mode == Mode::Incremental {
+            request_cursor
+        } else {
+            None
+        };
+        let lookback = match (&request.lookback, mode, &key) {
+            (None, _, _) => None,
+            (Some(_), Mode::Incremental, Some(k)) => Some(lookback::Lookback::try_new(
+                request
+                    .lookback
+                    .as_ref()
+                    .unwrap_or(&serde_json::Value::Null),
+                &k.column,
+            )?),
+            (Some(_), _, _) => None,
+        };
+        let select = select_sql(&table, &columns, None)?;
         Ok(Self {
             schema: table.arrow_schema_of(&columns),
             table,
             columns,
             mode,
             reason,
+            key,
+            lower,
+            lookback,
+            request_cursor: request.cursor.clone(),
+            upper: None,
             select,
         })
+    }
+
+    /// `SELECT MAX(key)`, above the cursor when there is one; `None` when the table has no key.
+    pub fn max_sql(&self) -> Result<Option<Sql>, QuoteError> {
+        let Some(key) = &self.key else {
+            return Ok(None);
+        };
+        let column = sql::ident(&key.column.name)?;
+        let mut text = format!("SELECT MAX({column}) FROM {}", self.table_sql()?);
+        if let Some(lower) = &self.lower {
+            text.push_str(&format!(
+                " WHERE {column} > {}",
+                sql::typed_literal(&key.column.redshift_type, &lower.bound)?
+            ));
+        }
+        Ok(Some(Sql::new(text)))
+    }
+
+    /// Freezes the window's upper end at `max` (what [`Plan::max_sql`] returned) and builds the
+    /// SELECT's WHERE. Incremental plans with nothing above the cursor need no UNLOAD.
+    pub fn close_window(&mut self, max: Option<String>) -> Result<Window, PlanError> {
+        if let (Some(key), Some(value)) = (&self.key, &max) {
+            cursor::validate_bound(&key.column.redshift_type, value).map_err(|_| {
+                PlanError::BadMax {
+                    key: key.column.name.clone(),
+                    catalog_type: key.column.catalog_type.clone(),
+                    value: value.clone(),
+                }
+            })?;
+        }
+        self.upper = max;
+        if self.mode != Mode::Incremental {
+            return Ok(Window::Read);
+        }
+        let (Some(key), Some(upper)) = (&self.key, &self.upper) else {
+            return Ok(Window::NothingNew);
+        };
+        let column = sql::ident(&key.column.name)?;
+        let rtype = &key.column.redshift_type;
+        let mut condition = format!("{column} <= {}", sql::typed_literal(rtype, upper)?);
+        if let Some(lower) = &self.lower {
+            let lower_sql = sql::typed_literal(rtype, &lower.bound)?;
+            let lower_sql = match &self.lookback {
+                Some(lookback) => lookback.below(&lower_sql),
+                None => lower_sql,
+            };
+            condition = format!("{column} > {lower_sql} AND {condition}");
+        }
+        self.select = select_sql(&self.table, &self.columns, Some(&condition))?;
+        Ok(Window::Read)
+    }
+
+    /// The cursor to store once every endpoint has been read: the frozen upper bound; the
+    /// request's own cursor when nothing was new; `None` for a table without a key.
+    pub fn next_cursor(&self) -> Option<String> {
+        let key = self.key.as_ref()?;
+        match &self.upper {
+            Some(upper) => Some(
+                cursor::Cursor {
+                    schema: self.table.table.schema.clone(),
+                    table: self.table.table.table.clone(),
+                    key: key.column.name.clone(),
+                    key_type: key.column.catalog_type.clone(),
+                    bound: upper.clone(),
+                }
+                .encode(),
+            ),
+            None if self.mode == Mode::Incremental => self.request_cursor.clone(),
+            None => None,
+        }
+    }
+
+    fn table_sql(&self) -> Result<String, QuoteError> {
+        sql::qualified(&self.table.table.schema, &self.table.table.table)
     }
 
     /// The UNLOAD that stages this plan's rows under `destination` (an `s3://bucket/prefix/` URL).
@@ -298,16 +492,125 @@ impl Plan {
     }
 }
 
-fn select_sql(table: &TableInfo, columns: &[ColumnInfo]) -> Result<Sql, QuoteError> {
+fn project(table: &TableInfo, names: Option<&[String]>) -> Result<Vec<ColumnInfo>, PlanError> {
+    let Some(names) = names else {
+        return Ok(table.columns.clone());
+    };
+    if names.is_empty() {
+        return Err(PlanError::Columns(
+            "columns must not be empty; leave it out to read every column".into(),
+        ));
+    }
+    let mut picked: Vec<ColumnInfo> = Vec::with_capacity(names.len());
+    for name in names {
+        let column = table.column(name).ok_or_else(|| PlanError::UnknownColumn {
+            table: table.table.to_string(),
+            column: name.clone(),
+        })?;
+        if picked.iter().any(|c| c.name == column.name) {
+            return Err(PlanError::Columns(format!(
+                "column {:?} is listed twice",
+                column.name
+            )));
+        }
+        picked.push(column.clone());
+    }
+    Ok(picked)
+}
+
+/// The replication key: the request's, else the table spec's, else the cursor's (so a sync keeps
+/// its key even if a preferred column is added later), else the inferred one.
+fn choose_key(
+    table: &TableInfo,
+    request: &FlightRequest,
+    cursor: Option<&cursor::Cursor>,
+) -> Result<Option<ReplicationKey>, PlanError> {
+    let named = request
+        .replication_key
+        .as_deref()
+        .map(|k| (k, "requested"))
+        .or_else(|| table.replication_key.as_deref().map(|k| (k, "table spec")));
+    if let Some((name, source)) = named {
+        let column = table.column(name).ok_or_else(|| PlanError::UnknownColumn {
+            table: table.table.to_string(),
+            column: name.to_string(),
+        })?;
+        if !cursor::key_type_supported(&column.redshift_type) {
+            return Err(PlanError::KeyType {
+                column: column.name.clone(),
+                catalog_type: column.catalog_type.clone(),
+            });
+        }
+        if let Some(c) = cursor
+            && c.key != column.name
+        {
+            return Err(PlanError::CursorMismatch {
+                what: format!("replication key {:?}, not {:?}", c.key, column.name),
+            });
+        }
+        check_cursor_key(column, cursor)?;
+        return Ok(Some(ReplicationKey {
+            column: column.clone(),
+            source,
+        }));
+    }
+    if let Some(c) = cursor {
+        let column = table
+            .columns
+            .iter()
+            .find(|col| col.name == c.key)
+            .ok_or_else(|| PlanError::CursorStale {
+                key: c.key.clone(),
+                why: "no longer exists".into(),
+            })?;
+        check_cursor_key(column, cursor)?;
+        return Ok(Some(ReplicationKey {
+            column: column.clone(),
+            source: "cursor",
+        }));
+    }
+    Ok(table
+        .inferred_replication_key()
+        .map(|column| ReplicationKey {
+            column: column.clone(),
+            source: "inferred",
+        }))
+}
+
+fn check_cursor_key(column: &ColumnInfo, cursor: Option<&cursor::Cursor>) -> Result<(), PlanError> {
+    match cursor {
+        Some(c) if RedshiftType::from_format_type(&c.key_type) != column.redshift_type => {
+            Err(PlanError::CursorStale {
+                key: c.key.clone(),
+                why: format!(
+                    "changed type from {} to {}",
+                    c.key_type, column.catalog_type
+                ),
+            })
+        }
+        _ => Ok(()),
+    }
+}
+
+fn select_sql(
+    table: &TableInfo,
+    columns: &[ColumnInfo],
+    condition: Option<&str>,
+) -> Result<Sql, QuoteError> {
     let list = columns
         .iter()
         .map(|c| c.redshift_type.select_expr(&c.name))
         .collect::<Result<Vec<_>, _>>()?
         .join(", ");
-    Ok(Sql::new(format!(
+    let mut text = format!(
         "SELECT {list} FROM {}",
         sql::qualified(&table.table.schema, &table.table.table)?
-    )))
+    );
+    if let Some(condition) = condition {
+        text.push_str(" WHERE ");
+        text.push_str(condition);
+    }
+    Ok(Sql::new(text))
 }
 
 #[cfg(test)]
@@ -339,12 +642,13 @@ mod tests {
             mode: Mode::Full,
             cursor: None,
             replication_key: None,
+            lookback: None,
         }
     }
 
     #[test]
     fn builds_select_and_unload_through_the_quoting_module() {
-        let plan = Plan::try_new(table(), &request(None)).unwrap();
+        let plan = Plan::try_new(table(), &request(None), PlanSettings::default()).unwrap();
         assert_eq!(
             plan.select.as_str(),
             r#"SELECT "id", CAST("at" AS VARCHAR) AS "at", "x'); drop table t; --" FROM "my schema"."O'Brien ""t""""#
@@ -364,14 +668,26 @@ mod tests {
 
     #[test]
     fn projection_checks_columns() {
-        let plan = Plan::try_new(table(), &request(Some(vec!["ID"]))).unwrap();
+        let plan =
+            Plan::try_new(table(), &request(Some(vec!["ID"])), PlanSettings::default()).unwrap();
         assert_eq!(plan.schema.fields().len(), 1);
         assert!(matches!(
-            Plan::try_new(table(), &request(Some(vec!["nope"]))),
+            Plan::try_new(
+                table(),
+                &request(Some(vec!["nope"])),
+                PlanSettings::default()
+            ),
             Err(PlanError::UnknownColumn { .. })
         ));
-        assert!(Plan::try_new(table(), &request(Some(vec!["id", "id"]))).is_err());
-        assert!(Plan::try_new(table(), &request(Some(vec![]))).is_err());
+        assert!(
+            Plan::try_new(
+                table(),
+                &request(Some(vec!["id", "id"])),
+                PlanSettings::default()
+            )
+            .is_err()
+        );
+        assert!(Plan::try_new(table(), &request(Some(vec![])), PlanSettings::default()).is_err());
     }
 
     #[test]

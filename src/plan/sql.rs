@@ -1,11 +1,12 @@
 //! The one quoting module: every piece of SQL that redshift-flight sends to Redshift is built here
 //! from catalog identifiers and typed values, never by pasting user text.
 //!
-//! Redshift follows PostgreSQL's rules: an identifier is wrapped in `"` with embedded `"` doubled;
-//! a string literal is wrapped in `'` with embedded `'` doubled (with `standard_conforming_strings`
-//! on, backslashes are ordinary characters). `UNLOAD ('...')` takes its SELECT as a string literal,
-//! so the finished SELECT is quoted once more with [`literal`]. NUL cannot be represented in either
-//! form and is rejected.
+//! An identifier is wrapped in `"` with embedded `"` doubled (backslashes are ordinary characters
+//! in identifiers). A string literal is wrapped in `'` with embedded `'` doubled *and* embedded `\`
+//! doubled: Redshift string literals process backslash escapes (like PostgreSQL before 9.1 or with
+//! `standard_conforming_strings = off`), so an undoubled backslash could escape the closing quote.
+//! `UNLOAD ('...')` takes its SELECT as a string literal, so the finished SELECT is quoted once
+//! more with [`literal`]. NUL cannot be represented in either form and is rejected.
 
 use std::fmt;
 
@@ -43,7 +44,7 @@ pub fn ident(name: &str) -> Result<String, QuoteError> {
     Ok(out)
 }
 
-/// Quotes a string literal: `O'Brien` becomes `'O''Brien'`.
+/// Quotes a string literal for Redshift: `O'Brien` becomes `'O''Brien'`, `a\b` becomes `'a\\b'`.
 pub fn literal(value: &str) -> Result<String, QuoteError> {
     if value.contains('\0') {
         return Err(QuoteError::Nul { what: "literal" });
@@ -51,8 +52,8 @@ pub fn literal(value: &str) -> Result<String, QuoteError> {
     let mut out = String::with_capacity(value.len() + 2);
     out.push('\'');
     for c in value.chars() {
-        if c == '\'' {
-            out.push('\'');
+        if c == '\'' || c == '\\' {
+            out.push(c);
         }
         out.push(c);
     }
@@ -63,6 +64,25 @@ pub fn literal(value: &str) -> Result<String, QuoteError> {
 /// A schema-qualified table name, quoted: `"my schema"."Orders"`.
 pub fn qualified(schema: &str, table: &str) -> Result<String, QuoteError> {
     Ok(format!("{}.{}", ident(schema)?, ident(table)?))
+}
+
+/// A typed literal for a replication-key bound: `CAST('2024-01-01 00:00:00' AS TIMESTAMP)`.
+/// The caller has validated `value` against `rtype` (see `plan::cursor::validate_bound`); this
+/// function still quotes it as a literal, so even an unvalidated value could not escape.
+pub fn typed_literal(
+    rtype: &crate::catalog::RedshiftType,
+    value: &str,
+) -> Result<String, QuoteError> {
+    use crate::catalog::RedshiftType as T;
+    let text = literal(value)?;
+    Ok(match rtype {
+        T::SmallInt | T::Integer | T::BigInt => format!("CAST({text} AS BIGINT)"),
+        T::Decimal { precision, scale } => format!("CAST({text} AS DECIMAL({precision},{scale}))"),
+        T::Date => format!("CAST({text} AS DATE)"),
+        T::Timestamp => format!("CAST({text} AS TIMESTAMP)"),
+        T::TimestampTz => format!("CAST({text} AS TIMESTAMPTZ)"),
+        _ => text,
+    })
 }
 
 /// A SQL fragment that was assembled only from this module's output; its `Display` is the SQL.
@@ -110,9 +130,38 @@ mod tests {
     #[test]
     fn literals_double_single_quotes() {
         assert_eq!(literal("O'Brien").unwrap(), "'O''Brien'");
-        assert_eq!(literal(r"back\slash").unwrap(), r"'back\slash'");
+        assert_eq!(literal(r"back\slash").unwrap(), r"'back\\slash'");
+        assert_eq!(
+            literal(r"x\'; drop table t; --").unwrap(),
+            r"'x\\''; drop table t; --'"
+        );
         assert_eq!(literal("").unwrap(), "''");
         assert!(literal("\0").is_err());
+    }
+
+    #[test]
+    fn typed_literals_cast_quoted_text() {
+        use crate::catalog::RedshiftType as T;
+        assert_eq!(
+            typed_literal(&T::Timestamp, "2024-01-01 00:00:00.5").unwrap(),
+            "CAST('2024-01-01 00:00:00.5' AS TIMESTAMP)"
+        );
+        assert_eq!(
+            typed_literal(
+                &T::Decimal {
+                    precision: 38,
+                    scale: 2
+                },
+                "-1.50"
+            )
+            .unwrap(),
+            "CAST('-1.50' AS DECIMAL(38,2))"
+        );
+        assert_eq!(typed_literal(&T::Varchar, "it's").unwrap(), "'it''s'");
+        assert_eq!(
+            typed_literal(&T::BigInt, "1' OR '1").unwrap(),
+            "CAST('1'' OR ''1' AS BIGINT)"
+        );
     }
 
     #[test]

@@ -22,17 +22,29 @@ use crate::redshift::{Redshift, RedshiftError};
 use crate::store::StoreError;
 pub use manifest::ManifestEntry;
 
-/// Runs UNLOAD statements.
+/// Runs the statements staging needs on Redshift.
 #[async_trait::async_trait]
 pub trait Unloader: Send + Sync + fmt::Debug {
     /// Runs one UNLOAD to completion.
     async fn unload(&self, sql: &Sql) -> Result<(), RedshiftError>;
+
+    /// Runs a query returning one value (`SELECT MAX(key) ...`) as Redshift's text; NULL is `None`.
+    async fn query_value(&self, sql: &Sql) -> Result<Option<String>, RedshiftError>;
 }
 
 #[async_trait::async_trait]
 impl Unloader for Redshift {
     async fn unload(&self, sql: &Sql) -> Result<(), RedshiftError> {
         self.execute_dedicated(sql).await.map(drop)
+    }
+
+    async fn query_value(&self, sql: &Sql) -> Result<Option<String>, RedshiftError> {
+        let rows = self.execute_dedicated(sql).await?;
+        Ok(rows
+            .into_iter()
+            .next()
+            .and_then(|row| row.into_iter().next())
+            .flatten())
     }
 }
 
@@ -42,6 +54,14 @@ pub enum StageError {
     /// The UNLOAD failed.
     #[error("UNLOAD of {table} failed: {source}")]
     Unload {
+        /// The table.
+        table: String,
+        /// Redshift's error.
+        source: RedshiftError,
+    },
+    /// `SELECT MAX(key)` failed.
+    #[error("SELECT MAX of the replication key of {table} failed: {source}")]
+    Max {
         /// The table.
         table: String,
         /// Redshift's error.
@@ -167,6 +187,22 @@ impl Stager {
             table: plan.table.table.to_string(),
             source,
         })
+    }
+
+    /// Freezes the upper end of the plan's window: runs its `SELECT MAX(key)`.
+    pub async fn max_key(&self, plan: &Plan) -> Result<Option<String>, StageError> {
+        let table = plan.table.table.to_string();
+        let Some(sql) = plan.max_sql().map_err(|source| StageError::Sql {
+            table: table.clone(),
+            source,
+        })?
+        else {
+            return Ok(None);
+        };
+        self.unloader
+            .query_value(&sql)
+            .await
+            .map_err(|source| StageError::Max { table, source })
     }
 
     /// Runs the plan's UNLOAD into a fresh prefix and returns the staged files. When UNLOAD fails

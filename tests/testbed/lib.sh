@@ -1,4 +1,5 @@
 # Shared settings and helpers of tests/testbed/up and tests/testbed/down (sourced, not run).
+# shellcheck disable=SC2034  # the settings are used by up and down
 # shellcheck shell=bash
 
 TESTBED_SRC="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -98,7 +99,8 @@ stop_pidfile() {
   rm -f "$file"
 }
 
-# Take the test bed's lock, so that two `up`/`down` of one checkout don't interleave.
+# Take the test bed's lock, so that two `up`/`down` of one checkout don't interleave. Every
+# long-lived process that `up` starts is started with `9>&-`, so that it does not inherit the lock.
 take_lock() {
   mkdir -p "$TB"
   exec 9>"$TB/.lock"

@@ -215,6 +215,14 @@ impl Backend {
         {
             startup.parameters.insert("TimeZone".into(), "UTC".into());
         }
+        // Redshift string literals process backslash escapes ('a\\b' is a\b), as PostgreSQL
+        // did before 9.1; make the backend parse literals the same way, quietly.
+        startup
+            .parameters
+            .insert("standard_conforming_strings".into(), "off".into());
+        startup
+            .parameters
+            .insert("escape_string_warning".into(), "off".into());
         framed.send(PgWireFrontendMessage::Startup(startup)).await?;
 
         let mut backend = Self {

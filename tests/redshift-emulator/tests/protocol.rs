@@ -159,7 +159,7 @@ async fn compatibility_objects_exist() {
     client
         .batch_execute(&format!(
             "create schema {s}; create table {s}.t (a super, b varbyte, g geometry, h hllsketch, i int);
-             insert into {s}.t values ('{{\"k\": [1, 2]}}', '\\x0102ff', '\\x0101000000', 'x', 1);
+             insert into {s}.t values ('{{\"k\": [1, 2]}}', decode('0102ff', 'hex'), decode('0101000000', 'hex'), 'x', 1);
              analyze {s}.t;",
             s = q(&schema)
         ))

@@ -653,7 +653,7 @@ async fn redshift_rejections() {
     client
         .batch_execute(&format!(
             "create table {table} (id int, t time, tz timetz, vb varbyte, g geometry);
-             insert into {table} values (1, '12:00', '12:00+02', '\\x00', '\\x01')"
+             insert into {table} values (1, '12:00', '12:00+02', decode('00', 'hex'), decode('01', 'hex'))"
         ))
         .await
         .unwrap();

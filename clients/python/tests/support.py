@@ -1,0 +1,223 @@
+"""Helpers shared by the client tests: reading a flight, app_metadata, gRPC status checks, and a
+small codec for the documented ticket format (proto-docs/README.md, "Tickets")."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import hmac
+import json
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+import pyarrow as pa
+import pyarrow.flight as flight
+import pytest
+
+
+
+def unique(prefix: str) -> str:
+    """A name no other test (or earlier run) uses."""
+    return f"{prefix}_{uuid.uuid4().hex[:10]}"
+
+
+# --------------------------------------------------------------------------------------------------
+# Reading
+
+
+def read_endpoint(client: flight.FlightClient, endpoint: flight.FlightEndpoint, options=None) -> pa.Table:
+    """All batches of one endpoint, read from the server the client is connected to (the server
+    sends no locations: an endpoint without locations is served by the server that issued it)."""
+    args = (endpoint.ticket,) if options is None else (endpoint.ticket, options)
+    return client.do_get(*args).read_all()
+
+
+def read_flight(client: flight.FlightClient, info: flight.FlightInfo, workers: int = 4, options=None) -> pa.Table:
+    """Reads every endpoint (in parallel when workers > 1) and concatenates them in endpoint
+    order. Each endpoint's stream must carry exactly the FlightInfo schema."""
+    endpoints = list(info.endpoints)
+    if workers > 1 and len(endpoints) > 1:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            parts = list(pool.map(lambda e: read_endpoint(client, e, options), endpoints))
+    else:
+        parts = [read_endpoint(client, e, options) for e in endpoints]
+    for part in parts:
+        assert part.schema.equals(info.schema, check_metadata=True), (part.schema, info.schema)
+    if not parts:
+        return info.schema.empty_table()
+    return pa.concat_tables(parts)
+
+
+def app_metadata(info: flight.FlightInfo) -> dict:
+    """FlightInfo.app_metadata as the JSON object the contract promises."""
+    raw = info.app_metadata
+    assert raw, "FlightInfo.app_metadata is empty"
+    return json.loads(bytes(raw).decode("utf-8"))
+
+
+def path(*parts: str) -> flight.FlightDescriptor:
+    return flight.FlightDescriptor.for_path(*parts)
+
+
+def command(**kwargs) -> flight.FlightDescriptor:
+    return flight.FlightDescriptor.for_command(json.dumps(kwargs).encode("utf-8"))
+
+
+def quote_part(name: str) -> str:
+    """A schema or table name as one part of the command's `table` key: double-quoted, `"` doubled."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+# --------------------------------------------------------------------------------------------------
+# gRPC status codes as pyarrow raises them: pyarrow turns the code into an exception class and
+# prefixes the server's message with "Flight returned <code text> error, with message: " (or
+# "gRPC returned ..." for the codes Flight has no name for, such as FAILED_PRECONDITION).
+
+STATUS = {
+    "NOT_FOUND": (pa.ArrowKeyError, "not found"),
+    "INVALID_ARGUMENT": (pa.ArrowInvalid, "invalid argument"),
+    "FAILED_PRECONDITION": (pa.ArrowInvalid, "precondition failed"),
+    "PERMISSION_DENIED": (flight.FlightUnauthorizedError, "unauthorized"),
+    "UNAUTHENTICATED": (flight.FlightUnauthenticatedError, "unauthenticated"),
+    "UNIMPLEMENTED": (pa.ArrowNotImplementedError, "unimplemented"),
+}
+
+
+@contextlib.contextmanager
+def raises_status(*codes: str, match: str | None = None):
+    """Expects the block to fail with one of the gRPC `codes`; `match` must be in the message."""
+    classes = tuple(STATUS[c][0] for c in codes)
+    with pytest.raises(classes) as caught:
+        yield caught
+    message = str(caught.value)
+    texts = [STATUS[c][1] for c in codes if isinstance(caught.value, STATUS[c][0])]
+    assert any(f"returned {t} error" in message for t in texts), (codes, type(caught.value), message)
+    if match is not None:
+        assert match in message, (match, message)
+
+
+# --------------------------------------------------------------------------------------------------
+# The ticket format (version 1): "RSF1" || SignedTicket{payload=1, mac=2},
+# mac = HMAC-SHA256(ticket_secret, "RSF1" || payload). A minimal protobuf codec, enough for tests.
+
+MAGIC = b"RSF1"
+PAYLOAD_FIELDS = {
+    1: ("version", "varint"),
+    2: ("schema", "str"),
+    3: ("table", "str"),
+    4: ("run_id", "str"),
+    5: ("key", "str"),
+    6: ("file_size", "varint"),
+    7: ("rows", "varint"),
+    8: ("columns", "column*"),
+    9: ("expires_at_ms", "int64"),
+    10: ("primary_key", "str*"),
+}
+COLUMN_FIELDS = {1: ("name", "str"), 2: ("catalog_type", "str"), 3: ("nullable", "bool")}
+
+
+def _varint(n: int) -> bytes:
+    if n < 0:
+        n += 1 << 64
+    out = bytearray()
+    while True:
+        byte = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
+    shift = result = 0
+    while True:
+        if pos >= len(data):
+            raise ValueError("truncated varint")
+        byte = data[pos]
+        pos += 1
+        result |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return result, pos
+        shift += 7
+        if shift > 63:
+            raise ValueError("varint too long")
+
+
+def _fields(data: bytes):
+    pos = 0
+    while pos < len(data):
+        key, pos = _read_varint(data, pos)
+        number, wire = key >> 3, key & 7
+        if wire == 0:
+            value, pos = _read_varint(data, pos)
+        elif wire == 2:
+            length, pos = _read_varint(data, pos)
+            value, pos = data[pos : pos + length], pos + length
+            if pos > len(data):
+                raise ValueError("truncated field")
+        else:
+            raise ValueError(f"unexpected wire type {wire}")
+        yield number, wire, value
+
+
+def _decode_message(data: bytes, spec: dict) -> dict:
+    out: dict = {}
+    for name, kind in spec.values():
+        out[name] = [] if kind.endswith("*") else ("" if kind == "str" else 0)
+    out.update({"nullable": False} if "nullable" in out else {})
+    for number, _wire, value in _fields(data):
+        name, kind = spec[number]
+        if kind == "str":
+            out[name] = value.decode("utf-8")
+        elif kind == "str*":
+            out[name].append(value.decode("utf-8"))
+        elif kind == "column*":
+            out[name].append(_decode_message(value, COLUMN_FIELDS))
+        elif kind == "bool":
+            out[name] = bool(value)
+        elif kind == "int64":
+            out[name] = value - (1 << 64) if value >= 1 << 63 else value
+        else:
+            out[name] = value
+    return out
+
+
+def _encode_message(message: dict, spec: dict) -> bytes:
+    out = bytearray()
+    for number, (name, kind) in sorted(spec.items()):
+        value = message.get(name)
+        values = value if kind.endswith("*") else [value]
+        for v in values:
+            if v in (None, "", 0, False) and not kind.endswith("*"):
+                continue  # proto3 leaves default values out
+            if kind in ("str", "str*"):
+                raw = v.encode("utf-8")
+                out += _varint(number << 3 | 2) + _varint(len(raw)) + raw
+            elif kind == "column*":
+                raw = _encode_message(v, COLUMN_FIELDS)
+                out += _varint(number << 3 | 2) + _varint(len(raw)) + raw
+            else:
+                out += _varint(number << 3) + _varint(int(v))
+    return bytes(out)
+
+
+def decode_ticket(ticket: bytes) -> tuple[dict, bytes, bytes]:
+    """(payload as a dict, payload bytes, mac) of a ticket; checks the framing only."""
+    assert ticket.startswith(MAGIC), ticket[:8]
+    signed = {n: v for n, _w, v in _fields(ticket[len(MAGIC) :])}
+    payload, mac = signed[1], signed[2]
+    return _decode_message(payload, PAYLOAD_FIELDS), payload, mac
+
+
+def sign(secret: bytes, payload: bytes) -> bytes:
+    return hmac.new(secret, MAGIC + payload, hashlib.sha256).digest()
+
+
+def encode_ticket(payload: dict, secret: bytes) -> bytes:
+    """Encodes and signs a payload dict the way the server does."""
+    raw = _encode_message(payload, PAYLOAD_FIELDS)
+    mac = sign(secret, raw)
+    signed = _varint(1 << 3 | 2) + _varint(len(raw)) + raw + _varint(2 << 3 | 2) + _varint(len(mac)) + mac
+    return MAGIC + signed

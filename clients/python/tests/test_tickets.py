@@ -1,0 +1,186 @@
+"""The ticket wire format as proto-docs/README.md documents it: tickets the server issues decode
+with the documented layout and verify with the configured ticket_secret, and tickets signed
+with that secret but expired, of another version, or naming a file that is gone get the
+documented statuses. Also: replicas sharing ticket_secret serve each other's tickets."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import boto3
+import pyarrow as pa
+import pyarrow.flight as flight
+import pytest
+from psycopg import sql
+
+from support import (
+    app_metadata,
+    decode_ticket,
+    encode_ticket,
+    path,
+    raises_status,
+    read_flight,
+    sign,
+)
+
+# The golden ticket of src/ticket.rs (key "golden-key"): the format is a contract with clients.
+GOLDEN_HEX = (
+    "525346310a2408011201731a01742201722a016b30023803420e0a01631207696e7465676572180148041220ae"
+    "5756c28432ff842a1d440772527f0dded6e316ac47be9779b6b29e99b1fca6"
+)
+GOLDEN_PAYLOAD = {
+    "version": 1,
+    "schema": "s",
+    "table": "t",
+    "run_id": "r",
+    "key": "k",
+    "file_size": 2,
+    "rows": 3,
+    "columns": [{"name": "c", "catalog_type": "integer", "nullable": True}],
+    "expires_at_ms": 4,
+    "primary_key": [],
+}
+
+
+@pytest.fixture
+def staged(client, pg, make_schema):
+    """A small table staged by GetFlightInfo: (schema, info, first ticket bytes)."""
+    schema = make_schema("tickets")
+    pg.execute(
+        sql.SQL("CREATE TABLE {}.t (id bigint PRIMARY KEY, name varchar(10) NOT NULL, at date)").format(
+            sql.Identifier(schema)
+        )
+    )
+    pg.execute(
+        sql.SQL("INSERT INTO {}.t SELECT g, 'n' || g, date '2024-01-01' + g FROM generate_series(1, 50) g").format(
+            sql.Identifier(schema)
+        )
+    )
+    info = client.get_flight_info(path(schema, "t"))
+    return schema, info, list(info.endpoints)[0].ticket.ticket
+
+
+def test_golden_ticket_matches_the_documented_format():
+    assert encode_ticket(GOLDEN_PAYLOAD, b"golden-key").hex() == GOLDEN_HEX
+    payload, _raw, _mac = decode_ticket(bytes.fromhex(GOLDEN_HEX))
+    assert payload == GOLDEN_PAYLOAD
+
+
+def test_issued_tickets_follow_the_documented_format(flight_server, staged):
+    schema, info, _ = staged
+    secret = flight_server.config["ticket_secret"].encode()
+    meta = app_metadata(info)
+    endpoints = list(info.endpoints)
+    payloads = []
+    for endpoint in endpoints:
+        payload, raw, mac = decode_ticket(endpoint.ticket.ticket)
+        assert mac == sign(secret, raw), "MAC is not HMAC-SHA256(ticket_secret, 'RSF1' || payload)"
+        assert payload["version"] == 1
+        assert (payload["schema"], payload["table"]) == (schema, "t")
+        assert payload["run_id"] == meta["run_id"]
+        assert payload["key"].startswith(f"{flight_server.config['s3_prefix']}/{meta['run_id']}/")
+        assert payload["key"].endswith(".parquet")
+        assert [(c["name"], c["catalog_type"], c["nullable"]) for c in payload["columns"]] == [
+            ("id", "bigint", False),
+            ("name", "character varying(10)", False),
+            ("at", "date", True),
+        ]
+        assert payload["primary_key"] == ["id"]
+        # pyarrow gives expiration_time as a TimestampScalar (nanoseconds, UTC).
+        expiry = endpoint.expiration_time.cast(pa.timestamp("ms", tz="UTC"))
+        assert payload["expires_at_ms"] == expiry.value
+        payloads.append(payload)
+    assert sum(p["rows"] for p in payloads) == info.total_records == 50
+    assert sum(p["file_size"] for p in payloads) == info.total_bytes
+    assert len({p["key"] for p in payloads}) == len(payloads)
+
+
+def test_expired_ticket_is_failed_precondition(client, flight_server, staged):
+    _schema, _info, ticket = staged
+    payload, _raw, _mac = decode_ticket(ticket)
+    payload["expires_at_ms"] = int(time.time() * 1000) - 60_000
+    expired = encode_ticket(payload, flight_server.config["ticket_secret"].encode())
+    with raises_status("FAILED_PRECONDITION", match="call GetFlightInfo again"):
+        client.do_get(flight.Ticket(expired)).read_all()
+
+
+def test_ticket_signed_with_another_key_is_permission_denied(client, staged):
+    _schema, _info, ticket = staged
+    payload, _raw, _mac = decode_ticket(ticket)
+    forged = encode_ticket(payload, b"not the server's secret")
+    with raises_status("PERMISSION_DENIED", match="signature"):
+        client.do_get(flight.Ticket(forged)).read_all()
+    # Widening the expiry without the key is just as useless.
+    payload["expires_at_ms"] += 365 * 24 * 3600 * 1000
+    with raises_status("PERMISSION_DENIED", match="signature"):
+        client.do_get(flight.Ticket(encode_ticket(payload, b""))).read_all()
+
+
+def test_other_version_is_invalid_argument(client, flight_server, staged):
+    _schema, _info, ticket = staged
+    payload, _raw, _mac = decode_ticket(ticket)
+    payload["version"] = 2
+    with raises_status("INVALID_ARGUMENT", match="version 2"):
+        client.do_get(flight.Ticket(encode_ticket(payload, flight_server.config["ticket_secret"].encode()))).read_all()
+
+
+def test_missing_staged_file_is_not_found(client, flight_server, testbed, staged):
+    """A valid ticket whose file is gone (cleaned up, expired) asks the client to start over."""
+    _schema, _info, ticket = staged
+    payload, _raw, _mac = decode_ticket(ticket)
+    payload["key"] = payload["key"].rsplit("/", 1)[0] + "/no_such_part_00.parquet"
+    gone = encode_ticket(payload, flight_server.config["ticket_secret"].encode())
+    with raises_status("NOT_FOUND", match="call GetFlightInfo again"):
+        client.do_get(flight.Ticket(gone)).read_all()
+
+
+def test_deleted_run_is_not_found(client, testbed, staged):
+    """Delete the staged run behind the server's back (as the sweeper would): DoGet says so."""
+    _schema, info, ticket = staged
+    meta = app_metadata(info)
+    payload, _raw, _mac = decode_ticket(ticket)
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=testbed["TESTBED_S3_ENDPOINT"],
+        region_name=testbed["TESTBED_S3_REGION"],
+        aws_access_key_id=testbed["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=testbed["AWS_SECRET_ACCESS_KEY"],
+    )
+    prefix = payload["key"].rsplit("/", 1)[0] + "/"
+    assert meta["run_id"] in prefix
+    listed = s3.list_objects_v2(Bucket=testbed["TESTBED_S3_BUCKET"], Prefix=prefix).get("Contents", [])
+    assert payload["key"] in {o["Key"] for o in listed}
+    for obj in listed:
+        s3.delete_object(Bucket=testbed["TESTBED_S3_BUCKET"], Key=obj["Key"])
+    with raises_status("NOT_FOUND", match="call GetFlightInfo again"):
+        client.do_get(flight.Ticket(ticket)).read_all()
+
+
+def test_replica_with_the_same_secret_serves_the_ticket(flight_server, staged, testbed, tmp_path):
+    """Tickets are self-contained: a second server with the same ticket_secret serves them."""
+    from conftest import base_config, start_server, stop_server
+
+    _schema, info, _ticket = staged
+    config = base_config(testbed)
+    config["ticket_secret"] = flight_server.config["ticket_secret"]
+    replica = start_server(config, tmp_path / "replica")
+    try:
+        table = read_flight(replica.connect(), info)
+        assert table.num_rows == info.total_records
+        assert table.schema.equals(info.schema, check_metadata=True)
+    finally:
+        stop_server(replica)
+    # A server with another secret refuses them.
+    other = start_server(base_config(testbed), tmp_path / "other")
+    try:
+        with raises_status("PERMISSION_DENIED", match="signature"):
+            read_flight(other.connect(), info)
+    finally:
+        stop_server(other)
+
+
+def test_app_metadata_is_json(staged):
+    _schema, info, _ = staged
+    meta = json.loads(bytes(info.app_metadata))
+    assert isinstance(meta, dict) and meta["files"] == len(list(info.endpoints))
