@@ -3,6 +3,8 @@
 //! redshift-flight server started in-process on port 0, and a Flight client.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod canon;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::OnceLock;
