@@ -165,6 +165,20 @@ raw_config! {
     unload_max_file_size_mb: "REDSHIFT_FLIGHT_UNLOAD_MAX_FILE_SIZE_MB", secret = false;
     /// Secret key for signing tickets; replicas must share it (default: random per process).
     ticket_secret: "REDSHIFT_FLIGHT_TICKET_SECRET", secret = true;
+    /// Seconds a fully streamed run is kept, for clients retrying a failed stream (default 60).
+    staging_grace_seconds: "REDSHIFT_FLIGHT_STAGING_GRACE_SECONDS", secret = false;
+    /// Seconds between sweeps for expired runs (default 300; a sweep also runs at start-up).
+    sweep_interval_seconds: "REDSHIFT_FLIGHT_SWEEP_INTERVAL_SECONDS", secret = false;
+    /// Address of the Prometheus `/metrics` endpoint (default: none, disabled).
+    metrics_address: "REDSHIFT_FLIGHT_METRICS_ADDRESS", secret = false;
+    /// Seconds in-flight streams may take to finish after SIGTERM before they are cancelled (default 30).
+    shutdown_grace_seconds: "REDSHIFT_FLIGHT_SHUTDOWN_GRACE_SECONDS", secret = false;
+    /// Seconds without data after which a DoGet stream sends an empty keep-alive batch (default 5).
+    keepalive_seconds: "REDSHIFT_FLIGHT_KEEPALIVE_SECONDS", secret = false;
+    /// Retries of a failed S3 request (default 4).
+    s3_max_retries: "REDSHIFT_FLIGHT_S3_MAX_RETRIES", secret = false;
+    /// Seconds within which S3 retries must succeed (default 30).
+    s3_retry_timeout_seconds: "REDSHIFT_FLIGHT_S3_RETRY_TIMEOUT_SECONDS", secret = false;
 }
 
 impl RawConfig {
@@ -239,6 +253,20 @@ pub struct Config {
     pub unload_max_file_size_mb: u32,
     /// Ticket signing key.
     pub ticket_secret: Option<SecretString>,
+    /// Grace period of consumed runs.
+    pub staging_grace: Duration,
+    /// Sweeper interval.
+    pub sweep_interval: Duration,
+    /// Metrics endpoint.
+    pub metrics_address: Option<SocketAddr>,
+    /// Shutdown bound.
+    pub shutdown_grace: Duration,
+    /// DoGet keep-alive interval.
+    pub keepalive: Duration,
+    /// S3 retries.
+    pub s3_max_retries: usize,
+    /// S3 retry budget.
+    pub s3_retry_timeout: Duration,
 }
 
 fn flag_name(key: &str) -> String {
@@ -459,9 +487,9 @@ impl Config {
             staging_ttl: Duration::from_secs(parse_number(
                 raw.staging_ttl_seconds,
                 "staging_ttl_seconds",
-                "a number of seconds from 60 to 604800",
+                "a number of seconds from 1 to 604800",
                 3600,
-                60..=604_800,
+                1..=604_800,
             )?),
             unload_max_file_size_mb: parse_number(
                 raw.unload_max_file_size_mb,
@@ -473,6 +501,56 @@ impl Config {
             ticket_secret: optional(raw.ticket_secret)
                 .map(SecretString::from)
                 .filter(|s| !s.expose_secret().is_empty()),
+            staging_grace: Duration::from_secs(parse_number(
+                raw.staging_grace_seconds,
+                "staging_grace_seconds",
+                "a number of seconds from 0 to 86400",
+                60,
+                0..=86_400,
+            )?),
+            sweep_interval: Duration::from_secs(parse_number(
+                raw.sweep_interval_seconds,
+                "sweep_interval_seconds",
+                "a number of seconds from 1 to 86400",
+                300,
+                1..=86_400,
+            )?),
+            metrics_address: match optional(raw.metrics_address) {
+                None => None,
+                Some(text) => Some(text.trim().parse().map_err(|_| ConfigError::Invalid {
+                    key: "metrics_address",
+                    expected: "an address like 127.0.0.1:9464",
+                    got: text.clone(),
+                })?),
+            },
+            shutdown_grace: Duration::from_secs(parse_number(
+                raw.shutdown_grace_seconds,
+                "shutdown_grace_seconds",
+                "a number of seconds from 0 to 3600",
+                30,
+                0..=3600,
+            )?),
+            keepalive: Duration::from_secs(parse_number(
+                raw.keepalive_seconds,
+                "keepalive_seconds",
+                "a number of seconds from 1 to 3600",
+                5,
+                1..=3600,
+            )?),
+            s3_max_retries: parse_number(
+                raw.s3_max_retries,
+                "s3_max_retries",
+                "a number from 0 to 20",
+                4,
+                0..=20,
+            )?,
+            s3_retry_timeout: Duration::from_secs(parse_number(
+                raw.s3_retry_timeout_seconds,
+                "s3_retry_timeout_seconds",
+                "a number of seconds from 1 to 3600",
+                30,
+                1..=3600,
+            )?),
         })
     }
 }
@@ -515,7 +593,7 @@ mod tests {
         assert!(!config.enable_complete_resync);
         assert_eq!(config.s3_prefix, "fivetran-unload");
         assert_eq!(config.listen_address, "127.0.0.1:8815".parse().unwrap());
-        assert_eq!(RawConfig::KEYS.len(), 23);
+        assert_eq!(RawConfig::KEYS.len(), 30);
     }
 
     #[test]

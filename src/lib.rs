@@ -11,6 +11,7 @@ pub mod auth;
 pub mod catalog;
 pub mod config;
 pub mod flight;
+pub mod metrics;
 pub mod normalize;
 pub mod plan;
 pub mod redshift;

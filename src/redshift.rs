@@ -2,15 +2,22 @@
 //! `UNLOAD`) goes through the simple query protocol, outside any transaction, as Redshift requires
 //! for UNLOAD and recommends for its leader-node catalog tables.
 //!
-//! The catalog shares one long-lived connection (re-opened when it breaks); each UNLOAD gets its
-//! own connection, because an UNLOAD holds its connection for its whole duration.
+//! Connections come from a pool that checks each one before handing it out. Transient failures
+//! (refused or reset connections, admin shutdown 57P01, too many connections 53300, serialization
+//! failure 40001) are retried with exponential backoff and jitter; SQL errors are not retried and
+//! come back with Redshift's message. A statement whose caller goes away (client cancelled, deadline
+//! passed) is cancelled on Redshift too.
 
 use std::fmt;
+use std::future::Future;
 use std::time::Duration;
 
+use backon::{ExponentialBuilder, Retryable};
+use deadpool_postgres::{
+    Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime,
+};
 use secrecy::ExposeSecret;
-use tokio::sync::Mutex;
-use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
+use tokio_postgres::{CancelToken, NoTls, SimpleQueryMessage};
 
 use crate::config::Config;
 use crate::plan::sql::Sql;
@@ -69,16 +76,18 @@ impl RedshiftError {
                 _ => Self::Sql { code, message },
             };
         }
-        let mut message = error.to_string();
-        let mut source = std::error::Error::source(&error);
-        while let Some(cause) = source {
-            message.push_str(": ");
-            message.push_str(&cause.to_string());
-            source = cause.source();
-        }
         Self::Unreachable {
             address: address.to_string(),
-            message,
+            message: crate::store::error_chain(&error),
+        }
+    }
+
+    /// Whether trying again may succeed.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Unreachable { .. } => true,
+            Self::Sql { code, .. } => code == "40001",
+            Self::Authentication { .. } => false,
         }
     }
 }
@@ -86,12 +95,34 @@ impl RedshiftError {
 /// One row of a simple-query result: text values, `None` for NULL.
 pub type TextRow = Vec<Option<String>>;
 
-/// Opens connections to Redshift and runs simple queries.
+/// Retry settings for transient Redshift failures.
+#[derive(Debug, Clone, Copy)]
+pub struct RetrySettings {
+    /// Attempts after the first.
+    pub max_retries: usize,
+    /// First backoff.
+    pub min_delay: Duration,
+    /// Longest backoff.
+    pub max_delay: Duration,
+}
+
+impl Default for RetrySettings {
+    /// Four retries, 200 ms doubling to at most 5 s, with jitter.
+    fn default() -> Self {
+        Self {
+            max_retries: 4,
+            min_delay: Duration::from_millis(200),
+            max_delay: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Opens pooled connections to Redshift and runs simple queries.
 pub struct Redshift {
-    pg_config: tokio_postgres::Config,
+    pool: Pool,
     address: String,
     user: String,
-    shared: Mutex<Option<Client>>,
+    retry: RetrySettings,
 }
 
 impl fmt::Debug for Redshift {
@@ -103,8 +134,28 @@ impl fmt::Debug for Redshift {
     }
 }
 
+/// Cancels the statement running on a connection if the future running it is dropped first.
+struct CancelOnDrop {
+    token: Option<CancelToken>,
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        if let Some(token) = self.token.take() {
+            tokio::spawn(async move {
+                match token.cancel_query(NoTls).await {
+                    Ok(()) => tracing::info!("cancelled an abandoned Redshift statement"),
+                    Err(error) => {
+                        tracing::warn!(%error, "could not cancel an abandoned Redshift statement")
+                    }
+                }
+            });
+        }
+    }
+}
+
 impl Redshift {
-    /// Connection settings from the configuration (nothing is opened yet).
+    /// A pool from the configuration (nothing is opened yet).
     pub fn new(config: &Config) -> Self {
         let mut pg_config = tokio_postgres::Config::new();
         pg_config
@@ -117,12 +168,33 @@ impl Redshift {
             .connect_timeout(Duration::from_secs(10))
             .keepalives(true)
             .keepalives_idle(Duration::from_secs(60));
-        Self {
+        let manager = Manager::from_config(
             pg_config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Verified,
+            },
+        );
+        // One connection per concurrent UNLOAD plus a few for catalog and MAX queries.
+        let pool = Pool::builder(manager)
+            .max_size(config.max_parallel_workers + 4)
+            .runtime(Runtime::Tokio1)
+            .create_timeout(Some(Duration::from_secs(15)))
+            .recycle_timeout(Some(Duration::from_secs(15)))
+            .build()
+            .unwrap_or_else(|_| unreachable!("a runtime is configured"));
+        Self {
+            pool,
             address: format!("{}:{}", config.redshift_host, config.redshift_port),
             user: config.redshift_user.clone(),
-            shared: Mutex::new(None),
+            retry: RetrySettings::default(),
         }
+    }
+
+    /// Overrides the retry settings.
+    pub fn with_retry(mut self, retry: RetrySettings) -> Self {
+        self.retry = retry;
+        self
     }
 
     /// `host:port`, for messages.
@@ -130,48 +202,24 @@ impl Redshift {
         &self.address
     }
 
-    /// Opens a new connection; its driver task ends when the returned client is dropped.
-    pub async fn connect(&self) -> Result<Client, RedshiftError> {
-        let (client, connection) = self
-            .pg_config
-            .connect(NoTls)
-            .await
-            .map_err(|e| RedshiftError::from_pg(e, &self.address, &self.user))?;
-        tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                tracing::debug!(%error, "Redshift connection ended");
-            }
-        });
-        Ok(client)
+    async fn connection(&self) -> Result<Object, RedshiftError> {
+        self.pool.get().await.map_err(|e| match e {
+            PoolError::Backend(e) => RedshiftError::from_pg(e, &self.address, &self.user),
+            other => RedshiftError::Unreachable {
+                address: self.address.clone(),
+                message: other.to_string(),
+            },
+        })
     }
 
-    /// Runs one statement on a new connection (used for UNLOAD), returning its rows.
-    pub async fn execute_dedicated(&self, sql: &Sql) -> Result<Vec<TextRow>, RedshiftError> {
-        let client = self.connect().await?;
-        self.run(&client, sql).await
-    }
-
-    /// Runs one statement on the shared connection (catalog queries), reconnecting once if the
-    /// shared connection had broken.
-    pub async fn query(&self, sql: &Sql) -> Result<Vec<TextRow>, RedshiftError> {
-        let mut shared = self.shared.lock().await;
-        if let Some(client) = shared.as_ref().filter(|c| !c.is_closed()) {
-            match self.run(client, sql).await {
-                Err(RedshiftError::Unreachable { .. }) => {}
-                other => return other,
-            }
-        }
-        let client = self.connect().await?;
-        let result = self.run(&client, sql).await;
-        *shared = Some(client);
-        result
-    }
-
-    async fn run(&self, client: &Client, sql: &Sql) -> Result<Vec<TextRow>, RedshiftError> {
-        let messages = client
-            .simple_query(sql.as_str())
-            .await
-            .map_err(|e| RedshiftError::from_pg(e, &self.address, &self.user))?;
+    async fn run_once(&self, sql: &Sql) -> Result<Vec<TextRow>, RedshiftError> {
+        let client = self.connection().await?;
+        let mut guard = CancelOnDrop {
+            token: Some(client.cancel_token()),
+        };
+        let result = client.simple_query(sql.as_str()).await;
+        guard.token = None;
+        let messages = result.map_err(|e| RedshiftError::from_pg(e, &self.address, &self.user))?;
         Ok(messages
             .into_iter()
             .filter_map(|m| match m {
@@ -183,5 +231,37 @@ impl Redshift {
                 _ => None,
             })
             .collect())
+    }
+
+    /// Retries `operation` while it fails transiently.
+    pub async fn with_retries<T, F, Fut>(
+        &self,
+        what: &str,
+        operation: F,
+    ) -> Result<T, RedshiftError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, RedshiftError>>,
+    {
+        let backoff = ExponentialBuilder::default()
+            .with_min_delay(self.retry.min_delay)
+            .with_max_delay(self.retry.max_delay)
+            .with_max_times(self.retry.max_retries)
+            .with_jitter();
+        operation
+            .retry(backoff)
+            .when(RedshiftError::is_transient)
+            .notify(|error, delay| tracing::warn!(%error, ?delay, what, "transient Redshift failure, retrying"))
+            .await
+    }
+
+    /// Runs one statement, retrying transient failures, and returns its rows as text.
+    pub async fn query(&self, sql: &Sql) -> Result<Vec<TextRow>, RedshiftError> {
+        self.with_retries("query", || self.run_once(sql)).await
+    }
+
+    /// Runs one statement once (no retry): for statements whose retry needs cleanup first.
+    pub async fn execute_once(&self, sql: &Sql) -> Result<Vec<TextRow>, RedshiftError> {
+        self.run_once(sql).await
     }
 }

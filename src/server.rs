@@ -1,14 +1,17 @@
 //! Start-up: builds every part from the configuration, checks that Redshift and the bucket answer,
-//! binds the listener (so callers and tests can read the real port before serving), then serves
-//! until a shutdown signal.
+//! binds the listeners (so callers and tests can read the real ports before serving), then serves
+//! until a shutdown signal: the Flight service, the gRPC health service, the sweeper of expired
+//! runs and, if configured, the Prometheus `/metrics` endpoint.
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use arrow_flight::flight_service_server::FlightServiceServer;
 use object_store::ObjectStore;
 use object_store::path::Path;
+use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
@@ -18,14 +21,17 @@ use crate::catalog::spec::{SpecError, TableSpec};
 use crate::catalog::{Catalog, RedshiftCatalog};
 use crate::config::Config;
 use crate::flight::{RedshiftFlightService, Service};
-use crate::redshift::{Redshift, RedshiftError};
+use crate::metrics::Metrics;
+use crate::redshift::{Redshift, RedshiftError, RetrySettings};
 use crate::stage::{StageSettings, Stager};
 use crate::store::{StoreError, build_s3, error_chain};
 use crate::ticket::TicketCodec;
-use secrecy::ExposeSecret;
 
 /// Largest gRPC message accepted from clients (descriptors and tickets are small).
 const MAX_REQUEST_BYTES: usize = 1024 * 1024;
+/// HTTP/2 keep-alive pings, so idle connections (a long UNLOAD behind GetFlightInfo) stay open
+/// through proxies.
+const HTTP2_KEEPALIVE: Duration = Duration::from_secs(20);
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -49,7 +55,7 @@ pub enum StartError {
     /// The table spec is unusable.
     #[error(transparent)]
     Spec(#[from] SpecError),
-    /// The listen address could not be bound.
+    /// A listen address could not be bound.
     #[error("cannot listen on {address}: {source}")]
     Bind {
         /// Address.
@@ -73,6 +79,8 @@ pub struct Parts {
     pub stager: Arc<Stager>,
     /// The staging bucket.
     pub store: Arc<dyn ObjectStore>,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
 }
 
 impl Parts {
@@ -95,6 +103,7 @@ impl Parts {
             spec,
         ));
         let store = build_s3(config)?;
+        let metrics = Metrics::new();
         let stager = Arc::new(Stager::new(
             Arc::clone(&redshift) as _,
             Arc::clone(&store),
@@ -104,14 +113,18 @@ impl Parts {
                 iam_role: config.iam_role.clone(),
                 max_file_size_mb: config.unload_max_file_size_mb,
                 ttl: config.staging_ttl,
+                grace: config.staging_grace,
                 max_parallel: config.max_parallel_workers,
+                retry: RetrySettings::default(),
             },
+            Arc::clone(&metrics),
         ));
         Ok(Self {
             redshift,
             catalog,
             stager,
             store,
+            metrics,
         })
     }
 
@@ -137,11 +150,14 @@ impl Parts {
 #[derive(Debug)]
 pub struct Application {
     listener: TcpListener,
-    service: RedshiftFlightService,
+    metrics_listener: Option<TcpListener>,
+    service: Arc<Service>,
+    sweep_interval: Duration,
+    shutdown_grace: Duration,
 }
 
 impl Application {
-    /// Builds the service, checks Redshift and the bucket, and binds the listen address.
+    /// Builds the service, checks Redshift and the bucket, and binds the listen addresses.
     pub async fn build(config: Config) -> Result<Self, StartError> {
         let parts = Parts::build(&config)?;
         parts.check_reachable(&config).await?;
@@ -169,37 +185,109 @@ impl Application {
             settings: crate::plan::PlanSettings {
                 complete_resync: config.enable_complete_resync,
             },
+            metrics: parts.metrics,
+            keepalive: config.keepalive,
         });
-        let listener = TcpListener::bind(config.listen_address)
-            .await
-            .map_err(|source| StartError::Bind {
-                address: config.listen_address,
-                source,
-            })?;
+        let bind = |address: SocketAddr| async move {
+            TcpListener::bind(address)
+                .await
+                .map_err(|source| StartError::Bind { address, source })
+        };
+        let listener = bind(config.listen_address).await?;
+        let metrics_listener = match config.metrics_address {
+            Some(address) => Some(bind(address).await?),
+            None => None,
+        };
         Ok(Self {
             listener,
-            service: RedshiftFlightService::new(service),
+            metrics_listener,
+            service,
+            sweep_interval: config.sweep_interval,
+            shutdown_grace: config.shutdown_grace,
         })
     }
 
-    /// The address actually bound (port 0 resolved).
+    /// The Flight address actually bound (port 0 resolved).
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
     }
 
-    /// Serves until `shutdown` completes, then lets in-flight calls finish.
+    /// The metrics address actually bound, if metrics are served.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
+    }
+
+    /// Serves until `shutdown` completes; then stops accepting, lets in-flight calls finish for
+    /// up to `shutdown_grace_seconds`, and cancels what is left.
     pub async fn run_until(
         self,
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<(), StartError> {
-        let service = FlightServiceServer::new(self.service)
-            .max_decoding_message_size(MAX_REQUEST_BYTES)
-            .max_encoding_message_size(usize::MAX);
-        Server::builder()
+        let sweeper = self.service.stager.spawn_sweeper(self.sweep_interval);
+        let metrics_task = self.metrics_listener.map(|listener| {
+            let metrics = Arc::clone(&self.service.metrics);
+            let app = axum::Router::new().route(
+                "/metrics",
+                axum::routing::get(move || {
+                    let metrics = Arc::clone(&metrics);
+                    async move {
+                        (
+                            [(
+                                axum::http::header::CONTENT_TYPE,
+                                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                            )],
+                            metrics.encode(),
+                        )
+                    }
+                }),
+            );
+            tokio::spawn(async move {
+                if let Err(error) = axum::serve(listener, app).await {
+                    tracing::warn!(%error, "metrics endpoint failed");
+                }
+            })
+        });
+        let (health_reporter, health_service) = tonic_health::server::health_reporter();
+        health_reporter
+            .set_serving::<FlightServiceServer<RedshiftFlightService>>()
+            .await;
+        let flight =
+            FlightServiceServer::new(RedshiftFlightService::new(Arc::clone(&self.service)))
+                .max_decoding_message_size(MAX_REQUEST_BYTES)
+                .max_encoding_message_size(usize::MAX);
+
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let serve = Server::builder()
             .tcp_nodelay(true)
-            .add_service(service)
-            .serve_with_incoming_shutdown(TcpIncoming::from(self.listener), shutdown)
-            .await?;
-        Ok(())
+            .http2_keepalive_interval(Some(HTTP2_KEEPALIVE))
+            .add_service(health_service)
+            .add_service(flight)
+            .serve_with_incoming_shutdown(TcpIncoming::from(self.listener), async move {
+                let _ = stop_rx.await;
+            });
+        tokio::pin!(serve);
+        let result = tokio::select! {
+            result = &mut serve => result,
+            () = shutdown => {
+                tracing::info!(grace = ?self.shutdown_grace, "shutting down: no new calls; waiting for in-flight streams");
+                health_reporter.set_not_serving::<FlightServiceServer<RedshiftFlightService>>().await;
+                let _ = stop_tx.send(());
+                match tokio::time::timeout(self.shutdown_grace, &mut serve).await {
+                    Ok(result) => result,
+                    Err(_) => {
+                        tracing::warn!("in-flight streams did not finish within the grace period; cancelling them");
+                        Ok(())
+                    }
+                }
+            }
+        };
+        sweeper.abort();
+        self.service.stager.flush_pending().await;
+        if let Some(task) = metrics_task {
+            task.abort();
+        }
+        result.map_err(StartError::from)
     }
 }

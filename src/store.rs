@@ -100,8 +100,8 @@ pub fn build_s3(config: &Config) -> Result<Arc<dyn ObjectStore>, StoreError> {
         .with_bucket_name(&config.s3_bucket)
         .with_region(&config.s3_region)
         .with_retry(RetryConfig {
-            max_retries: 4,
-            retry_timeout: Duration::from_secs(30),
+            max_retries: config.s3_max_retries,
+            retry_timeout: config.s3_retry_timeout,
             ..RetryConfig::default()
         })
         .with_client_options(

@@ -17,6 +17,7 @@
 //!   repeated Column columns = 8;   // the promised schema: name, Redshift type, nullability
 //!   int64 expires_at_ms = 9;       // Unix milliseconds
 //!   repeated string primary_key = 10;
+//!   uint32 run_files = 11;         // files in the whole run (to know when all were streamed)
 //! }
 //! Column { string name = 1; string catalog_type = 2; bool nullable = 3; }
 //! ```
@@ -86,6 +87,9 @@ pub struct TicketPayload {
     /// Primary-key columns (schema metadata).
     #[prost(string, repeated, tag = "10")]
     pub primary_key: Vec<String>,
+    /// Number of files in the whole run.
+    #[prost(uint32, tag = "11")]
+    pub run_files: u32,
 }
 
 #[derive(Clone, PartialEq, Message)]
@@ -221,6 +225,7 @@ mod tests {
             }],
             expires_at_ms: 1_900_000_000_000,
             primary_key: vec!["id".into()],
+            run_files: 3,
         }
     }
 
@@ -257,6 +262,7 @@ mod tests {
             }],
             expires_at_ms: 4,
             primary_key: vec![],
+            run_files: 0,
         };
         let ticket = codec.encode(&minimal);
         assert_eq!(

@@ -1,17 +1,22 @@
 //! DoGet: verify the ticket, then stream one staged Parquet file as Arrow record batches,
 //! one row group at a time, normalised to the promised schema. Nothing collects the file: the
-//! Parquet stream reads one row group's column chunks with ranged GETs, and tonic pulling the
-//! encoded stream is the backpressure.
+//! Parquet stream reads one row group's column chunks with ranged GETs on its own task, at most
+//! [`PREFETCH_BATCHES`] batches ahead of the gRPC stream, and tonic pulling the encoded stream is
+//! the backpressure. A client that goes away drops the stream, which aborts the reading task.
+//! While the file is slow to arrive, empty keep-alive batches stop proxies from cutting the stream.
+//! Once the file has been streamed to the end, the run is told (see `Stager::file_consumed`).
 
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, SystemTime};
 
 use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
 use arrow_flight::encode::FlightDataEncoderBuilder;
 use arrow_flight::error::FlightError;
 use arrow_flight::{FlightData, Ticket};
 use futures::stream::BoxStream;
-use futures::{StreamExt, TryStreamExt};
+use futures::{Stream, StreamExt, TryStreamExt};
 use object_store::path::Path;
 use parquet::arrow::ParquetRecordBatchStreamBuilder;
 use parquet::errors::ParquetError;
@@ -38,10 +43,13 @@ impl Drop for AbortOnDrop {
     }
 }
 
-/// Runs `batches` on its own task, at most [`PREFETCH_BATCHES`] ahead of the consumer.
+/// Runs `batches` on its own task, at most [`PREFETCH_BATCHES`] ahead of the consumer; when
+/// nothing arrives for `keepalive`, yields an empty batch of `schema` instead.
 fn prefetch(
-    batches: impl futures::Stream<Item = Result<RecordBatch, FlightError>> + Send + 'static,
-) -> impl futures::Stream<Item = Result<RecordBatch, FlightError>> + Send + 'static {
+    batches: impl Stream<Item = Result<RecordBatch, FlightError>> + Send + 'static,
+    schema: SchemaRef,
+    keepalive: Duration,
+) -> impl Stream<Item = Result<RecordBatch, FlightError>> + Send + 'static {
     let (tx, rx) = tokio::sync::mpsc::channel(PREFETCH_BATCHES);
     let task = tokio::spawn(async move {
         let mut batches = std::pin::pin!(batches);
@@ -52,8 +60,18 @@ fn prefetch(
             }
         }
     });
-    futures::stream::unfold((rx, AbortOnDrop(task)), |(mut rx, guard)| async move {
-        rx.recv().await.map(|item| (item, (rx, guard)))
+    futures::stream::unfold((rx, AbortOnDrop(task)), move |(mut rx, guard)| {
+        let schema = Arc::clone(&schema);
+        async move {
+            let item = match tokio::time::timeout(keepalive, rx.recv()).await {
+                Ok(item) => item?,
+                Err(_) => {
+                    tracing::debug!("keep-alive batch");
+                    Ok(RecordBatch::new_empty(schema))
+                }
+            };
+            Some((item, (rx, guard)))
+        }
     })
 }
 
@@ -106,25 +124,57 @@ pub(super) async fn do_get(
         .map_err(|e| read_error(e, &bucket, &key))?;
 
     let batch_schema = Arc::clone(&schema);
+    let read_key = key.clone();
     let batches = stream
-        .map_err(move |e| FlightError::Tonic(Box::new(Status::from(read_error(e, &bucket, &key)))))
+        .map_err(move |e| {
+            FlightError::Tonic(Box::new(Status::from(read_error(e, &bucket, &read_key))))
+        })
         .and_then(move |batch| {
             let result = normalize_batch(&batch, &batch_schema, &types).map_err(|e| {
                 FlightError::Tonic(Box::new(Status::from(ServiceError::Normalize(e))))
             });
             futures::future::ready(result)
         });
+
+    let metrics = Arc::clone(&service.metrics);
     let rows_span = span.clone();
     let mut rows_sent: u64 = 0;
-    let batches = batches.inspect(move |batch| {
+    let batches = prefetch(batches, Arc::clone(&schema), service.keepalive).inspect(move |batch| {
         if let Ok(batch) = batch {
             rows_sent += batch.num_rows() as u64;
-            tracing::trace!(parent: &rows_span, rows_sent, "batch");
+            metrics.rows_sent.inc_by(batch.num_rows() as u64);
+            rows_span.record("rows_sent", rows_sent);
         }
     });
+
+    let failed = Arc::new(AtomicBool::new(false));
+    let failed_flag = Arc::clone(&failed);
+    let metrics = Arc::clone(&service.metrics);
     let encoded = FlightDataEncoderBuilder::new()
         .with_schema(schema)
-        .build(prefetch(batches))
-        .map_err(Status::from);
-    Ok(encoded.boxed())
+        .build(batches)
+        .map_err(Status::from)
+        .inspect(move |item| match item {
+            Ok(data) => {
+                metrics
+                    .bytes_sent
+                    .inc_by((data.data_header.len() + data.data_body.len()) as u64);
+            }
+            Err(_) => failed_flag.store(true, Ordering::Relaxed),
+        });
+    // After the last message: the file was streamed to the end; tell the run before the stream
+    // closes, so a client that has read everything knows the run has recorded it.
+    let completion = futures::stream::once(async move {
+        if !failed.load(Ordering::Relaxed)
+            && let Err(error) = service
+                .stager
+                .file_consumed(&payload.run_id, &payload.key, payload.run_files)
+                .await
+        {
+            tracing::warn!(%error, "could not record a streamed file");
+        }
+        None
+    })
+    .filter_map(futures::future::ready);
+    Ok(encoded.chain(completion).boxed())
 }

@@ -106,6 +106,8 @@ impl ServiceError {
             Self::Stage(StageError::Store { source, .. }) => (store_code(source), false),
             Self::Stage(StageError::Manifest { .. }) => (Code::Internal, false),
             Self::Stage(StageError::Sql { .. }) => (Code::InvalidArgument, true),
+            Self::Stage(StageError::RunId(_)) => (Code::InvalidArgument, true),
+            Self::Stage(StageError::RunState { source, .. }) => (store_code(source), false),
             Self::Ticket(TicketError::Malformed(_)) => (Code::InvalidArgument, true),
             Self::Ticket(TicketError::BadSignature) => (Code::PermissionDenied, true),
             Self::Ticket(TicketError::Expired(_)) => (Code::FailedPrecondition, true),

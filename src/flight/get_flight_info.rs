@@ -3,7 +3,6 @@
 //! with a signed ticket. `next_cursor` is in `app_metadata` before any data moves.
 
 use arrow_flight::{FlightDescriptor, FlightEndpoint, FlightInfo, Ticket};
-use prost_types::Timestamp;
 use serde::Serialize;
 
 use super::{Service, ServiceError};
@@ -94,10 +93,7 @@ pub(super) async fn get_flight_info(
 /// One endpoint per staged file, each with a signed ticket carrying what DoGet needs.
 fn endpoints(service: &Service, plan: &Plan, run: &StagedRun) -> Vec<FlightEndpoint> {
     let expires_at_ms = unix_ms(run.expires_at);
-    let expiration = Timestamp {
-        seconds: expires_at_ms.div_euclid(1000),
-        nanos: (expires_at_ms.rem_euclid(1000) * 1_000_000) as i32,
-    };
+    let expiration = super::timestamp_ms(expires_at_ms);
     let columns: Vec<TicketColumn> = plan
         .columns
         .iter()
@@ -121,6 +117,7 @@ fn endpoints(service: &Service, plan: &Plan, run: &StagedRun) -> Vec<FlightEndpo
                 columns: columns.clone(),
                 expires_at_ms,
                 primary_key: plan.table.primary_key.clone(),
+                run_files: run.files.len() as u32,
             };
             FlightEndpoint::new()
                 .with_ticket(Ticket::new(service.tickets.encode(&payload)))

@@ -2,6 +2,7 @@
 //! span and calls a plain async function in its own file; the logic sits behind the [`Catalog`],
 //! [`Stager`] and object-store seams, so every RPC can be tested with fakes.
 
+mod actions;
 mod do_get;
 pub mod error;
 mod get_flight_info;
@@ -42,6 +43,18 @@ pub struct Service {
     pub auth: Option<Arc<BearerAuth>>,
     /// Planning settings.
     pub settings: crate::plan::PlanSettings,
+    /// Metrics.
+    pub metrics: Arc<crate::metrics::Metrics>,
+    /// DoGet keep-alive interval.
+    pub keepalive: std::time::Duration,
+}
+
+/// A Flight `expiration_time` from Unix milliseconds.
+pub(crate) fn timestamp_ms(ms: i64) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: ms.div_euclid(1000),
+        nanos: (ms.rem_euclid(1000) * 1_000_000) as i32,
+    }
 }
 
 impl Service {
@@ -93,6 +106,18 @@ impl RedshiftFlightService {
 
 type BoxedStream<T> = BoxStream<'static, Result<T, Status>>;
 
+impl RedshiftFlightService {
+    /// Counts a finished RPC by status code and passes its result through.
+    fn observe<T>(&self, rpc: &'static str, result: Result<T, Status>) -> Result<T, Status> {
+        let code = match &result {
+            Ok(_) => tonic::Code::Ok,
+            Err(status) => status.code(),
+        };
+        self.inner.metrics.observe_rpc(rpc, code);
+        result
+    }
+}
+
 #[tonic::async_trait]
 impl FlightService for RedshiftFlightService {
     type HandshakeStream = BoxedStream<HandshakeResponse>;
@@ -132,17 +157,21 @@ impl FlightService for RedshiftFlightService {
         &self,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.inner.authenticate(&request)?;
-        let descriptor = request.into_inner();
-        let span = tracing::info_span!(
-            "get_flight_info",
-            table = tracing::field::Empty,
-            run_id = tracing::field::Empty
-        );
-        let info = get_flight_info::get_flight_info(&self.inner, descriptor)
-            .instrument(span)
-            .await?;
-        Ok(Response::new(info))
+        let result = async {
+            self.inner.authenticate(&request)?;
+            let descriptor = request.into_inner();
+            let span = tracing::info_span!(
+                "get_flight_info",
+                table = tracing::field::Empty,
+                run_id = tracing::field::Empty
+            );
+            let info = get_flight_info::get_flight_info(&self.inner, descriptor)
+                .instrument(span)
+                .await?;
+            Ok(Response::new(info))
+        }
+        .await;
+        self.observe("get_flight_info", result)
     }
 
     async fn poll_flight_info(
@@ -159,30 +188,39 @@ impl FlightService for RedshiftFlightService {
         &self,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<SchemaResult>, Status> {
-        self.inner.authenticate(&request)?;
-        let descriptor = request.into_inner();
-        let span = tracing::info_span!("get_schema");
-        let schema = get_schema::get_schema(&self.inner, &descriptor)
-            .instrument(span)
-            .await?;
-        Ok(Response::new(schema))
+        let result = async {
+            self.inner.authenticate(&request)?;
+            let descriptor = request.into_inner();
+            let span = tracing::info_span!("get_schema");
+            let schema = get_schema::get_schema(&self.inner, &descriptor)
+                .instrument(span)
+                .await?;
+            Ok(Response::new(schema))
+        }
+        .await;
+        self.observe("get_schema", result)
     }
 
     async fn do_get(
         &self,
         request: Request<Ticket>,
     ) -> Result<Response<Self::DoGetStream>, Status> {
-        self.inner.authenticate(&request)?;
-        let ticket = request.into_inner();
-        let span = tracing::info_span!(
-            "do_get",
-            table = tracing::field::Empty,
-            run_id = tracing::field::Empty
-        );
-        let stream = do_get::do_get(Arc::clone(&self.inner), ticket, span.clone())
-            .instrument(span)
-            .await?;
-        Ok(Response::new(stream))
+        let result = async {
+            self.inner.authenticate(&request)?;
+            let ticket = request.into_inner();
+            let span = tracing::info_span!(
+                "do_get",
+                table = tracing::field::Empty,
+                run_id = tracing::field::Empty,
+                rows_sent = tracing::field::Empty
+            );
+            let stream = do_get::do_get(Arc::clone(&self.inner), ticket, span.clone())
+                .instrument(span)
+                .await?;
+            Ok(Response::new(stream))
+        }
+        .await;
+        self.observe("do_get", result)
     }
 
     async fn do_put(
@@ -199,12 +237,19 @@ impl FlightService for RedshiftFlightService {
         &self,
         request: Request<Action>,
     ) -> Result<Response<Self::DoActionStream>, Status> {
-        self.inner.authenticate(&request)?;
-        let action = request.into_inner();
-        Err(Status::unimplemented(format!(
-            "action {:?} is not supported",
-            action.r#type
-        )))
+        let result = async {
+            self.inner.authenticate(&request)?;
+            let action = request.into_inner();
+            let span = tracing::info_span!("do_action", action = %action.r#type);
+            let results = actions::do_action(&self.inner, action)
+                .instrument(span)
+                .await?;
+            Ok(Response::new(
+                stream::iter(results.into_iter().map(Ok)).boxed(),
+            ))
+        }
+        .await;
+        self.observe("do_action", result)
     }
 
     async fn list_actions(
@@ -212,7 +257,9 @@ impl FlightService for RedshiftFlightService {
         request: Request<Empty>,
     ) -> Result<Response<Self::ListActionsStream>, Status> {
         self.inner.authenticate(&request)?;
-        Ok(Response::new(stream::empty().boxed()))
+        Ok(Response::new(
+            stream::iter(actions::list().into_iter().map(Ok)).boxed(),
+        ))
     }
 
     async fn do_exchange(

@@ -1,31 +1,40 @@
-//! Staging: runs the plan's UNLOAD into a fresh prefix (one per run) and reads back the manifest.
-//! [`Unloader`] is the seam to Redshift so that staging can be tested without a network.
+//! Staging: runs the plan's UNLOAD into a fresh prefix (one per run), reads back the manifest, and
+//! gives every run a life: deleted shortly after all its files were streamed, at once on cancel,
+//! and by the sweeper once expired (also runs left by a crashed server). [`Unloader`] is the seam
+//! to Redshift so that staging can be tested without a network.
 //!
-//! A run's prefix is `<s3_prefix>/<run id>/`; the run id starts with its creation time
-//! (`20261125T121700Z-<random>`), so a sweeper can tell expired runs from their names alone.
+//! A run lives under `<s3_prefix>/<run id>/`; the run id starts with its creation time
+//! (`20261125T121700Z-<random>`), so the sweeper can tell expired runs from their names alone.
+//! Beside the data files and the manifest, a run may hold `lease` (a renewed expiry, Unix
+//! milliseconds) and `consumed/<file>` markers (one per file streamed to the end). All this state
+//! lives in S3, so any replica can serve, renew, cancel or sweep any run. Nothing outside
+//! `s3_prefix` is ever deleted.
 
 pub mod manifest;
 
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
 
+use backon::{ExponentialBuilder, Retryable};
 use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt};
-use tokio::sync::Semaphore;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
 use crate::config::IamRole;
+use crate::metrics::Metrics;
 use crate::plan::Plan;
 use crate::plan::sql::{QuoteError, Sql};
-use crate::redshift::{Redshift, RedshiftError};
-use crate::store::StoreError;
+use crate::redshift::{Redshift, RedshiftError, RetrySettings};
+use crate::store::{StoreError, error_chain};
+use crate::ticket::unix_ms;
 pub use manifest::ManifestEntry;
 
 /// Runs the statements staging needs on Redshift.
 #[async_trait::async_trait]
 pub trait Unloader: Send + Sync + fmt::Debug {
-    /// Runs one UNLOAD to completion.
+    /// Runs one UNLOAD to completion, once (the stager retries, cleaning up in between).
     async fn unload(&self, sql: &Sql) -> Result<(), RedshiftError>;
 
     /// Runs a query returning one value (`SELECT MAX(key) ...`) as Redshift's text; NULL is `None`.
@@ -35,11 +44,11 @@ pub trait Unloader: Send + Sync + fmt::Debug {
 #[async_trait::async_trait]
 impl Unloader for Redshift {
     async fn unload(&self, sql: &Sql) -> Result<(), RedshiftError> {
-        self.execute_dedicated(sql).await.map(drop)
+        self.execute_once(sql).await.map(drop)
     }
 
     async fn query_value(&self, sql: &Sql) -> Result<Option<String>, RedshiftError> {
-        let rows = self.execute_dedicated(sql).await?;
+        let rows = self.query(sql).await?;
         Ok(rows
             .into_iter()
             .next()
@@ -91,6 +100,17 @@ pub enum StageError {
         /// The quoting error.
         source: QuoteError,
     },
+    /// A run id that is not one of ours.
+    #[error("invalid run id {0:?}")]
+    RunId(String),
+    /// Writing run state (lease, markers) failed.
+    #[error("updating staged run {run_id}: {source}")]
+    RunState {
+        /// The run.
+        run_id: String,
+        /// The S3 error.
+        source: StoreError,
+    },
 }
 
 /// One staged run: the files UNLOAD wrote for one plan.
@@ -131,17 +151,24 @@ pub struct StageSettings {
     pub max_file_size_mb: u32,
     /// Lifetime of a run.
     pub ttl: Duration,
+    /// How long a fully streamed run stays, so a client retrying a failed stream still succeeds.
+    pub grace: Duration,
     /// UNLOADs at once, server-wide.
     pub max_parallel: usize,
+    /// Retries of transient UNLOAD failures.
+    pub retry: RetrySettings,
 }
 
-/// Stages plans with UNLOAD and reads their manifests.
+/// Stages plans with UNLOAD, reads their manifests, and deletes runs when their life ends.
 #[derive(Debug)]
 pub struct Stager {
     unloader: Arc<dyn Unloader>,
     store: Arc<dyn ObjectStore>,
     settings: StageSettings,
-    permits: Semaphore,
+    permits: tokio::sync::Semaphore,
+    metrics: Arc<Metrics>,
+    /// Consumed runs waiting out their grace period (deleted at once on shutdown).
+    pending: std::sync::Mutex<Vec<String>>,
 }
 
 /// A new run id: creation time, then 64 random bits.
@@ -154,25 +181,84 @@ pub fn new_run_id(now: SystemTime) -> String {
     )
 }
 
+/// The creation time encoded in a run id, or `None` if it is not a run id.
+pub fn run_created_at(run_id: &str) -> Option<SystemTime> {
+    let (time, random) = run_id.split_once('-')?;
+    if random.len() != 16 || !random.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let time = chrono::NaiveDateTime::parse_from_str(time, "%Y%m%dT%H%M%SZ").ok()?;
+    Some(SystemTime::from(time.and_utc()))
+}
+
+/// Deletes a staged run when dropped while armed: an UNLOAD abandoned by its caller (client gone,
+/// deadline passed) must not leave files behind. Redshift is told to cancel the statement by the
+/// connection layer; this removes whatever it wrote before that.
+struct DeleteRunOnDrop {
+    store: Arc<dyn ObjectStore>,
+    prefix: Option<String>,
+}
+
+impl Drop for DeleteRunOnDrop {
+    fn drop(&mut self) {
+        if let Some(prefix) = self.prefix.take() {
+            let store = Arc::clone(&self.store);
+            tokio::spawn(async move {
+                // Give the cancelled UNLOAD a moment to stop writing, then delete.
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                if let Err(error) = delete_prefix(&store, &prefix).await {
+                    tracing::warn!(prefix, %error, "could not delete an abandoned run");
+                }
+            });
+        }
+    }
+}
+
+async fn delete_prefix(
+    store: &Arc<dyn ObjectStore>,
+    prefix: &str,
+) -> Result<usize, object_store::Error> {
+    let prefix = Path::from(prefix);
+    let locations = store.list(Some(&prefix)).map_ok(|m| m.location).boxed();
+    let deleted: Vec<Path> = store.delete_stream(locations).try_collect().await?;
+    Ok(deleted.len())
+}
+
 impl Stager {
     /// A stager writing under `settings.prefix` of `settings.bucket`.
     pub fn new(
         unloader: Arc<dyn Unloader>,
         store: Arc<dyn ObjectStore>,
         settings: StageSettings,
+        metrics: Arc<Metrics>,
     ) -> Self {
-        let permits = Semaphore::new(settings.max_parallel.max(1));
+        let permits = tokio::sync::Semaphore::new(settings.max_parallel.max(1));
         Self {
             unloader,
             store,
             settings,
             permits,
+            metrics,
+            pending: std::sync::Mutex::new(Vec::new()),
         }
     }
 
     /// The bucket.
     pub fn bucket(&self) -> &str {
         &self.settings.bucket
+    }
+
+    /// The lifetime of a run (and of a renewal).
+    pub fn ttl(&self) -> Duration {
+        self.settings.ttl
+    }
+
+    /// The key prefix of a run, checking that `run_id` is a run id (so it cannot point elsewhere).
+    pub fn run_prefix(&self, run_id: &str) -> Result<String, StageError> {
+        if run_created_at(run_id).is_none() {
+            return Err(StageError::RunId(run_id.to_string()));
+        }
+        Ok(format!("{}/{run_id}/", self.settings.prefix))
     }
 
     /// The UNLOAD statement for `plan` into the run prefix `run_prefix`.
@@ -205,56 +291,68 @@ impl Stager {
             .map_err(|source| StageError::Max { table, source })
     }
 
-    /// Runs the plan's UNLOAD into a fresh prefix and returns the staged files. When UNLOAD fails
-    /// part way, whatever it wrote is deleted before the error is returned.
+    /// Runs the plan's UNLOAD into a fresh prefix and returns the staged files. Transient failures
+    /// are retried after deleting what the failed attempt wrote; when UNLOAD fails for good, or the
+    /// caller gives up, whatever it wrote is deleted.
     pub async fn stage(&self, plan: &Plan) -> Result<StagedRun, StageError> {
         let table = plan.table.table.to_string();
         let now = SystemTime::now();
         let run_id = new_run_id(now);
         let prefix = format!("{}/{run_id}/", self.settings.prefix);
         let sql = self.unload_sql(plan, &prefix)?;
+        let mut guard = DeleteRunOnDrop {
+            store: Arc::clone(&self.store),
+            prefix: Some(prefix.clone()),
+        };
         {
             // Bounded, FIFO: further requests queue here instead of failing.
             let _permit = self.permits.acquire().await;
             let started = std::time::Instant::now();
             tracing::info!(%table, run_id, "UNLOAD started");
-            if let Err(source) = self.unloader.unload(&sql).await {
-                self.delete_run(&prefix).await;
+            let attempts = AtomicUsize::new(0);
+            let result = (|| async {
+                if attempts.fetch_add(1, Ordering::SeqCst) > 0 {
+                    self.delete_run(&prefix, "failed").await;
+                }
+                self.unloader.unload(&sql).await
+            })
+            .retry(
+                ExponentialBuilder::default()
+                    .with_min_delay(self.settings.retry.min_delay)
+                    .with_max_delay(self.settings.retry.max_delay)
+                    .with_max_times(self.settings.retry.max_retries)
+                    .with_jitter(),
+            )
+            .when(RedshiftError::is_transient)
+            .notify(
+                |error, delay| tracing::warn!(%error, ?delay, "transient UNLOAD failure, retrying"),
+            )
+            .await;
+            self.metrics
+                .unload_seconds
+                .observe(started.elapsed().as_secs_f64());
+            if let Err(source) = result {
+                guard.prefix = None;
+                self.delete_run(&prefix, "failed").await;
                 return Err(StageError::Unload { table, source });
             }
             tracing::info!(%table, run_id, elapsed_ms = started.elapsed().as_millis() as u64, "UNLOAD finished");
         }
-        let manifest_path = Path::from(format!("{prefix}manifest"));
-        let files = match self.store.get(&manifest_path).await {
-            Ok(result) => {
-                let bytes = result.bytes().await.map_err(|e| StageError::Store {
-                    table: table.clone(),
-                    source: StoreError::from_object_store(
-                        e,
-                        &self.settings.bucket,
-                        manifest_path.as_ref(),
-                    ),
-                })?;
-                manifest::parse(&bytes, &self.settings.bucket, &prefix).map_err(|source| {
-                    StageError::Manifest {
-                        table: table.clone(),
-                        source,
-                    }
-                })?
-            }
-            // A successful UNLOAD of zero rows writes neither files nor a manifest.
-            Err(object_store::Error::NotFound { .. }) => Vec::new(),
-            Err(e) => {
-                return Err(StageError::Store {
-                    table,
-                    source: StoreError::from_object_store(
-                        e,
-                        &self.settings.bucket,
-                        manifest_path.as_ref(),
-                    ),
+        let files = match self.read_manifest(&prefix).await {
+            Ok(files) => files,
+            Err(source) => {
+                guard.prefix = None;
+                self.delete_run(&prefix, "failed").await;
+                return Err(match source {
+                    ManifestRead::Store(source) => StageError::Store { table, source },
+                    ManifestRead::Invalid(source) => StageError::Manifest { table, source },
                 });
             }
         };
+        guard.prefix = None;
+        if !files.is_empty() {
+            self.metrics.runs_alive.inc();
+        }
         Ok(StagedRun {
             run_id,
             prefix,
@@ -263,32 +361,229 @@ impl Stager {
         })
     }
 
+    async fn read_manifest(&self, prefix: &str) -> Result<Vec<ManifestEntry>, ManifestRead> {
+        let manifest_path = Path::from(format!("{prefix}manifest"));
+        match self.store.get(&manifest_path).await {
+            Ok(result) => {
+                let bytes = result.bytes().await.map_err(|e| {
+                    ManifestRead::Store(StoreError::from_object_store(
+                        e,
+                        &self.settings.bucket,
+                        manifest_path.as_ref(),
+                    ))
+                })?;
+                manifest::parse(&bytes, &self.settings.bucket, prefix)
+                    .map_err(ManifestRead::Invalid)
+            }
+            // A successful UNLOAD of zero rows writes neither files nor a manifest.
+            Err(object_store::Error::NotFound { .. }) => Ok(Vec::new()),
+            Err(e) => Err(ManifestRead::Store(StoreError::from_object_store(
+                e,
+                &self.settings.bucket,
+                manifest_path.as_ref(),
+            ))),
+        }
+    }
+
     /// Deletes every object under a run prefix. Refuses anything outside `s3_prefix`.
-    pub async fn delete_run(&self, run_prefix: &str) {
+    pub async fn delete_run(&self, run_prefix: &str, reason: &'static str) {
         let inside = run_prefix
             .strip_prefix(&format!("{}/", self.settings.prefix))
-            .is_some_and(|rest| !rest.is_empty() && rest.ends_with('/') && !rest.contains(".."));
+            .and_then(|rest| rest.strip_suffix('/'))
+            .is_some_and(|run_id| run_created_at(run_id).is_some());
         if !inside {
-            tracing::error!(run_prefix, "refusing to delete outside the staging prefix");
+            tracing::error!(
+                run_prefix,
+                "refusing to delete: not a staged run under the staging prefix"
+            );
             return;
         }
-        let prefix = Path::from(run_prefix);
-        let locations = self
-            .store
-            .list(Some(&prefix))
-            .map_ok(|m| m.location)
-            .boxed();
-        let deleted: Result<Vec<Path>, _> = self.store.delete_stream(locations).try_collect().await;
-        match deleted {
-            Ok(paths) => tracing::info!(run_prefix, objects = paths.len(), "deleted staged run"),
+        match delete_prefix(&self.store, run_prefix).await {
+            Ok(0) => {}
+            Ok(objects) => {
+                tracing::info!(run_prefix, objects, reason, "deleted staged run");
+                self.metrics.deleted(reason);
+                if reason != "failed" {
+                    self.metrics.runs_alive.dec();
+                }
+            }
             Err(error) => tracing::warn!(run_prefix, %error, "could not delete staged run"),
         }
     }
+
+    /// Records that `key` of a run was streamed to the end; once every one of its `run_files` files
+    /// has been, the run is deleted after the grace period.
+    pub async fn file_consumed(
+        self: &Arc<Self>,
+        run_id: &str,
+        key: &str,
+        run_files: u32,
+    ) -> Result<(), StageError> {
+        let prefix = self.run_prefix(run_id)?;
+        let state = |source| StageError::RunState {
+            run_id: run_id.to_string(),
+            source,
+        };
+        let file = key.rsplit('/').next().unwrap_or(key);
+        let marker = Path::from(format!("{prefix}consumed/{file}"));
+        self.store
+            .put(&marker, PutPayload::from_static(b""))
+            .await
+            .map_err(|e| {
+                state(StoreError::from_object_store(
+                    e,
+                    &self.settings.bucket,
+                    marker.as_ref(),
+                ))
+            })?;
+        let consumed_prefix = Path::from(format!("{prefix}consumed/"));
+        let markers: Vec<_> = self
+            .store
+            .list(Some(&consumed_prefix))
+            .try_collect()
+            .await
+            .map_err(|e| {
+                state(StoreError::from_object_store(
+                    e,
+                    &self.settings.bucket,
+                    consumed_prefix.as_ref(),
+                ))
+            })?;
+        if run_files > 0 && markers.len() >= run_files as usize {
+            let grace = self.settings.grace;
+            tracing::info!(
+                run_id,
+                ?grace,
+                "every file of the run was streamed; deleting after the grace period"
+            );
+            {
+                let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+                if pending.contains(&prefix) {
+                    return Ok(());
+                }
+                pending.push(prefix.clone());
+            }
+            let this = Arc::clone(self);
+            tokio::spawn(async move {
+                tokio::time::sleep(grace).await;
+                let still_pending = {
+                    let mut pending = this.pending.lock().unwrap_or_else(|e| e.into_inner());
+                    let before = pending.len();
+                    pending.retain(|p| p != &prefix);
+                    pending.len() != before
+                };
+                if still_pending {
+                    this.delete_run(&prefix, "consumed").await;
+                }
+            });
+        }
+        Ok(())
+    }
+
+    /// Deletes at once the consumed runs still waiting out their grace period (on shutdown, so
+    /// that a stopping server leaves nothing behind).
+    pub async fn flush_pending(&self) {
+        let prefixes = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|e| e.into_inner()));
+        for prefix in prefixes {
+            self.delete_run(&prefix, "consumed").await;
+        }
+    }
+
+    /// Deletes a run at once (CancelFlightInfo).
+    pub async fn cancel_run(&self, run_id: &str) -> Result<(), StageError> {
+        let prefix = self.run_prefix(run_id)?;
+        self.delete_run(&prefix, "cancelled").await;
+        Ok(())
+    }
+
+    /// Extends a run's life to `until` (RenewFlightEndpoint): the sweeper honours its lease.
+    pub async fn renew_run(&self, run_id: &str, until: SystemTime) -> Result<(), StageError> {
+        let prefix = self.run_prefix(run_id)?;
+        let lease = Path::from(format!("{prefix}lease"));
+        self.store
+            .put(
+                &lease,
+                PutPayload::from(unix_ms(until).to_string().into_bytes()),
+            )
+            .await
+            .map_err(|e| StageError::RunState {
+                run_id: run_id.to_string(),
+                source: StoreError::from_object_store(e, &self.settings.bucket, lease.as_ref()),
+            })?;
+        Ok(())
+    }
+
+    /// Whether a run's data may still be served at `now` (creation + TTL, or its lease).
+    async fn lease_until(&self, prefix: &str) -> Option<SystemTime> {
+        let lease = Path::from(format!("{prefix}lease"));
+        let bytes = self.store.get(&lease).await.ok()?.bytes().await.ok()?;
+        let ms: u64 = std::str::from_utf8(&bytes).ok()?.trim().parse().ok()?;
+        Some(SystemTime::UNIX_EPOCH + Duration::from_millis(ms))
+    }
+
+    /// Deletes every run under the staging prefix whose life ended before `now` (TTL from its
+    /// creation time, or its renewed lease). Returns how many runs were deleted.
+    pub async fn sweep(&self, now: SystemTime) -> Result<usize, StoreError> {
+        let root = Path::from(format!("{}/", self.settings.prefix));
+        let listing = self
+            .store
+            .list_with_delimiter(Some(&root))
+            .await
+            .map_err(|e| StoreError::from_object_store(e, &self.settings.bucket, root.as_ref()))?;
+        let mut deleted = 0;
+        let mut alive = 0;
+        for dir in listing.common_prefixes {
+            let Some(run_id) = dir.filename() else {
+                continue;
+            };
+            let Some(created) = run_created_at(run_id) else {
+                tracing::debug!(%dir, "not a staged run; left alone");
+                continue;
+            };
+            let prefix = format!("{}/{run_id}/", self.settings.prefix);
+            let mut until = created + self.settings.ttl;
+            if until <= now
+                && let Some(lease) = self.lease_until(&prefix).await
+            {
+                until = until.max(lease);
+            }
+            if until <= now {
+                self.delete_run(&prefix, "expired").await;
+                deleted += 1;
+            } else {
+                alive += 1;
+            }
+        }
+        self.metrics.runs_alive.set(alive);
+        Ok(deleted)
+    }
+
+    /// Sweeps now and then every `interval` until the returned task is aborted.
+    pub fn spawn_sweeper(self: &Arc<Self>, interval: Duration) -> tokio::task::JoinHandle<()> {
+        let this = Arc::clone(self);
+        tokio::spawn(async move {
+            loop {
+                match this.sweep(SystemTime::now()).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(runs = n, "sweeper deleted expired runs"),
+                    Err(error) => tracing::warn!(error = %error_chain(&error), "sweep failed"),
+                }
+                tokio::time::sleep(interval).await;
+            }
+        })
+    }
+}
+
+enum ManifestRead {
+    Store(StoreError),
+    Invalid(manifest::ManifestError),
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use object_store::memory::InMemory;
+    use std::sync::Mutex;
 
     #[test]
     fn run_ids_carry_their_creation_time() {
@@ -297,5 +592,206 @@ mod tests {
         assert!(id.starts_with("20251125T121700Z-"), "{id}");
         assert_eq!(id.len(), "20251125T121700Z-".len() + 16);
         assert_ne!(new_run_id(t), new_run_id(t));
+        assert_eq!(run_created_at(&id), Some(t));
+        for bad in [
+            "",
+            "x",
+            "20251125T121700Z-zz",
+            "../20251125T121700Z-0000000000000000",
+            "20251125T121700Z",
+        ] {
+            assert_eq!(run_created_at(bad), None, "{bad}");
+        }
+    }
+
+    /// An unloader that writes what UNLOAD would, or fails as told.
+    #[derive(Debug)]
+    struct FakeUnloader {
+        store: Arc<dyn ObjectStore>,
+        failures: Mutex<Vec<RedshiftError>>,
+        calls: AtomicUsize,
+    }
+
+    #[async_trait::async_trait]
+    impl Unloader for FakeUnloader {
+        async fn unload(&self, sql: &Sql) -> Result<(), RedshiftError> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            let text = sql.as_str();
+            let start = text.find("TO 's3://b/").unwrap() + "TO 's3://b/".len();
+            let prefix = &text[start..start + text[start..].find('\'').unwrap()];
+            let data = Path::from(format!("{prefix}0000_part_00.parquet"));
+            self.store
+                .put(&data, PutPayload::from_static(b"PAR1"))
+                .await
+                .unwrap();
+            if let Some(error) = self.failures.lock().unwrap().pop() {
+                return Err(error);
+            }
+            let manifest = format!(
+                r#"{{"entries":[{{"url":"s3://b/{data}","meta":{{"content_length":4,"record_count":1}}}}]}}"#
+            );
+            self.store
+                .put(
+                    &Path::from(format!("{prefix}manifest")),
+                    PutPayload::from(manifest.into_bytes()),
+                )
+                .await
+                .unwrap();
+            Ok(())
+        }
+
+        async fn query_value(&self, _sql: &Sql) -> Result<Option<String>, RedshiftError> {
+            Ok(None)
+        }
+    }
+
+    fn fixture(
+        failures: Vec<RedshiftError>,
+    ) -> (Arc<Stager>, Arc<dyn ObjectStore>, Arc<FakeUnloader>) {
+        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let unloader = Arc::new(FakeUnloader {
+            store: Arc::clone(&store),
+            failures: Mutex::new(failures),
+            calls: AtomicUsize::new(0),
+        });
+        let settings = StageSettings {
+            bucket: "b".into(),
+            prefix: "stage".into(),
+            iam_role: IamRole::Default,
+            max_file_size_mb: 256,
+            ttl: Duration::from_secs(60),
+            grace: Duration::from_millis(10),
+            max_parallel: 2,
+            retry: RetrySettings {
+                max_retries: 2,
+                min_delay: Duration::from_millis(1),
+                max_delay: Duration::from_millis(2),
+            },
+        };
+        let stager = Arc::new(Stager::new(
+            Arc::clone(&unloader) as _,
+            Arc::clone(&store),
+            settings,
+            Metrics::new(),
+        ));
+        (stager, store, unloader)
+    }
+
+    fn plan() -> Plan {
+        use crate::catalog::{ColumnInfo, TableInfo, TableKind, TableRef};
+        let table = Arc::new(TableInfo {
+            table: TableRef::new("s", "t"),
+            kind: TableKind::Table,
+            columns: vec![ColumnInfo::new("id", "integer", false)],
+            primary_key: vec![],
+            row_estimate: None,
+            replication_key: None,
+            strategy: None,
+        });
+        let request =
+            crate::plan::FlightRequest::try_from_command(br#"{"table":"s.t","mode":"full"}"#)
+                .unwrap();
+        Plan::try_new(table, &request, crate::plan::PlanSettings::default()).unwrap()
+    }
+
+    async fn keys(store: &Arc<dyn ObjectStore>) -> Vec<String> {
+        let mut keys: Vec<String> = store
+            .list(None)
+            .map_ok(|m| m.location.to_string())
+            .try_collect()
+            .await
+            .unwrap();
+        keys.sort();
+        keys
+    }
+
+    #[tokio::test]
+    async fn transient_failures_are_retried_after_cleanup_and_sql_errors_are_not() {
+        let transient = RedshiftError::Unreachable {
+            address: "h:1".into(),
+            message: "reset".into(),
+        };
+        let (stager, store, unloader) = fixture(vec![transient]);
+        let run = stager.stage(&plan()).await.unwrap();
+        assert_eq!(unloader.calls.load(Ordering::SeqCst), 2);
+        assert_eq!(run.files.len(), 1);
+        assert_eq!(
+            keys(&store).await.len(),
+            2,
+            "data file and manifest of the successful attempt only"
+        );
+
+        let sql_error = RedshiftError::Sql {
+            code: "XX000".into(),
+            message: "S3 ServiceException".into(),
+        };
+        let (stager, store, unloader) = fixture(vec![sql_error]);
+        let error = stager.stage(&plan()).await.unwrap_err();
+        assert!(matches!(error, StageError::Unload { .. }));
+        assert_eq!(
+            unloader.calls.load(Ordering::SeqCst),
+            1,
+            "SQL errors are not retried"
+        );
+        assert!(
+            keys(&store).await.is_empty(),
+            "a failed UNLOAD leaves nothing behind"
+        );
+    }
+
+    #[tokio::test]
+    async fn consumed_runs_are_deleted_after_grace_and_the_sweeper_honours_leases() {
+        let (stager, store, _) = fixture(vec![]);
+        let run = stager.stage(&plan()).await.unwrap();
+        stager
+            .file_consumed(&run.run_id, &run.files[0].key, 1)
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(keys(&store).await.is_empty(), "consumed run deleted");
+
+        let a = stager.stage(&plan()).await.unwrap();
+        let b = stager.stage(&plan()).await.unwrap();
+        let outside = Path::from("other/keep.txt");
+        store
+            .put(&outside, PutPayload::from_static(b"x"))
+            .await
+            .unwrap();
+        store
+            .put(
+                &Path::from("stage/not-a-run/x"),
+                PutPayload::from_static(b"x"),
+            )
+            .await
+            .unwrap();
+        let later = SystemTime::now() + Duration::from_secs(120);
+        stager
+            .renew_run(&b.run_id, later + Duration::from_secs(60))
+            .await
+            .unwrap();
+        assert_eq!(stager.sweep(later).await.unwrap(), 1);
+        let left = keys(&store).await;
+        assert!(
+            left.iter().all(|k| !k.contains(&a.run_id)),
+            "expired run swept"
+        );
+        assert!(
+            left.iter().any(|k| k.contains(&b.run_id)),
+            "renewed run kept"
+        );
+        assert!(
+            left.contains(&"other/keep.txt".to_string()),
+            "nothing outside the prefix is touched"
+        );
+        assert!(
+            left.contains(&"stage/not-a-run/x".to_string()),
+            "foreign folders are left alone"
+        );
+        stager.cancel_run(&b.run_id).await.unwrap();
+        assert!(keys(&store).await.iter().all(|k| !k.contains(&b.run_id)));
+        assert!(stager.cancel_run("../other").await.is_err());
+        stager.delete_run("other/", "cancelled").await;
+        stager.delete_run("stage/../other/", "cancelled").await;
+        assert!(keys(&store).await.contains(&"other/keep.txt".to_string()));
     }
 }

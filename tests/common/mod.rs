@@ -4,6 +4,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod canon;
+pub mod proxy;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -122,6 +123,7 @@ pub fn config_json(extra: &[(&str, &str)]) -> serde_json::Value {
 /// A server running in-process; stops when dropped.
 pub struct TestServer {
     pub addr: SocketAddr,
+    pub metrics_addr: Option<SocketAddr>,
     shutdown: Option<oneshot::Sender<()>>,
     handle: Option<tokio::task::JoinHandle<()>>,
 }
@@ -132,6 +134,7 @@ impl TestServer {
         let config = Config::try_from_raw(raw_config(extra)).expect("valid config");
         let app = Application::build(config).await.expect("server starts");
         let addr = app.local_addr().unwrap();
+        let metrics_addr = app.metrics_addr();
         let (tx, rx) = oneshot::channel::<()>();
         let handle = tokio::spawn(async move {
             app.run_until(async {
@@ -142,6 +145,7 @@ impl TestServer {
         });
         Self {
             addr,
+            metrics_addr,
             shutdown: Some(tx),
             handle: Some(handle),
         }
@@ -174,4 +178,89 @@ impl Drop for TestServer {
             let _ = tx.send(());
         }
     }
+}
+
+/// Starts an emulator of the test's own in front of the test bed's PostgreSQL, writing to
+/// `s3_endpoint` (default: the test bed's S3 server).
+pub async fn own_emulator(
+    row_group_rows: usize,
+    slices: usize,
+    faults: redshift_emulator::FaultSettings,
+) -> redshift_emulator::RunningEmulator {
+    own_emulator_on("127.0.0.1:0", row_group_rows, slices, faults).await
+}
+
+/// [`own_emulator`] on a given address (to restart one on the same port).
+pub async fn own_emulator_on(
+    listen: &str,
+    row_group_rows: usize,
+    slices: usize,
+    faults: redshift_emulator::FaultSettings,
+) -> redshift_emulator::RunningEmulator {
+    let config = redshift_emulator::EmulatorConfig::new(
+        tb("TESTBED_PG_URL"),
+        tb("TESTBED_REDSHIFT_PASSWORD"),
+    )
+    .with_listen(listen)
+    .with_user(tb("TESTBED_REDSHIFT_USER"))
+    .with_database(tb("TESTBED_REDSHIFT_DATABASE"))
+    .with_s3_endpoint(tb("TESTBED_S3_ENDPOINT"))
+    .with_s3_region(tb("TESTBED_S3_REGION"))
+    .with_s3_credentials(tb("AWS_ACCESS_KEY_ID"), tb("AWS_SECRET_ACCESS_KEY"))
+    .with_slices(slices)
+    .with_row_group_rows(row_group_rows)
+    .with_faults(faults);
+    redshift_emulator::start(config)
+        .await
+        .expect("emulator starts")
+}
+
+/// The test bed's bucket, as the server sees it.
+pub fn bucket() -> std::sync::Arc<dyn object_store::ObjectStore> {
+    let config = Config::try_from_raw(raw_config(&[])).unwrap();
+    redshift_flight::store::build_s3(&config).unwrap()
+}
+
+/// Every key under `prefix` in the test bed's bucket.
+pub async fn keys_under(prefix: &str) -> Vec<String> {
+    use futures::TryStreamExt;
+    let prefix = object_store::path::Path::from(prefix);
+    let mut keys: Vec<String> = bucket()
+        .list(Some(&prefix))
+        .map_ok(|m| m.location.to_string())
+        .try_collect()
+        .await
+        .unwrap();
+    keys.sort();
+    keys
+}
+
+/// Polls `condition` every 100 ms until it holds or `deadline` passes.
+pub async fn eventually<F, Fut>(deadline: std::time::Duration, mut condition: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let until = std::time::Instant::now() + deadline;
+    loop {
+        if condition().await {
+            return true;
+        }
+        if std::time::Instant::now() >= until {
+            return false;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+/// Cancels a FlightInfo's staged run through the CancelFlightInfo action.
+pub async fn cancel(client: &mut FlightClient, info: &arrow_flight::FlightInfo) {
+    let request = arrow_flight::CancelFlightInfoRequest {
+        info: Some(info.clone()),
+    };
+    let result = client
+        .cancel_flight_info(request)
+        .await
+        .expect("CancelFlightInfo");
+    assert_eq!(result.status, arrow_flight::CancelStatus::Cancelled as i32);
 }

@@ -1,0 +1,115 @@
+//! DoAction: `CancelFlightInfo` deletes a flight's staged run at once; `RenewFlightEndpoint`
+//! extends an endpoint's life (a new ticket with a later expiry, and a lease on the run so the
+//! sweeper keeps it). Both find the run through the endpoints' signed tickets, never through
+//! anything the client could forge.
+
+use std::time::SystemTime;
+
+use arrow_flight::{
+    Action, ActionType, CancelFlightInfoRequest, CancelFlightInfoResult, CancelStatus,
+    FlightEndpoint, RenewFlightEndpointRequest, Ticket,
+};
+use prost::Message;
+
+use super::{Service, ServiceError};
+use crate::plan::PlanError;
+use crate::ticket::unix_ms;
+
+/// Action type of CancelFlightInfo (Flight protocol).
+pub(super) const CANCEL_FLIGHT_INFO: &str = "CancelFlightInfo";
+/// Action type of RenewFlightEndpoint (Flight protocol).
+pub(super) const RENEW_FLIGHT_ENDPOINT: &str = "RenewFlightEndpoint";
+
+/// The actions this server offers.
+pub(super) fn list() -> Vec<ActionType> {
+    vec![
+        ActionType {
+            r#type: CANCEL_FLIGHT_INFO.into(),
+            description: "Delete the staged files of a FlightInfo now (body: CancelFlightInfoRequest)".into(),
+        },
+        ActionType {
+            r#type: RENEW_FLIGHT_ENDPOINT.into(),
+            description: "Extend an endpoint's expiration (body: RenewFlightEndpointRequest; result: FlightEndpoint)"
+                .into(),
+        },
+    ]
+}
+
+fn bad(message: impl Into<String>) -> ServiceError {
+    ServiceError::Plan(PlanError::Descriptor(message.into()))
+}
+
+pub(super) async fn do_action(
+    service: &Service,
+    action: Action,
+) -> Result<Vec<arrow_flight::Result>, ServiceError> {
+    match action.r#type.as_str() {
+        CANCEL_FLIGHT_INFO => {
+            let request = CancelFlightInfoRequest::decode(action.body).map_err(|e| {
+                bad(format!(
+                    "CancelFlightInfo body is not a CancelFlightInfoRequest: {e}"
+                ))
+            })?;
+            let info = request
+                .info
+                .ok_or_else(|| bad("CancelFlightInfoRequest has no info"))?;
+            let mut runs: Vec<String> = Vec::new();
+            for endpoint in &info.endpoint {
+                let ticket = endpoint
+                    .ticket
+                    .as_ref()
+                    .ok_or_else(|| bad("an endpoint has no ticket"))?;
+                // Expired tickets may still cancel: the point is to clean up.
+                let payload = service
+                    .tickets
+                    .decode(&ticket.ticket, SystemTime::UNIX_EPOCH)?;
+                if !runs.contains(&payload.run_id) {
+                    runs.push(payload.run_id);
+                }
+            }
+            for run_id in &runs {
+                service.stager.cancel_run(run_id).await?;
+            }
+            let status = if runs.is_empty() {
+                CancelStatus::NotCancellable
+            } else {
+                CancelStatus::Cancelled
+            };
+            let result = CancelFlightInfoResult {
+                status: status as i32,
+            };
+            Ok(vec![arrow_flight::Result {
+                body: result.encode_to_vec().into(),
+            }])
+        }
+        RENEW_FLIGHT_ENDPOINT => {
+            let request = RenewFlightEndpointRequest::decode(action.body).map_err(|e| {
+                bad(format!(
+                    "RenewFlightEndpoint body is not a RenewFlightEndpointRequest: {e}"
+                ))
+            })?;
+            let endpoint = request
+                .endpoint
+                .ok_or_else(|| bad("RenewFlightEndpointRequest has no endpoint"))?;
+            let ticket = endpoint
+                .ticket
+                .as_ref()
+                .ok_or_else(|| bad("the endpoint has no ticket"))?;
+            let mut payload = service.tickets.decode(&ticket.ticket, SystemTime::now())?;
+            let until = SystemTime::now() + service.stager.ttl();
+            service.stager.renew_run(&payload.run_id, until).await?;
+            payload.expires_at_ms = unix_ms(until);
+            let renewed = FlightEndpoint {
+                ticket: Some(Ticket::new(service.tickets.encode(&payload))),
+                expiration_time: Some(super::timestamp_ms(payload.expires_at_ms)),
+                ..endpoint
+            };
+            Ok(vec![arrow_flight::Result {
+                body: renewed.encode_to_vec().into(),
+            }])
+        }
+        other => Err(ServiceError::Plan(PlanError::Unsupported(format!(
+            "action {other:?} is not supported (ListActions lists {CANCEL_FLIGHT_INFO} and {RENEW_FLIGHT_ENDPOINT})"
+        )))),
+    }
+}

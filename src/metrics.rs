@@ -1,0 +1,153 @@
+//! Metrics in the Prometheus text format, served on `metrics_address` at `/metrics`: requests and
+//! errors by RPC and status code, rows and bytes sent, UNLOAD durations, staged runs alive and
+//! deletions by reason.
+
+use std::sync::Arc;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// Labels of a finished RPC.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RpcLabels {
+    /// RPC name (`do_get`, ...).
+    pub rpc: &'static str,
+    /// gRPC status code name (`Ok`, `NotFound`, ...).
+    pub code: String,
+}
+
+/// Why a staged run was deleted.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DeletionLabels {
+    /// `consumed`, `cancelled`, `expired` or `failed`.
+    pub reason: &'static str,
+}
+
+/// Every metric of the server.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    /// Finished RPCs by status code.
+    pub requests: Family<RpcLabels, Counter>,
+    /// Rows sent by DoGet.
+    pub rows_sent: Counter,
+    /// Arrow IPC bytes sent by DoGet.
+    pub bytes_sent: Counter,
+    /// UNLOAD durations in seconds.
+    pub unload_seconds: Histogram,
+    /// Staged runs believed alive (set by each sweep, adjusted by this process's runs).
+    pub runs_alive: Gauge,
+    /// Staged runs deleted, by reason.
+    pub deletions: Family<DeletionLabels, Counter>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("redshift_flight");
+        let requests = Family::<RpcLabels, Counter>::default();
+        registry.register(
+            "requests",
+            "Finished Flight RPCs by status code",
+            requests.clone(),
+        );
+        let rows_sent = Counter::default();
+        registry.register("rows_sent", "Rows sent by DoGet", rows_sent.clone());
+        let bytes_sent = Counter::default();
+        registry.register(
+            "bytes_sent",
+            "Arrow IPC bytes sent by DoGet",
+            bytes_sent.clone(),
+        );
+        let unload_seconds = Histogram::new(exponential_buckets(0.05, 2.0, 16));
+        registry.register(
+            "unload_duration_seconds",
+            "Duration of UNLOAD statements",
+            unload_seconds.clone(),
+        );
+        let runs_alive = Gauge::default();
+        registry.register(
+            "staged_runs_alive",
+            "Staged runs in S3 not yet deleted",
+            runs_alive.clone(),
+        );
+        let deletions = Family::<DeletionLabels, Counter>::default();
+        registry.register(
+            "staged_run_deletions",
+            "Staged runs deleted, by reason",
+            deletions.clone(),
+        );
+        Self {
+            registry,
+            requests,
+            rows_sent,
+            bytes_sent,
+            unload_seconds,
+            runs_alive,
+            deletions,
+        }
+    }
+}
+
+impl Metrics {
+    /// A fresh set of metrics.
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    /// Records a finished RPC.
+    pub fn observe_rpc(&self, rpc: &'static str, code: tonic::Code) {
+        self.requests
+            .get_or_create(&RpcLabels {
+                rpc,
+                code: format!("{code:?}"),
+            })
+            .inc();
+    }
+
+    /// Records a deletion.
+    pub fn deleted(&self, reason: &'static str) {
+        self.deletions
+            .get_or_create(&DeletionLabels { reason })
+            .inc();
+    }
+
+    /// The Prometheus text exposition.
+    pub fn encode(&self) -> String {
+        let mut text = String::new();
+        if prometheus_client::encoding::text::encode(&mut text, &self.registry).is_err() {
+            text.clear();
+        }
+        text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encodes_prometheus_text() {
+        let metrics = Metrics::new();
+        metrics.observe_rpc("do_get", tonic::Code::NotFound);
+        metrics.rows_sent.inc_by(42);
+        metrics.deleted("expired");
+        let text = metrics.encode();
+        assert!(
+            text.contains("redshift_flight_requests_total{rpc=\"do_get\",code=\"NotFound\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("redshift_flight_rows_sent_total 42"),
+            "{text}"
+        );
+        assert!(
+            text.contains("redshift_flight_staged_run_deletions_total{reason=\"expired\"} 1"),
+            "{text}"
+        );
+        assert!(text.ends_with("# EOF\n"));
+    }
+}
