@@ -356,7 +356,7 @@ async fn fifty_concurrent_clients_get_exact_results() {
     }
     for task in tasks {
         let (t, ids) = task.await.unwrap();
-        let want: Vec<i32> = (1..=(2000 + t as i32 * 100)).collect();
+        let want: Vec<i32> = (1..=(2000 + t * 100)).collect();
         assert_eq!(ids, want, "table t{t}");
     }
     let count = pg_rows(&pg, &format!("SELECT count(*) FROM {schema}.t0")).await;
