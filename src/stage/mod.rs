@@ -466,14 +466,18 @@ impl Stager {
             let this = Arc::clone(self);
             tokio::spawn(async move {
                 tokio::time::sleep(grace).await;
-                let still_pending = {
-                    let mut pending = this.pending.lock().unwrap_or_else(|e| e.into_inner());
-                    let before = pending.len();
-                    pending.retain(|p| p != &prefix);
-                    pending.len() != before
-                };
+                // Stays listed while it is deleted, so a shutdown flush waits for it too.
+                let still_pending = this
+                    .pending
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .contains(&prefix);
                 if still_pending {
                     this.delete_run(&prefix, "consumed").await;
+                    this.pending
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .retain(|p| p != &prefix);
                 }
             });
         }

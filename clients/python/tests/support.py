@@ -3,10 +3,12 @@ small codec for the documented ticket format (proto-docs/README.md, "Tickets")."
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import hashlib
 import hmac
 import json
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
@@ -66,6 +68,60 @@ def command(**kwargs) -> flight.FlightDescriptor:
 def quote_part(name: str) -> str:
     """A schema or table name as one part of the command's `table` key: double-quoted, `"` doubled."""
     return '"' + name.replace('"', '""') + '"'
+
+
+# --------------------------------------------------------------------------------------------------
+# Incremental reads: cursors (proto-docs/README.md, "Cursors") and one sync at a time
+
+
+def decode_cursor(cursor: str) -> dict:
+    """The documented cursor format: "rsfc1." + unpadded base64url of {"s","t","k","y","b"}."""
+    assert cursor.startswith("rsfc1."), cursor
+    body = cursor[len("rsfc1.") :]
+    assert "=" not in body
+    return json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
+
+
+def encode_cursor(fields: dict) -> str:
+    raw = json.dumps(fields, separators=(",", ":")).encode()
+    return "rsfc1." + base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+class Sync:
+    """One GetFlightInfo and everything its endpoints sent."""
+
+    def __init__(self, client: flight.FlightClient, descriptor: flight.FlightDescriptor):
+        self.started = time.monotonic()
+        self.info = client.get_flight_info(descriptor)
+        self.planned = time.monotonic()
+        self.meta = app_metadata(self.info)
+        self.table = read_flight(client, self.info)
+        assert self.table.num_rows == self.info.total_records
+        self.rows = self.table.to_pylist()
+
+    @property
+    def cursor(self) -> str | None:
+        return self.meta["next_cursor"]
+
+    def ids(self, key: str = "id") -> list:
+        return sorted(r[key] for r in self.rows)
+
+
+def sync(client, table: str, **cmd) -> Sync:
+    return Sync(client, command(table=table, **cmd))
+
+
+def assert_nothing_new(s: Sync, cursor: str) -> None:
+    """The contract for "nothing above the cursor": no UNLOAD, no endpoints, the cursor unchanged."""
+    assert list(s.info.endpoints) == []
+    assert s.info.total_records == 0 and s.info.total_bytes == 0
+    assert s.meta["mode"] == "incremental"
+    assert s.meta["next_cursor"] == cursor
+    assert s.meta["next_cursor"].encode("utf-8") == cursor.encode("utf-8")
+    assert s.meta["run_id"] is None and s.meta["expires_at"] is None and s.meta["files"] == 0
+    assert s.meta["upper_bound"] is None
+    assert s.meta["lower_bound"] == decode_cursor(cursor)["b"]
+    assert s.table.num_rows == 0 and s.table.schema.equals(s.info.schema, check_metadata=True)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -18,7 +18,9 @@ import pyarrow as pa
 import pytest
 from psycopg import sql
 
-from support import app_metadata, command, path, quote_part, read_flight, unique
+from support import (
+    app_metadata, assert_nothing_new, command, decode_cursor, path, quote_part, raises_status, read_flight, sync, unique,
+)
 
 UTC = dt.timezone.utc
 INSERT_ZONE = "America/New_York"  # timestamptz literals are read in this zone, not UTC
@@ -278,12 +280,19 @@ def test_flight_info_fields_and_app_metadata(client, all_types):
         assert expiry.utcoffset() == dt.timedelta(0)
         assert expiry > before + dt.timedelta(minutes=30)
     meta = app_metadata(info)
-    for key in ("table", "mode", "reason", "replication_key", "next_cursor", "run_id", "expires_at", "files"):
-        assert key in meta, (key, meta)
-    assert meta["mode"] == "full"
+    assert set(meta) == {
+        "table", "mode", "reason", "replication_key", "replication_key_source", "next_cursor", "lower_bound",
+        "upper_bound", "lookback", "run_id", "expires_at", "files",
+    }, meta
+    assert meta["mode"] == "full" and meta["reason"] == "full snapshot requested"
     assert meta["table"] == f"{schema}.{table}"
     assert meta["files"] == len(endpoints)
-    assert meta["replication_key"] is None and meta["next_cursor"] is None
+    # No preferred column name: the first TIMESTAMP, TIMESTAMPTZ or DATE column is the key, and a
+    # full snapshot's next_cursor is its MAX at planning, so an incremental chain can start here.
+    assert meta["replication_key"] == "date" and meta["replication_key_source"] == "inferred"
+    assert meta["lower_bound"] is None and meta["lookback"] is None
+    assert meta["upper_bound"] == "9999-12-31"
+    assert decode_cursor(meta["next_cursor"]) == {"s": schema, "t": table, "k": "date", "y": "date", "b": "9999-12-31"}
     assert dt.datetime.fromisoformat(meta["expires_at"].replace("Z", "+00:00")) > before
     # Every GetFlightInfo stages a fresh run.
     assert app_metadata(client.get_flight_info(path(schema, table)))["run_id"] != meta["run_id"]
@@ -346,3 +355,40 @@ def test_time_2400_is_never_sent_as_invalid_arrow(client, pg, make_schema):
         assert '"t"' in str(error) or "24:00:00" in str(error), error
         return
     table.validate(full=True)
+
+
+KEY_COLUMNS = ["select", "Small Int", 'int"q"', "BigInt", "n 38,10", "n.5.2", "Char5", "Var Char", "date", "TS", "TS TZ"]
+
+
+@pytest.mark.parametrize("key", KEY_COLUMNS)
+def test_every_key_type_round_trips_its_bound(client, pg, all_types, key):
+    """Each column type that can be a replication key, at its limits and with hostile names: the
+    cursor's bound is MAX(key) exactly as the database prints it (every digit, every
+    microsecond), so a sync from that cursor finds nothing new."""
+    schema, table = all_types
+    name = f"{quote_part(schema)}.{quote_part(table)}"
+    first = sync(client, name, mode="incremental", replication_key=key)
+    want = pg.execute(
+        sql.SQL("SELECT max({})::text FROM {}.{}").format(sql.Identifier(key), sql.Identifier(schema), sql.Identifier(table))
+    ).fetchone()[0]
+    assert first.meta["upper_bound"] is not None
+    if key == "TS TZ":  # the text of an instant depends on the session's zone: compare instants
+        assert dt.datetime.fromisoformat(first.meta["upper_bound"]) == dt.datetime.fromisoformat(want)
+    else:
+        assert first.meta["upper_bound"] == want
+    cursor = decode_cursor(first.cursor)
+    assert (cursor["s"], cursor["t"], cursor["k"], cursor["b"]) == (schema, table, key, first.meta["upper_bound"])
+    non_null = pg.execute(
+        sql.SQL("SELECT count(*) FROM {}.{} WHERE {} IS NOT NULL").format(
+            sql.Identifier(schema), sql.Identifier(table), sql.Identifier(key)
+        )
+    ).fetchone()[0]
+    assert first.table.num_rows == non_null
+    assert_nothing_new(sync(client, name, cursor=first.cursor), first.cursor)
+
+
+@pytest.mark.parametrize("key", ["Real", "double 'd'", "from", "time", "TimeTZ", "Bytes", "Super", "geo"])
+def test_columns_that_cannot_be_keys(client, all_types, key):
+    schema, table = all_types
+    with raises_status("INVALID_ARGUMENT", match="cannot be a replication key"):
+        client.get_flight_info(command(table=f"{quote_part(schema)}.{quote_part(table)}", replication_key=key))

@@ -110,9 +110,26 @@ def test_default_schema_path_and_list(client, pg):
 
 
 def test_get_schema_ignores_mode_and_cursor(client, catalog_schema):
-    """GetSchema answers from the catalog: even a command GetFlightInfo cannot serve yet (an
-    incremental read) gets its schema, projection included."""
-    descriptor = command(table=f"{catalog_schema}.alpha", columns=["v"], mode="incremental", cursor="c")
+    """GetSchema answers from the catalog: even a command GetFlightInfo refuses (a damaged cursor,
+    incremental on a table without a replication key) gets its schema, projection included; and
+    the schema of an incremental read is the schema of a full one."""
+    table = f"{catalog_schema}.alpha"
+    descriptor = command(table=table, columns=["v"], mode="incremental", cursor="c")
     assert client.get_schema(descriptor).schema.names == ["v"]
-    with raises_status("UNIMPLEMENTED"):
+    with raises_status("INVALID_ARGUMENT", match="invalid cursor"):
         client.get_flight_info(descriptor)
+    descriptor = command(table=table, columns=["v"], mode="incremental", lookback="soon")
+    assert client.get_schema(descriptor).schema.names == ["v"]
+    with raises_status("INVALID_ARGUMENT", match=f"table {table} has no replication key"):
+        client.get_flight_info(descriptor)
+    # A real incremental read (an explicit integer key) promises what GetSchema says.
+    info = client.get_flight_info(command(table=table, columns=["v"], replication_key="id"))
+    meta = app_metadata(info)
+    assert meta["mode"] == "incremental" and meta["replication_key"] == "id"
+    cursor = meta["next_cursor"]
+    for request in (
+        dict(table=table, columns=["v"], replication_key="id"),
+        dict(table=table, columns=["v"], mode="incremental", cursor=cursor, lookback=3),
+        dict(table=table, columns=["v"], mode="full"),
+    ):
+        assert client.get_schema(command(**request)).schema.equals(info.schema, check_metadata=True)

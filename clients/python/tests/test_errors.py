@@ -114,17 +114,35 @@ def test_bad_paths_are_invalid_argument(client, victims):
         client.get_flight_info(flight.FlightDescriptor.for_path())
 
 
-def test_incremental_requests_are_unimplemented(client, victims):
-    schema, _ = victims
+def test_bad_incremental_requests_are_invalid_argument(client, victims):
+    """victims has no TIMESTAMP, TIMESTAMPTZ or DATE column: incremental needs an explicit key.
+    Every mistaken incremental request is INVALID_ARGUMENT with a message saying what to fix."""
+    schema, counts = victims
     table = f"{schema}.victims"
-    for request in (
-        dict(table=table, mode="incremental"),
-        dict(table=table, cursor="anything"),
-        dict(table=table, replication_key="id"),
-        dict(table=table, mode="auto", cursor="x"),
+    for request, match in (
+        (dict(table=table, mode="incremental"), f"table {table} has no replication key"),
+        (dict(table=table, cursor="anything"), "invalid cursor: not a redshift-flight cursor"),
+        (dict(table=table, mode="auto", cursor="x"), "invalid cursor"),
+        (dict(table=table, mode="incremental", cursor="rsfc1.e30"), "invalid cursor: damaged"),
+        (dict(table=table, replication_key="nope"), "has no column"),
+        (dict(table=table, replication_key="id", lookback="an hour"), "invalid lookback"),
+        (dict(table=table, replication_key="note", lookback=5), "does not support a lookback"),
+        (dict(table=table, mode="incremental", replication_key='id"; DROP TABLE victims; --'), "has no column"),
+        (dict(table=table, lookbak="1 hour"), "unknown field"),
     ):
-        with raises_status("UNIMPLEMENTED", match="incremental"):
+        with raises_status("INVALID_ARGUMENT", match=match):
             client.get_flight_info(command(**request))
+    # The same table with an explicit key is served incrementally, and its cursor continues.
+    info = client.get_flight_info(command(table=table, replication_key="id"))
+    meta = json.loads(info.app_metadata)
+    assert meta["mode"] == "incremental" and meta["replication_key"] == "id"
+    assert meta["replication_key_source"] == "requested" and meta["upper_bound"] == str(counts["victims"])
+    assert read_flight(client, info).num_rows == counts["victims"]
+    again = client.get_flight_info(command(table=table, cursor=meta["next_cursor"]))
+    assert list(again.endpoints) == [] and json.loads(again.app_metadata)["next_cursor"] == meta["next_cursor"]
+    with raises_status("INVALID_ARGUMENT", match="the cursor is for table"):
+        other = quote_part('Other "T"')
+        client.get_flight_info(command(table=f"{schema}.{other}", cursor=meta["next_cursor"]))
 
 
 def test_mode_auto_without_cursor_serves_a_full_snapshot(client, victims):
@@ -200,6 +218,8 @@ def test_tables_are_intact_after_hostile_requests(client, pg, victims):
         command(table=f"{quote_part(schema)}.{quote_part(HOSTILE_NAME)}"),
         command(table=f"{schema}.victims", columns=["id); DROP TABLE victims; --"]),
         command(table=f"{schema}.victims'); DROP TABLE victims; --"),
+        command(table=f"{schema}.victims", replication_key="id); DROP TABLE victims; --"),
+        command(table=f"{schema}.victims", replication_key="id", lookback="1'); DROP TABLE victims; --"),
         flight.FlightDescriptor.for_command(b"'; DROP TABLE victims; --"),
     ]
     for descriptor in hostile:
