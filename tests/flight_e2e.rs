@@ -618,6 +618,7 @@ async fn a_cleaned_up_run_says_call_get_flight_info_again() {
         "{}",
         status.message()
     );
+    common::cancel(&mut flight, &info).await;
     server.stop().await;
 }
 

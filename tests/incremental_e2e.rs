@@ -10,7 +10,7 @@ use arrow::datatypes::{DataType, TimeUnit};
 use arrow_flight::error::FlightError;
 use arrow_flight::{FlightDescriptor, FlightInfo};
 use common::canon::{Col, Kind, canon_batches, pg_canon_rows, read_all};
-use common::{TestServer, pg, unique};
+use common::{TestServer, cancel, pg, unique};
 use tonic::Code;
 
 fn app(info: &FlightInfo) -> serde_json::Value {
@@ -209,6 +209,7 @@ async fn incremental_syncs_move_only_what_changed_and_skip_nothing() {
     assert_eq!(info.total_records, 1005);
     assert_eq!(meta["upper_bound"], "2024-02-01 00:00:00.000008");
     assert!(meta["next_cursor"].is_string());
+    cancel(&mut flight, &info).await;
     server.stop().await;
 }
 
@@ -239,6 +240,7 @@ async fn explicit_keys_of_every_supported_type_round_trip_their_cursor() {
         assert_eq!(meta["replication_key_source"], "requested");
         assert_eq!(info.total_records, 2, "{key}");
         let cursor = meta["next_cursor"].as_str().unwrap().to_string();
+        cancel(&mut flight, &info).await;
         pg.batch_execute(&format!(
             "INSERT INTO {schema}.t VALUES (3, 100000000000000000000000000.0000000000, 'c', '2024-01-03', '2024-01-01 08:00:00.000003+00')"
         ))
@@ -284,6 +286,7 @@ async fn cursor_and_mode_errors_are_clear() {
         .await
         .unwrap();
     let cursor_a = app(&info)["next_cursor"].as_str().unwrap().to_string();
+    cancel(&mut flight, &info).await;
 
     let (code, message) = status(
         flight
@@ -341,6 +344,7 @@ async fn cursor_and_mode_errors_are_clear() {
         ))
         .await
         .unwrap();
+    cancel(&mut flight, &info).await;
     assert_eq!(
         app(&info)["mode"],
         "full",
@@ -407,6 +411,7 @@ async fn complete_resync_forces_full_snapshots() {
             .contains("enable_complete_resync")
     );
     assert_eq!(info.total_records, 2);
+    cancel(&mut flight, &info).await;
     server.stop().await;
 }
 
@@ -465,6 +470,8 @@ async fn unloads_beyond_max_parallel_workers_queue_and_honour_deadlines() {
         .expect("a queued request is served, not failed");
     let first = first.await.unwrap().expect("first request");
     assert_eq!((first.total_records, second.total_records), (1, 1));
+    cancel(&mut c, &first).await;
+    cancel(&mut c, &second).await;
     assert!(
         started.elapsed() >= Duration::from_millis(3000),
         "with max_parallel_workers = 1 the two 1.5 s UNLOADs ran one after the other ({:?})",
