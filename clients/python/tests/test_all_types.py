@@ -368,8 +368,11 @@ def test_every_key_type_round_trips_its_bound(client, pg, all_types, key):
     schema, table = all_types
     name = f"{quote_part(schema)}.{quote_part(table)}"
     first = sync(client, name, mode="incremental", replication_key=key)
+    # As the database prints MAX(key); ::text would strip CHAR's padding, which the bound keeps.
     want = pg.execute(
-        sql.SQL("SELECT max({})::text FROM {}.{}").format(sql.Identifier(key), sql.Identifier(schema), sql.Identifier(table))
+        sql.SQL("SELECT max({}){} FROM {}.{}").format(
+            sql.Identifier(key), sql.SQL("" if key == "Char5" else "::text"), sql.Identifier(schema), sql.Identifier(table)
+        )
     ).fetchone()[0]
     assert first.meta["upper_bound"] is not None
     if key == "TS TZ":  # the text of an instant depends on the session's zone: compare instants
