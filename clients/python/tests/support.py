@@ -111,6 +111,18 @@ def sync(client, table: str, **cmd) -> Sync:
     return Sync(client, command(table=table, **cmd))
 
 
+def cancel_flight(client: flight.FlightClient, info: flight.FlightInfo | None = None, endpoints=()) -> None:
+    """Drops a staged run that a test does not read (CancelFlightInfo), so that no run is left in
+    the bucket. `endpoints`: serialized FlightEndpoints, when only those are known (one suffices)."""
+    if info is not None:
+        raw = info.serialize()
+    else:
+        raw = b"".join(_varint(3 << 3 | 2) + _varint(len(e)) + e for e in endpoints)  # FlightInfo.endpoint = 3
+    body = _varint(1 << 3 | 2) + _varint(len(raw)) + raw  # CancelFlightInfoRequest.info = 1
+    results = list(client.do_action(flight.Action("CancelFlightInfo", body)))
+    assert len(results) == 1, results
+
+
 def assert_nothing_new(s: Sync, cursor: str) -> None:
     """The contract for "nothing above the cursor": no UNLOAD, no endpoints, the cursor unchanged."""
     assert list(s.info.endpoints) == []

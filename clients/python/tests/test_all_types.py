@@ -19,7 +19,7 @@ import pytest
 from psycopg import sql
 
 from support import (
-    app_metadata, assert_nothing_new, command, decode_cursor, path, quote_part, raises_status, read_flight, sync, unique,
+    app_metadata, assert_nothing_new, cancel_flight, command, decode_cursor, path, quote_part, raises_status, read_flight, sync, unique,
 )
 
 UTC = dt.timezone.utc
@@ -255,6 +255,7 @@ def test_schema_and_metadata(client, pg, all_types):
     assert json.loads(geo[b"ARROW:extension:metadata"]) == {}
     assert info.schema.metadata[b"redshift_flight.table"] == f"{schema}.{table}".encode()
     assert json.loads(info.schema.metadata[b"redshift_flight.primary_key"]) == ["select"]
+    cancel_flight(client, info)  # not read: drop the staged run now
 
 
 def test_get_schema_equals_flight_info_schema(client, all_types):
@@ -263,6 +264,7 @@ def test_get_schema_equals_flight_info_schema(client, all_types):
     for descriptor in (path(schema, table), command(table=f"{quote_part(schema)}.{quote_part(table)}")):
         result = client.get_schema(descriptor)
         assert result.schema.equals(info.schema, check_metadata=True)
+    cancel_flight(client, info)  # not read: drop the staged run now
 
 
 def test_flight_info_fields_and_app_metadata(client, all_types):
@@ -295,7 +297,10 @@ def test_flight_info_fields_and_app_metadata(client, all_types):
     assert decode_cursor(meta["next_cursor"]) == {"s": schema, "t": table, "k": "date", "y": "date", "b": "9999-12-31"}
     assert dt.datetime.fromisoformat(meta["expires_at"].replace("Z", "+00:00")) > before
     # Every GetFlightInfo stages a fresh run.
-    assert app_metadata(client.get_flight_info(path(schema, table)))["run_id"] != meta["run_id"]
+    again = client.get_flight_info(path(schema, table))
+    assert app_metadata(again)["run_id"] != meta["run_id"]
+    cancel_flight(client, info)  # neither is read: drop both staged runs now
+    cancel_flight(client, again)
 
 
 def test_command_with_projection(client, pg, all_types):
@@ -353,6 +358,7 @@ def test_time_2400_is_never_sent_as_invalid_arrow(client, pg, make_schema):
         table = read_flight(client, info)
     except pa.ArrowException as error:
         assert '"t"' in str(error) or "24:00:00" in str(error), error
+        cancel_flight(client, info)  # the stream failed: its run was not consumed
         return
     table.validate(full=True)
 

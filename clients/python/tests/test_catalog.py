@@ -7,7 +7,7 @@ import pyarrow.flight as flight
 import pytest
 from psycopg import sql
 
-from support import app_metadata, command, path, raises_status, read_flight, unique
+from support import app_metadata, cancel_flight, command, path, raises_status, read_flight, unique
 
 
 @pytest.fixture
@@ -63,8 +63,10 @@ def test_table_names_match_case_insensitively_when_unambiguous(client, catalog_s
     info = client.get_flight_info(path(catalog_schema, "ALPHA"))
     assert info.total_records == 10
     assert app_metadata(info)["table"] == f"{catalog_schema}.alpha"
+    cancel_flight(client, info)  # not read: drop the staged run now
     info = client.get_flight_info(command(table=f"{catalog_schema}.alpha", columns=["V"], mode="full"))
     assert info.schema.names == ["v"]
+    cancel_flight(client, info)
 
 
 def test_zero_row_table(client, pg, catalog_schema):
@@ -103,6 +105,7 @@ def test_default_schema_path_and_list(client, pg):
         assert result.column("label").to_pylist() == ["a  ", None]
         info = client.get_flight_info(command(table=table))
         assert info.total_records == 2
+        cancel_flight(client, info)
         listed = {tuple(p.decode() for p in i.descriptor.path) for i in client.list_flights()}
         assert ("public", table) in listed
     finally:
@@ -133,3 +136,4 @@ def test_get_schema_ignores_mode_and_cursor(client, catalog_schema):
         dict(table=table, columns=["v"], mode="full"),
     ):
         assert client.get_schema(command(**request)).schema.equals(info.schema, check_metadata=True)
+    cancel_flight(client, info)
