@@ -242,6 +242,9 @@ pub trait Catalog: Send + Sync + fmt::Debug {
     /// The schema used when a request names none.
     fn default_schema(&self) -> &str;
 
+    /// Forgets what is cached for `schema` (after Redshift said a column or table is gone).
+    async fn invalidate(&self, _schema: &str) {}
+
     /// Schema names, for matching a requested schema case-insensitively.
     async fn resolve_schema(&self, schema: &str) -> Result<String, CatalogError> {
         Ok(schema.to_string())
@@ -465,6 +468,10 @@ impl Catalog for RedshiftCatalog {
 
     fn default_schema(&self) -> &str {
         &self.default_schema
+    }
+
+    async fn invalidate(&self, schema: &str) {
+        self.cache.lock().await.remove(schema);
     }
 
     async fn resolve_schema(&self, schema: &str) -> Result<String, CatalogError> {

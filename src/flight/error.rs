@@ -64,6 +64,8 @@ fn redshift_code(error: &RedshiftError) -> Code {
         RedshiftError::Sql { code, .. } => match code.as_str() {
             "42501" => Code::PermissionDenied,
             "42P01" | "3F000" => Code::NotFound,
+            // The table changed under a cached plan (a column was dropped or renamed).
+            "42703" => Code::FailedPrecondition,
             "57014" => Code::Cancelled,
             _ => Code::Internal,
         },

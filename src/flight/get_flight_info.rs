@@ -6,8 +6,9 @@ use arrow_flight::{FlightDescriptor, FlightEndpoint, FlightInfo, Ticket};
 use serde::Serialize;
 
 use super::{Service, ServiceError};
-use crate::plan::{FlightRequest, Mode, Plan, Window};
-use crate::stage::StagedRun;
+use crate::plan::{FlightRequest, Mode, Plan, PlanError, Window};
+use crate::redshift::RedshiftError;
+use crate::stage::{StageError, StagedRun};
 use crate::ticket::{TICKET_VERSION, TicketColumn, TicketPayload, unix_ms};
 
 /// FlightInfo.app_metadata, as JSON (documented in proto-docs/).
@@ -32,17 +33,19 @@ pub(super) async fn get_flight_info(
     descriptor: FlightDescriptor,
 ) -> Result<FlightInfo, ServiceError> {
     let request = FlightRequest::try_from_descriptor(&descriptor)?;
-    let table = service
-        .resolve(request.schema.as_deref(), &request.table)
-        .await?;
     let span = tracing::Span::current();
-    span.record("table", tracing::field::display(&table.table));
-    let mut plan = Plan::try_new(table, &request, service.settings)?;
-    // Correctness rule 1: freeze the window's upper end before any data moves.
-    let max = service.stager.max_key(&plan).await?;
-    let run = match plan.close_window(max)? {
-        Window::Read => Some(service.stager.stage(&plan).await?),
-        Window::NothingNew => None,
+    let (plan, run) = match plan_and_stage(service, &request).await {
+        // The cached catalog is older than the table: forget it and plan once more.
+        Err(error) if is_stale_catalog(&error) => {
+            tracing::info!(%error, "the table changed since it was cached; reloading its catalog");
+            let schema = request
+                .schema
+                .as_deref()
+                .unwrap_or(service.catalog.default_schema());
+            service.catalog.invalidate(schema).await;
+            plan_and_stage(service, &request).await?
+        }
+        other => other?,
     };
     if let Some(run) = &run {
         span.record("run_id", run.run_id.as_str());
@@ -88,6 +91,38 @@ pub(super) async fn get_flight_info(
             .with_total_records(run.total_rows() as i64)
             .with_total_bytes(run.total_bytes() as i64),
     })
+}
+
+/// Resolves, plans, freezes the window and stages (when there is anything to read).
+async fn plan_and_stage(
+    service: &Service,
+    request: &FlightRequest,
+) -> Result<(Plan, Option<StagedRun>), ServiceError> {
+    let table = service
+        .resolve(request.schema.as_deref(), &request.table)
+        .await?;
+    tracing::Span::current().record("table", tracing::field::display(&table.table));
+    let mut plan = Plan::try_new(table, request, service.settings)?;
+    // Correctness rule 1: freeze the window's upper end before any data moves.
+    let max = service.stager.max_key(&plan).await?;
+    let run = match plan.close_window(max)? {
+        Window::Read => Some(service.stager.stage(&plan).await?),
+        Window::NothingNew => None,
+    };
+    Ok((plan, run))
+}
+
+/// Redshift says a column or table of the plan does not exist, or MAX(key) is not of the cached
+/// type: the catalog cache is stale.
+fn is_stale_catalog(error: &ServiceError) -> bool {
+    let stale = |e: &RedshiftError| matches!(e, RedshiftError::Sql { code, .. } if code == "42703" || code == "42P01");
+    match error {
+        ServiceError::Stage(StageError::Max { source, .. } | StageError::Unload { source, .. }) => {
+            stale(source)
+        }
+        ServiceError::Plan(PlanError::BadMax { .. }) => true,
+        _ => false,
+    }
 }
 
 /// One endpoint per staged file, each with a signed ticket carrying what DoGet needs.

@@ -334,11 +334,13 @@ impl Plan {
         settings: PlanSettings,
     ) -> Result<Self, PlanError> {
         let columns = project(&table, request.columns.as_deref())?;
-        let request_cursor = request
-            .cursor
-            .as_deref()
-            .map(cursor::Cursor::decode)
-            .transpose()?;
+        // A full snapshot starts over: the request's cursor, if any, plays no part (so a stale
+        // cursor never stands in the way of the resync it asks for).
+        let full = settings.complete_resync || request.mode == Mode::Full;
+        let request_cursor = match &request.cursor {
+            Some(text) if !full => Some(cursor::Cursor::decode(text)?),
+            _ => None,
+        };
         if let Some(c) = &request_cursor
             && (c.schema != table.table.schema || c.table != table.table.table)
         {
@@ -393,7 +395,7 @@ impl Plan {
             key,
             lower,
             lookback,
-            request_cursor: request.cursor.clone(),
+            request_cursor: if full { None } else { request.cursor.clone() },
             upper: None,
             select,
         })

@@ -180,6 +180,7 @@ PAYLOAD_FIELDS = {
     8: ("columns", "column*"),
     9: ("expires_at_ms", "int64"),
     10: ("primary_key", "str*"),
+    11: ("run_files", "varint"),
 }
 COLUMN_FIELDS = {1: ("name", "str"), 2: ("catalog_type", "str"), 3: ("nullable", "bool")}
 

@@ -736,11 +736,6 @@ def test_cursor_of_a_changed_key_is_failed_precondition(fresh_catalog_server, pg
     client.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="server bug: within catalog_ttl_seconds after the key column is dropped, the cached catalog "
-    "still lists it, SELECT MAX fails with 42703 and the client gets INTERNAL instead of FAILED_PRECONDITION",
-)
 def test_cursor_of_a_dropped_key_right_after_the_ddl(client, pg, make_schema):
     schema, name = _keyed_table(pg, make_schema)
     cursor = sync(client, name).cursor
@@ -791,11 +786,6 @@ def test_complete_resync_serves_full_snapshots(resync_server, client, pg, orders
     resync.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="server bug: with enable_complete_resync=true (every request a full snapshot) a request carrying "
-    "a cursor whose key was dropped is refused with FAILED_PRECONDITION instead of being served in full",
-)
 def test_complete_resync_ignores_a_stale_cursor(resync_server, pg, make_schema):
     schema, name = _keyed_table(pg, make_schema)
     client = resync_server.connect()
