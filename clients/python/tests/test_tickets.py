@@ -40,6 +40,7 @@ GOLDEN_PAYLOAD = {
     "columns": [{"name": "c", "catalog_type": "integer", "nullable": True}],
     "expires_at_ms": 4,
     "primary_key": [],
+    "run_files": 0,
 }
 
 
