@@ -480,3 +480,59 @@ async fn unloads_beyond_max_parallel_workers_queue_and_honour_deadlines() {
     server.stop().await;
     emulator.shutdown().await;
 }
+
+#[tokio::test]
+async fn two_workers_run_eight_requested_tables_two_at_a_time() {
+    let schema = unique("inc_workers");
+    let pg = pg().await;
+    let mut ddl = format!("CREATE SCHEMA {schema};");
+    for t in 0..8 {
+        ddl.push_str(&format!(
+            "CREATE TABLE {schema}.t{t} (id int); INSERT INTO {schema}.t{t} VALUES ({t});"
+        ));
+    }
+    pg.batch_execute(&ddl).await.unwrap();
+    let emulator = common::own_emulator(
+        0,
+        4,
+        redshift_emulator::FaultSettings {
+            unload_delay_ms: 300,
+            ..Default::default()
+        },
+    )
+    .await;
+    let port = emulator.local_addr().port().to_string();
+    let server = std::sync::Arc::new(
+        TestServer::start(&[("redshift_port", &port), ("max_parallel_workers", "2")]).await,
+    );
+    let mut requests = Vec::new();
+    for t in 0..8 {
+        let server = std::sync::Arc::clone(&server);
+        let schema = schema.clone();
+        requests.push(tokio::spawn(async move {
+            let mut client = server.client().await;
+            let info = client
+                .get_flight_info(FlightDescriptor::new_path(vec![schema, format!("t{t}")]))
+                .await
+                .expect("every request completes");
+            let rows = canon_batches(&read_all(&server, &info).await);
+            assert_eq!(rows, vec![vec![Some(t.to_string())]]);
+        }));
+    }
+    for request in requests {
+        request.await.unwrap();
+    }
+    let stats = emulator.unload_stats();
+    assert_eq!(stats.started(), 8);
+    assert_eq!(
+        stats.max_concurrent(),
+        2,
+        "never more than max_parallel_workers UNLOADs at once"
+    );
+    std::sync::Arc::try_unwrap(server)
+        .ok()
+        .expect("sole owner")
+        .stop()
+        .await;
+    emulator.shutdown().await;
+}

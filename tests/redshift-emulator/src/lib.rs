@@ -73,7 +73,52 @@ pub struct RunningEmulator {
     task: JoinHandle<()>,
 }
 
+/// Counts UNLOADs, so tests can observe how many a client ran at once.
+#[derive(Debug, Default)]
+pub struct UnloadStats {
+    running: std::sync::atomic::AtomicUsize,
+    max_running: std::sync::atomic::AtomicUsize,
+    started: std::sync::atomic::AtomicUsize,
+}
+
+/// Marks one UNLOAD as running until dropped.
+#[derive(Debug)]
+pub(crate) struct RunningUnload<'a>(&'a UnloadStats);
+
+impl UnloadStats {
+    pub(crate) fn enter(&self) -> RunningUnload<'_> {
+        use std::sync::atomic::Ordering::SeqCst;
+        let now = self.running.fetch_add(1, SeqCst) + 1;
+        self.max_running.fetch_max(now, SeqCst);
+        self.started.fetch_add(1, SeqCst);
+        RunningUnload(self)
+    }
+
+    /// The most UNLOADs that ran at the same time so far.
+    pub fn max_concurrent(&self) -> usize {
+        self.max_running.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// UNLOADs started so far.
+    pub fn started(&self) -> usize {
+        self.started.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Drop for RunningUnload<'_> {
+    fn drop(&mut self) {
+        self.0
+            .running
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
 impl RunningEmulator {
+    /// UNLOAD counters of this emulator.
+    pub fn unload_stats(&self) -> &UnloadStats {
+        &self.shared.unloads
+    }
+
     /// The address the emulator listens on (the real port when configured with port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
@@ -124,6 +169,7 @@ pub async fn start(config: EmulatorConfig) -> Result<RunningEmulator, Error> {
         config,
         target,
         cancels: CancelRegistry::default(),
+        unloads: UnloadStats::default(),
     });
     let (shutdown, shutdown_rx) = watch::channel(false);
     let task = tokio::spawn(accept_loop(listener, Arc::clone(&shared), shutdown_rx));

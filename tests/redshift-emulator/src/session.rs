@@ -64,6 +64,7 @@ pub(crate) struct Shared {
     pub(crate) target: BackendTarget,
     pub(crate) knobs: FaultKnobs,
     pub(crate) cancels: CancelRegistry,
+    pub(crate) unloads: crate::UnloadStats,
 }
 
 /// Sessions by the (pid, secret key) the emulator gave their clients, for CancelRequest.
@@ -444,6 +445,7 @@ impl Session {
                 Ok("EMULATOR")
             }
             LocalStatement::Unload(text) => {
+                let _running = self.shared.unloads.enter();
                 let faults = self.shared.knobs.get();
                 self.cancel.flag.reset();
                 if faults.unload_delay_ms > 0 {
