@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use serde::Deserialize;
 
 /// A configuration key that is missing or malformed.
@@ -74,7 +74,7 @@ fn scalar<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::E
 }
 
 macro_rules! raw_config {
-    ($( $(#[doc = $doc:literal])* $field:ident: $env:literal, secret = $secret:literal; )*) => {
+    ($( $(#[doc = $doc:literal])* $field:ident: $env:literal, secret = $secret:literal $(, arg($($extra:tt)*))?; )*) => {
         /// Every configuration key as text, before validation. Used for the JSON file (unknown
         /// keys are rejected), the environment and the CLI flags.
         #[derive(Default, Clone, clap::Args, Deserialize)]
@@ -82,7 +82,7 @@ macro_rules! raw_config {
         pub struct RawConfig {
             $(
                 $(#[doc = $doc])*
-                #[arg(long, global = true, env = $env, hide_env_values = true)]
+                #[arg(long, global = true, env = $env, hide_env_values = true $(, $($extra)*)?)]
                 #[serde(default, deserialize_with = "scalar")]
                 pub $field: Option<String>,
             )*
@@ -179,6 +179,24 @@ raw_config! {
     s3_max_retries: "REDSHIFT_FLIGHT_S3_MAX_RETRIES", secret = false;
     /// Seconds within which S3 retries must succeed (default 30).
     s3_retry_timeout_seconds: "REDSHIFT_FLIGHT_S3_RETRY_TIMEOUT_SECONDS", secret = false;
+    /// Access file (TOML or JSON): users with password hashes and tokens, each limited to table patterns.
+    auth_file: "REDSHIFT_FLIGHT_AUTH_FILE", secret = false;
+    /// Lifetime of tokens issued by the Handshake, in seconds (default 3600).
+    auth_token_ttl_seconds: "REDSHIFT_FLIGHT_AUTH_TOKEN_TTL_SECONDS", secret = false;
+    /// File holding the ticket signing key (instead of ticket_secret).
+    ticket_secret_file: "REDSHIFT_FLIGHT_TICKET_SECRET_FILE", secret = false;
+    /// PEM certificate chain for TLS on the Flight port.
+    tls_cert: "REDSHIFT_FLIGHT_TLS_CERT", secret = false;
+    /// PEM private key for TLS on the Flight port.
+    tls_key: "REDSHIFT_FLIGHT_TLS_KEY", secret = false;
+    /// PEM CA bundle: when set, clients must present a certificate it signed.
+    tls_client_ca: "REDSHIFT_FLIGHT_TLS_CLIENT_CA", secret = false;
+    /// TLS to Redshift: disable, prefer, require or verify-full (default: require, prefer on loopback).
+    redshift_sslmode: "REDSHIFT_FLIGHT_REDSHIFT_SSLMODE", secret = false;
+    /// PEM CA bundle trusted for verify-full (in addition to the public roots).
+    redshift_ssl_root_cert: "REDSHIFT_FLIGHT_REDSHIFT_SSL_ROOT_CERT", secret = false;
+    /// `true`: allow listening on a non-loopback address without authentication (a warning is logged).
+    insecure: "REDSHIFT_FLIGHT_INSECURE", secret = false, arg(num_args = 0..=1, default_missing_value = "true");
 }
 
 impl RawConfig {
@@ -267,6 +285,41 @@ pub struct Config {
     pub s3_max_retries: usize,
     /// S3 retry budget.
     pub s3_retry_timeout: Duration,
+    /// Access file.
+    pub auth_file: Option<PathBuf>,
+    /// Lifetime of issued tokens.
+    pub auth_token_ttl: Duration,
+    /// Server TLS: (certificate chain, key) PEM files.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// Client CA for mutual TLS.
+    pub tls_client_ca: Option<PathBuf>,
+    /// TLS to Redshift.
+    pub redshift_sslmode: SslMode,
+    /// Extra CA for verify-full.
+    pub redshift_ssl_root_cert: Option<PathBuf>,
+    /// Allow an unauthenticated non-loopback listener.
+    pub insecure: bool,
+}
+
+/// How the connection to Redshift uses TLS (libpq's meanings).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SslMode {
+    /// Never.
+    Disable,
+    /// If the server offers it, without verifying its certificate.
+    Prefer,
+    /// Always, without verifying the certificate (encryption only).
+    Require,
+    /// Always, verifying the certificate chain and the host name.
+    VerifyFull,
+}
+
+fn is_loopback_host(host: &str) -> bool {
+    host == "localhost"
+        || host
+            .trim_matches(|c| c == '[' || c == ']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 fn flag_name(key: &str) -> String {
@@ -436,8 +489,99 @@ impl Config {
                 got: s3_prefix,
             });
         }
+        let redshift_host = required(raw.redshift_host, "redshift_host")?;
+        let redshift_sslmode = match optional(raw.redshift_sslmode) {
+            None if is_loopback_host(&redshift_host) => SslMode::Prefer,
+            None => SslMode::Require,
+            Some(mode) => match mode.trim().to_ascii_lowercase().as_str() {
+                "disable" => SslMode::Disable,
+                "prefer" => SslMode::Prefer,
+                "require" => SslMode::Require,
+                "verify-full" | "verify_full" => SslMode::VerifyFull,
+                _ => {
+                    return Err(ConfigError::Invalid {
+                        key: "redshift_sslmode",
+                        expected: "disable, prefer, require or verify-full",
+                        got: mode,
+                    });
+                }
+            },
+        };
+        let tls = match (optional(raw.tls_cert), optional(raw.tls_key)) {
+            (None, None) => None,
+            (Some(cert), Some(key)) => Some((PathBuf::from(cert), PathBuf::from(key))),
+            (cert, _) => {
+                return Err(ConfigError::Missing {
+                    key: if cert.is_some() {
+                        "tls_key"
+                    } else {
+                        "tls_cert"
+                    },
+                    env: RawConfig::env_name(if cert.is_some() {
+                        "tls_key"
+                    } else {
+                        "tls_cert"
+                    }),
+                    flag: flag_name(if cert.is_some() {
+                        "tls_key"
+                    } else {
+                        "tls_cert"
+                    }),
+                });
+            }
+        };
+        let tls_client_ca = optional(raw.tls_client_ca).map(PathBuf::from);
+        if tls_client_ca.is_some() && tls.is_none() {
+            return Err(ConfigError::Missing {
+                key: "tls_cert",
+                env: RawConfig::env_name("tls_cert"),
+                flag: flag_name("tls_cert"),
+            });
+        }
+        let ticket_secret = match (
+            optional(raw.ticket_secret),
+            optional(raw.ticket_secret_file),
+        ) {
+            (Some(_), Some(_)) => {
+                return Err(ConfigError::Invalid {
+                    key: "ticket_secret_file",
+                    expected: "left out when ticket_secret is given",
+                    got: "<set>".into(),
+                });
+            }
+            (Some(secret), None) => Some(SecretString::from(secret)),
+            (None, Some(path)) => {
+                let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
+                    path: PathBuf::from(&path),
+                    source,
+                })?;
+                let secret = text.trim().to_string();
+                if secret.len() < 16 {
+                    return Err(ConfigError::Invalid {
+                        key: "ticket_secret_file",
+                        expected: "a file holding a secret of at least 16 characters",
+                        got: path,
+                    });
+                }
+                Some(SecretString::from(secret))
+            }
+            (None, None) => None,
+        };
         Ok(Self {
-            redshift_host: required(raw.redshift_host, "redshift_host")?,
+            auth_file: optional(raw.auth_file).map(PathBuf::from),
+            auth_token_ttl: Duration::from_secs(parse_number(
+                raw.auth_token_ttl_seconds,
+                "auth_token_ttl_seconds",
+                "a number of seconds from 60 to 604800",
+                3600,
+                60..=604_800,
+            )?),
+            tls,
+            tls_client_ca,
+            redshift_sslmode,
+            redshift_ssl_root_cert: optional(raw.redshift_ssl_root_cert).map(PathBuf::from),
+            insecure: parse_bool(raw.insecure, "insecure", false)?,
+            redshift_host,
             redshift_port,
             redshift_database: required(raw.redshift_database, "redshift_database")?,
             redshift_user: required(raw.redshift_user, "redshift_user")?,
@@ -498,9 +642,7 @@ impl Config {
                 256,
                 5..=6200,
             )?,
-            ticket_secret: optional(raw.ticket_secret)
-                .map(SecretString::from)
-                .filter(|s| !s.expose_secret().is_empty()),
+            ticket_secret,
             staging_grace: Duration::from_secs(parse_number(
                 raw.staging_grace_seconds,
                 "staging_grace_seconds",
@@ -593,7 +735,7 @@ mod tests {
         assert!(!config.enable_complete_resync);
         assert_eq!(config.s3_prefix, "fivetran-unload");
         assert_eq!(config.listen_address, "127.0.0.1:8815".parse().unwrap());
-        assert_eq!(RawConfig::KEYS.len(), 30);
+        assert_eq!(RawConfig::KEYS.len(), 39);
     }
 
     #[test]

@@ -40,6 +40,8 @@ enum Command {
         /// `table` or `schema.table`.
         table: String,
     },
+    /// Read a password from standard input and print its hash for the access file (`auth_file`).
+    HashPassword,
 }
 
 fn load_config(cli: &Cli) -> Result<Config, String> {
@@ -51,6 +53,18 @@ fn load_config(cli: &Cli) -> Result<Config, String> {
 }
 
 async fn run(cli: Cli) -> Result<(), String> {
+    if let Command::HashPassword = cli.command {
+        let mut password = String::new();
+        std::io::stdin()
+            .read_line(&mut password)
+            .map_err(|e| e.to_string())?;
+        let password = password.trim_end_matches(['\r', '\n']);
+        if password.is_empty() {
+            return Err("hash-password: no password on standard input".into());
+        }
+        println!("{}", redshift_flight::auth::hash_password(password)?);
+        return Ok(());
+    }
     let config = load_config(&cli)?;
     match cli.command {
         Command::Serve => {
@@ -86,6 +100,7 @@ async fn run(cli: Cli) -> Result<(), String> {
             }
             Ok(())
         }
+        Command::HashPassword => Ok(()),
         Command::Plan { table } => {
             let parts = Parts::build(&config).map_err(|e| e.to_string())?;
             let (schema, name) = split_table_name(&table).map_err(|e| e.to_string())?;

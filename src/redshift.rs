@@ -10,16 +10,23 @@
 
 use std::fmt;
 use std::future::Future;
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use backon::{ExponentialBuilder, Retryable};
 use deadpool_postgres::{
     Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime,
 };
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use secrecy::ExposeSecret;
-use tokio_postgres::{CancelToken, NoTls, SimpleQueryMessage};
+use tokio_postgres::{CancelToken, SimpleQueryMessage};
+use tokio_postgres_rustls::MakeRustlsConnect;
 
-use crate::config::Config;
+use crate::config::{Config, SslMode};
 use crate::plan::sql::Sql;
 
 /// How a statement sent to Redshift failed.
@@ -117,8 +124,111 @@ impl Default for RetrySettings {
     }
 }
 
+/// TLS settings that cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("redshift_ssl_root_cert {path}: {message}")]
+pub struct TlsSetupError {
+    path: String,
+    message: String,
+}
+
+/// Accepts any server certificate: `sslmode` prefer and require encrypt without verifying, as
+/// libpq does. Signatures are still checked, so the handshake itself is sound.
+#[derive(Debug)]
+struct EncryptOnly(Arc<rustls::crypto::CryptoProvider>);
+
+impl ServerCertVerifier for EncryptOnly {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// The TLS connector for `mode`: verifying the chain (public roots plus `extra_ca`) and the host
+/// name for verify-full, encrypting only for prefer and require.
+pub fn tls_connector(
+    mode: SslMode,
+    extra_ca: Option<&Path>,
+) -> Result<MakeRustlsConnect, TlsSetupError> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let builder = ClientConfig::builder_with_provider(Arc::clone(&provider))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsSetupError {
+            path: String::new(),
+            message: e.to_string(),
+        })?;
+    let config = match mode {
+        SslMode::VerifyFull => {
+            let mut roots = RootCertStore {
+                roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+            };
+            if let Some(path) = extra_ca {
+                let err = |message: String| TlsSetupError {
+                    path: path.display().to_string(),
+                    message,
+                };
+                let certs = CertificateDer::pem_file_iter(path)
+                    .map_err(|e| err(e.to_string()))?
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| err(e.to_string()))?;
+                if certs.is_empty() {
+                    return Err(err("no PEM certificate in the file".into()));
+                }
+                for cert in certs {
+                    roots.add(cert).map_err(|e| err(e.to_string()))?;
+                }
+            }
+            builder.with_root_certificates(roots).with_no_client_auth()
+        }
+        SslMode::Disable | SslMode::Prefer | SslMode::Require => builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(EncryptOnly(provider)))
+            .with_no_client_auth(),
+    };
+    Ok(MakeRustlsConnect::new(config))
+}
+
 /// Opens pooled connections to Redshift and runs simple queries.
 pub struct Redshift {
+    tls: MakeRustlsConnect,
     pool: Pool,
     address: String,
     user: String,
@@ -137,13 +247,15 @@ impl fmt::Debug for Redshift {
 /// Cancels the statement running on a connection if the future running it is dropped first.
 struct CancelOnDrop {
     token: Option<CancelToken>,
+    tls: MakeRustlsConnect,
 }
 
 impl Drop for CancelOnDrop {
     fn drop(&mut self) {
         if let Some(token) = self.token.take() {
+            let tls = self.tls.clone();
             tokio::spawn(async move {
-                match token.cancel_query(NoTls).await {
+                match token.cancel_query(tls).await {
                     Ok(()) => tracing::info!("cancelled an abandoned Redshift statement"),
                     Err(error) => {
                         tracing::warn!(%error, "could not cancel an abandoned Redshift statement")
@@ -156,8 +268,17 @@ impl Drop for CancelOnDrop {
 
 impl Redshift {
     /// A pool from the configuration (nothing is opened yet).
-    pub fn new(config: &Config) -> Self {
+    pub fn new(config: &Config) -> Result<Self, TlsSetupError> {
+        let tls = tls_connector(
+            config.redshift_sslmode,
+            config.redshift_ssl_root_cert.as_deref(),
+        )?;
         let mut pg_config = tokio_postgres::Config::new();
+        pg_config.ssl_mode(match config.redshift_sslmode {
+            SslMode::Disable => tokio_postgres::config::SslMode::Disable,
+            SslMode::Prefer => tokio_postgres::config::SslMode::Prefer,
+            SslMode::Require | SslMode::VerifyFull => tokio_postgres::config::SslMode::Require,
+        });
         pg_config
             .host(&config.redshift_host)
             .port(config.redshift_port)
@@ -170,7 +291,7 @@ impl Redshift {
             .keepalives_idle(Duration::from_secs(60));
         let manager = Manager::from_config(
             pg_config,
-            NoTls,
+            tls.clone(),
             ManagerConfig {
                 recycling_method: RecyclingMethod::Verified,
             },
@@ -183,12 +304,13 @@ impl Redshift {
             .recycle_timeout(Some(Duration::from_secs(15)))
             .build()
             .unwrap_or_else(|_| unreachable!("a runtime is configured"));
-        Self {
+        Ok(Self {
+            tls,
             pool,
             address: format!("{}:{}", config.redshift_host, config.redshift_port),
             user: config.redshift_user.clone(),
             retry: RetrySettings::default(),
-        }
+        })
     }
 
     /// Overrides the retry settings.
@@ -216,6 +338,7 @@ impl Redshift {
         let client = self.connection().await?;
         let mut guard = CancelOnDrop {
             token: Some(client.cancel_token()),
+            tls: self.tls.clone(),
         };
         let result = client.simple_query(sql.as_str()).await;
         guard.token = None;

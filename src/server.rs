@@ -16,7 +16,7 @@ use tokio::net::TcpListener;
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 
-use crate::auth::BearerAuth;
+use crate::auth::{AuthError, Authenticator};
 use crate::catalog::spec::{SpecError, TableSpec};
 use crate::catalog::{Catalog, RedshiftCatalog};
 use crate::config::Config;
@@ -66,6 +66,30 @@ pub enum StartError {
     /// The gRPC server failed.
     #[error("server error: {0}")]
     Serve(#[from] tonic::transport::Error),
+    /// The Redshift TLS settings are unusable.
+    #[error(transparent)]
+    RedshiftTls(#[from] crate::redshift::TlsSetupError),
+    /// The access file is unusable.
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    /// A TLS file could not be read.
+    #[error("cannot read {key} file {path}: {source}")]
+    TlsFile {
+        /// The configuration key.
+        key: &'static str,
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// No authentication on a listener others can reach.
+    #[error(
+        "refusing to listen on {address} without authentication: configure auth_tokens or auth_file, listen on a loopback address, or pass --insecure"
+    )]
+    Insecure {
+        /// The listen address.
+        address: SocketAddr,
+    },
 }
 
 /// The parts built from a configuration, before anything listens.
@@ -86,7 +110,7 @@ pub struct Parts {
 impl Parts {
     /// Builds every part; opens no connection.
     pub fn build(config: &Config) -> Result<Self, StartError> {
-        let redshift = Arc::new(Redshift::new(config));
+        let redshift = Arc::new(Redshift::new(config)?);
         let spec = if config.auto_schema_detection {
             None
         } else {
@@ -151,6 +175,7 @@ impl Parts {
 pub struct Application {
     listener: TcpListener,
     metrics_listener: Option<TcpListener>,
+    tls: Option<tonic::transport::ServerTlsConfig>,
     service: Arc<Service>,
     sweep_interval: Duration,
     shutdown_grace: Duration,
@@ -161,27 +186,64 @@ impl Application {
     pub async fn build(config: Config) -> Result<Self, StartError> {
         let parts = Parts::build(&config)?;
         parts.check_reachable(&config).await?;
-        let tickets = match &config.ticket_secret {
-            Some(secret) => TicketCodec::new(secret.expose_secret().as_bytes().to_vec()),
+        let key: Vec<u8> = match &config.ticket_secret {
+            Some(secret) => secret.expose_secret().as_bytes().to_vec(),
             None => {
                 tracing::warn!(
-                    "no ticket_secret configured: using a random key, so tickets are only valid on this process (replicas cannot share them)"
+                    "no ticket_secret configured: using a random key, so tickets and issued tokens are only valid on this process (replicas cannot share them)"
                 );
-                TicketCodec::random()
+                rand::random::<[u8; 32]>().to_vec()
             }
         };
-        let auth = if config.auth_tokens.is_empty() {
-            tracing::warn!("no auth_tokens configured: every client is accepted");
-            None
-        } else {
-            Some(Arc::new(BearerAuth::new(config.auth_tokens.clone())))
+        let tickets = TicketCodec::new(key.clone());
+        let auth = Authenticator::new(
+            config.auth_tokens.clone(),
+            config.auth_file.as_deref(),
+            key,
+            config.auth_token_ttl,
+        )?;
+        if !auth.enabled() {
+            if !config.listen_address.ip().is_loopback() && !config.insecure {
+                return Err(StartError::Insecure {
+                    address: config.listen_address,
+                });
+            }
+            tracing::warn!(
+                address = %config.listen_address,
+                "no authentication configured (auth_tokens, auth_file): every client that reaches this address is accepted"
+            );
+        }
+        let tls = match &config.tls {
+            None => None,
+            Some((cert, key)) => {
+                let read = |key: &'static str, path: &std::path::Path| {
+                    std::fs::read(path).map_err(|source| StartError::TlsFile {
+                        key,
+                        path: path.display().to_string(),
+                        source,
+                    })
+                };
+                let mut tls = tonic::transport::ServerTlsConfig::new().identity(
+                    tonic::transport::Identity::from_pem(
+                        read("tls_cert", cert)?,
+                        read("tls_key", key)?,
+                    ),
+                );
+                if let Some(ca) = &config.tls_client_ca {
+                    tls = tls.client_ca_root(tonic::transport::Certificate::from_pem(read(
+                        "tls_client_ca",
+                        ca,
+                    )?));
+                }
+                Some(tls)
+            }
         };
         let service = Arc::new(Service {
             catalog: parts.catalog,
             stager: parts.stager,
             store: parts.store,
             tickets: Arc::new(tickets),
-            auth,
+            auth: Arc::new(auth),
             settings: crate::plan::PlanSettings {
                 complete_resync: config.enable_complete_resync,
             },
@@ -201,6 +263,7 @@ impl Application {
         Ok(Self {
             listener,
             metrics_listener,
+            tls,
             service,
             sweep_interval: config.sweep_interval,
             shutdown_grace: config.shutdown_grace,
@@ -259,7 +322,11 @@ impl Application {
                 .max_encoding_message_size(usize::MAX);
 
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let serve = Server::builder()
+        let mut builder = Server::builder();
+        if let Some(tls) = self.tls {
+            builder = builder.tls_config(tls)?;
+        }
+        let serve = builder
             .tcp_nodelay(true)
             .http2_keepalive_interval(Some(HTTP2_KEEPALIVE))
             .add_service(health_service)

@@ -12,6 +12,7 @@ use arrow_flight::{
 use prost::Message;
 
 use super::{Service, ServiceError};
+use crate::auth::Principal;
 use crate::plan::PlanError;
 use crate::ticket::unix_ms;
 
@@ -41,6 +42,7 @@ fn bad(message: impl Into<String>) -> ServiceError {
 
 pub(super) async fn do_action(
     service: &Service,
+    principal: &Principal,
     action: Action,
 ) -> Result<Vec<arrow_flight::Result>, ServiceError> {
     match action.r#type.as_str() {
@@ -96,6 +98,7 @@ pub(super) async fn do_action(
                 .as_ref()
                 .ok_or_else(|| bad("the endpoint has no ticket"))?;
             let mut payload = service.tickets.decode(&ticket.ticket, SystemTime::now())?;
+            principal.check(&payload.schema, &payload.table)?;
             let until = SystemTime::now() + service.stager.ttl();
             service.stager.renew_run(&payload.run_id, until).await?;
             payload.expires_at_ms = unix_ms(until);

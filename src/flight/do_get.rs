@@ -23,6 +23,7 @@ use parquet::errors::ParquetError;
 use tonic::Status;
 
 use super::{Service, ServiceError};
+use crate::auth::Principal;
 use crate::catalog::{ColumnInfo, RedshiftType, TableRef, promised_schema};
 use crate::normalize::normalize_batch;
 use crate::store::{ObjectReader, StoreError};
@@ -94,10 +95,13 @@ fn read_error(error: ParquetError, bucket: &str, key: &str) -> ServiceError {
 
 pub(super) async fn do_get(
     service: Arc<Service>,
+    principal: &Principal,
     ticket: Ticket,
     span: tracing::Span,
 ) -> Result<BoxStream<'static, Result<FlightData, Status>>, ServiceError> {
     let payload = service.tickets.decode(&ticket.ticket, SystemTime::now())?;
+    // The ticket is genuine; the caller must still be allowed to read its table now.
+    principal.check(&payload.schema, &payload.table)?;
     let table = TableRef::new(payload.schema.clone(), payload.table.clone());
     span.record("table", tracing::field::display(&table));
     span.record("run_id", payload.run_id.as_str());

@@ -118,7 +118,11 @@ impl ServiceError {
                 matches!(source, StoreError::NotFound { .. }),
             ),
             Self::Corrupt { .. } | Self::Normalize(_) | Self::Arrow(_) => (Code::Internal, false),
-            Self::Auth(_) => (Code::Unauthenticated, true),
+            Self::Auth(AuthError::Forbidden { .. }) => (Code::PermissionDenied, true),
+            Self::Auth(AuthError::File { .. }) => (Code::Internal, false),
+            Self::Auth(AuthError::Missing | AuthError::Invalid | AuthError::Expired) => {
+                (Code::Unauthenticated, true)
+            }
         }
     }
 }

@@ -6,6 +6,7 @@ use arrow_flight::{FlightDescriptor, FlightEndpoint, FlightInfo, Ticket};
 use serde::Serialize;
 
 use super::{Service, ServiceError};
+use crate::auth::Principal;
 use crate::plan::{FlightRequest, Mode, Plan, PlanError, Window};
 use crate::redshift::RedshiftError;
 use crate::stage::{StageError, StagedRun};
@@ -30,11 +31,12 @@ struct AppMetadata<'a> {
 
 pub(super) async fn get_flight_info(
     service: &Service,
+    principal: &Principal,
     descriptor: FlightDescriptor,
 ) -> Result<FlightInfo, ServiceError> {
     let request = FlightRequest::try_from_descriptor(&descriptor)?;
     let span = tracing::Span::current();
-    let (plan, run) = match plan_and_stage(service, &request).await {
+    let (plan, run) = match plan_and_stage(service, principal, &request).await {
         // The cached catalog is older than the table: forget it and plan once more.
         Err(error) if is_stale_catalog(&error) => {
             tracing::info!(%error, "the table changed since it was cached; reloading its catalog");
@@ -43,7 +45,7 @@ pub(super) async fn get_flight_info(
                 .as_deref()
                 .unwrap_or(service.catalog.default_schema());
             service.catalog.invalidate(schema).await;
-            plan_and_stage(service, &request).await?
+            plan_and_stage(service, principal, &request).await?
         }
         other => other?,
     };
@@ -96,10 +98,11 @@ pub(super) async fn get_flight_info(
 /// Resolves, plans, freezes the window and stages (when there is anything to read).
 async fn plan_and_stage(
     service: &Service,
+    principal: &Principal,
     request: &FlightRequest,
 ) -> Result<(Plan, Option<StagedRun>), ServiceError> {
     let table = service
-        .resolve(request.schema.as_deref(), &request.table)
+        .resolve(principal, request.schema.as_deref(), &request.table)
         .await?;
     tracing::Span::current().record("table", tracing::field::display(&table.table));
     let mut plan = Plan::try_new(table, request, service.settings)?;

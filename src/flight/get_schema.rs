@@ -5,15 +5,17 @@ use arrow::ipc::writer::IpcWriteOptions;
 use arrow_flight::{FlightDescriptor, SchemaAsIpc, SchemaResult};
 
 use super::{Service, ServiceError};
+use crate::auth::Principal;
 use crate::plan::{FlightRequest, Plan, PlanSettings};
 
 pub(super) async fn get_schema(
     service: &Service,
+    principal: &Principal,
     descriptor: &FlightDescriptor,
 ) -> Result<SchemaResult, ServiceError> {
     let mut request = FlightRequest::try_from_descriptor(descriptor)?;
     let table = service
-        .resolve(request.schema.as_deref(), &request.table)
+        .resolve(principal, request.schema.as_deref(), &request.table)
         .await?;
     // The schema does not depend on the mode; plan as a full read so that a cursor is not needed.
     request.mode = crate::plan::Mode::Full;

@@ -4,10 +4,12 @@
 use arrow_flight::{Criteria, FlightDescriptor, FlightInfo};
 
 use super::{Service, ServiceError};
+use crate::auth::Principal;
 use crate::plan::PlanError;
 
 pub(super) async fn list_flights(
     service: &Service,
+    principal: &Principal,
     criteria: &Criteria,
 ) -> Result<Vec<FlightInfo>, ServiceError> {
     let schema = if criteria.expression.is_empty() {
@@ -21,6 +23,7 @@ pub(super) async fn list_flights(
     let tables = service.catalog.list_tables(&schema).await?;
     tables
         .iter()
+        .filter(|table| principal.may_read(&table.table.schema, &table.table.table))
         .map(|table| {
             Ok(FlightInfo::new()
                 .try_with_schema(&table.arrow_schema())?

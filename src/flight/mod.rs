@@ -22,7 +22,7 @@ use object_store::ObjectStore;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::Instrument;
 
-use crate::auth::BearerAuth;
+use crate::auth::{Authenticator, Principal};
 use crate::catalog::{Catalog, TableInfo};
 use crate::stage::Stager;
 use crate::ticket::TicketCodec;
@@ -39,8 +39,8 @@ pub struct Service {
     pub store: Arc<dyn ObjectStore>,
     /// Ticket signer.
     pub tickets: Arc<TicketCodec>,
-    /// Bearer-token check; `None` when no tokens are configured.
-    pub auth: Option<Arc<BearerAuth>>,
+    /// Credentials and table permissions.
+    pub auth: Arc<Authenticator>,
     /// Planning settings.
     pub settings: crate::plan::PlanSettings,
     /// Metrics.
@@ -58,36 +58,43 @@ pub(crate) fn timestamp_ms(ms: i64) -> prost_types::Timestamp {
 }
 
 impl Service {
-    /// Finds a served table; an unknown schema or table is [`ServiceError::TableNotFound`].
+    /// Finds a served table the principal may read; an unknown schema or table is
+    /// [`ServiceError::TableNotFound`]. Permission is checked on the name as asked (before the
+    /// catalog is consulted, so nothing about it leaks) and on the name as resolved.
     pub(crate) async fn resolve(
         &self,
+        principal: &Principal,
         schema: Option<&str>,
         table: &str,
     ) -> Result<Arc<TableInfo>, ServiceError> {
         let schema_name = schema.unwrap_or(self.catalog.default_schema()).to_string();
-        if let Some(found) = self.catalog.table(&schema_name, table).await? {
-            return Ok(found);
-        }
-        if schema.is_some() {
+        let mut found = self.catalog.table(&schema_name, table).await?;
+        if found.is_none() && schema.is_some() {
             let resolved = self.catalog.resolve_schema(&schema_name).await?;
-            if resolved != schema_name
-                && let Some(found) = self.catalog.table(&resolved, table).await?
-            {
-                return Ok(found);
+            if resolved != schema_name {
+                found = self.catalog.table(&resolved, table).await?;
             }
         }
-        Err(ServiceError::TableNotFound(format!(
-            "{schema_name}.{table}"
-        )))
+        match found {
+            Some(found) => {
+                principal.check(&found.table.schema, &found.table.table)?;
+                Ok(found)
+            }
+            // Whether a table the caller may not read exists is none of its business.
+            None => {
+                principal.check(&schema_name, table)?;
+                Err(ServiceError::TableNotFound(format!(
+                    "{schema_name}.{table}"
+                )))
+            }
+        }
     }
 
-    fn authenticate<T>(&self, request: &Request<T>) -> Result<(), Status> {
-        match &self.auth {
-            None => Ok(()),
-            Some(auth) => auth
-                .check(request.metadata())
-                .map_err(|e| Status::from(ServiceError::Auth(e))),
-        }
+    /// Authenticates a call; the principal says which tables it may read.
+    fn authenticate<T>(&self, request: &Request<T>) -> Result<Principal, Status> {
+        self.auth
+            .authenticate(request.metadata(), std::time::SystemTime::now())
+            .map_err(|e| Status::from(ServiceError::Auth(e)))
     }
 }
 
@@ -132,25 +139,50 @@ impl FlightService for RedshiftFlightService {
         &self,
         request: Request<Streaming<HandshakeRequest>>,
     ) -> Result<Response<Self::HandshakeStream>, Status> {
-        self.inner.authenticate(&request)?;
-        Ok(Response::new(
-            stream::once(async { Ok(HandshakeResponse::default()) }).boxed(),
-        ))
+        let result = self
+            .inner
+            .auth
+            .handshake(request.metadata(), std::time::SystemTime::now())
+            .map_err(|e| Status::from(ServiceError::Auth(e)))
+            .and_then(|token| {
+                let payload = token.clone().unwrap_or_default().into_bytes();
+                let mut response = Response::new(
+                    stream::once(async move {
+                        Ok(HandshakeResponse {
+                            protocol_version: 0,
+                            payload: payload.into(),
+                        })
+                    })
+                    .boxed(),
+                );
+                if let Some(token) = token {
+                    let value = format!("Bearer {token}")
+                        .parse()
+                        .map_err(|_| Status::internal("issued token is not a valid header"))?;
+                    response.metadata_mut().insert("authorization", value);
+                }
+                Ok(response)
+            });
+        self.observe("handshake", result)
     }
 
     async fn list_flights(
         &self,
         request: Request<Criteria>,
     ) -> Result<Response<Self::ListFlightsStream>, Status> {
-        self.inner.authenticate(&request)?;
-        let criteria = request.into_inner();
-        let span = tracing::info_span!("list_flights");
-        let infos = list_flights::list_flights(&self.inner, &criteria)
-            .instrument(span)
-            .await?;
-        Ok(Response::new(
-            stream::iter(infos.into_iter().map(Ok)).boxed(),
-        ))
+        let result = async {
+            let principal = self.inner.authenticate(&request)?;
+            let criteria = request.into_inner();
+            let span = tracing::info_span!("list_flights", principal = principal.name());
+            let infos = list_flights::list_flights(&self.inner, &principal, &criteria)
+                .instrument(span)
+                .await?;
+            Ok(Response::new(
+                stream::iter(infos.into_iter().map(Ok)).boxed(),
+            ))
+        }
+        .await;
+        self.observe("list_flights", result)
     }
 
     async fn get_flight_info(
@@ -158,14 +190,15 @@ impl FlightService for RedshiftFlightService {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         let result = async {
-            self.inner.authenticate(&request)?;
+            let principal = self.inner.authenticate(&request)?;
             let descriptor = request.into_inner();
             let span = tracing::info_span!(
                 "get_flight_info",
+                principal = principal.name(),
                 table = tracing::field::Empty,
                 run_id = tracing::field::Empty
             );
-            let info = get_flight_info::get_flight_info(&self.inner, descriptor)
+            let info = get_flight_info::get_flight_info(&self.inner, &principal, descriptor)
                 .instrument(span)
                 .await?;
             Ok(Response::new(info))
@@ -189,10 +222,10 @@ impl FlightService for RedshiftFlightService {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<SchemaResult>, Status> {
         let result = async {
-            self.inner.authenticate(&request)?;
+            let principal = self.inner.authenticate(&request)?;
             let descriptor = request.into_inner();
-            let span = tracing::info_span!("get_schema");
-            let schema = get_schema::get_schema(&self.inner, &descriptor)
+            let span = tracing::info_span!("get_schema", principal = principal.name());
+            let schema = get_schema::get_schema(&self.inner, &principal, &descriptor)
                 .instrument(span)
                 .await?;
             Ok(Response::new(schema))
@@ -206,15 +239,16 @@ impl FlightService for RedshiftFlightService {
         request: Request<Ticket>,
     ) -> Result<Response<Self::DoGetStream>, Status> {
         let result = async {
-            self.inner.authenticate(&request)?;
+            let principal = self.inner.authenticate(&request)?;
             let ticket = request.into_inner();
             let span = tracing::info_span!(
                 "do_get",
+                principal = principal.name(),
                 table = tracing::field::Empty,
                 run_id = tracing::field::Empty,
                 rows_sent = tracing::field::Empty
             );
-            let stream = do_get::do_get(Arc::clone(&self.inner), ticket, span.clone())
+            let stream = do_get::do_get(Arc::clone(&self.inner), &principal, ticket, span.clone())
                 .instrument(span)
                 .await?;
             Ok(Response::new(stream))
@@ -238,15 +272,11 @@ impl FlightService for RedshiftFlightService {
         request: Request<Action>,
     ) -> Result<Response<Self::DoActionStream>, Status> {
         let result = async {
-            self.inner.authenticate(&request)?;
+            let principal = self.inner.authenticate(&request)?;
             let action = request.into_inner();
-            let span = tracing::info_span!("do_action", action = %action.r#type);
-            let results = actions::do_action(&self.inner, action)
-                .instrument(span)
-                .await?;
-            Ok(Response::new(
-                stream::iter(results.into_iter().map(Ok)).boxed(),
-            ))
+            let span = tracing::info_span!("do_action", principal = principal.name(), action = %action.r#type);
+            let results = actions::do_action(&self.inner, &principal, action).instrument(span).await?;
+            Ok(Response::new(stream::iter(results.into_iter().map(Ok)).boxed()))
         }
         .await;
         self.observe("do_action", result)
