@@ -735,6 +735,8 @@ mod tests {
         assert!(!config.enable_complete_resync);
         assert_eq!(config.s3_prefix, "fivetran-unload");
         assert_eq!(config.listen_address, "127.0.0.1:8815".parse().unwrap());
+        assert_eq!(config.redshift_sslmode, SslMode::Require, "require for non-loopback hosts");
+        assert!(!config.insecure);
         assert_eq!(RawConfig::KEYS.len(), 39);
     }
 
@@ -765,6 +767,12 @@ mod tests {
         let mut json = seed_json();
         json["max_parallel_workers"] = "0".into();
         assert!(parse(json).is_err());
+        let mut json = seed_json();
+        json["redshift_sslmode"] = "sometimes".into();
+        assert!(parse(json).unwrap_err().to_string().starts_with("redshift_sslmode must be"));
+        let mut json = seed_json();
+        json["tls_cert"] = "cert.pem".into();
+        assert!(parse(json).unwrap_err().to_string().starts_with("tls_key is required"));
     }
 
     #[test]

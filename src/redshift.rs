@@ -92,7 +92,10 @@ impl RedshiftError {
     /// Whether trying again may succeed.
     pub fn is_transient(&self) -> bool {
         match self {
-            Self::Unreachable { .. } => true,
+            // A TLS mismatch (no TLS on the server, an untrusted certificate) will not heal.
+            Self::Unreachable { message, .. } => {
+                !(message.contains("TLS") || message.to_ascii_lowercase().contains("certificate"))
+            }
             Self::Sql { code, .. } => code == "40001",
             Self::Authentication { .. } => false,
         }
