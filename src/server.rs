@@ -29,6 +29,8 @@ use crate::ticket::TicketCodec;
 
 /// Largest gRPC message accepted from clients (descriptors and tickets are small).
 const MAX_REQUEST_BYTES: usize = 1024 * 1024;
+/// Calls served at once on one client connection; more wait (HTTP/2 flow control).
+const MAX_CONCURRENT_CALLS_PER_CONNECTION: usize = 64;
 /// HTTP/2 keep-alive pings, so idle connections (a long UNLOAD behind GetFlightInfo) stay open
 /// through proxies.
 const HTTP2_KEEPALIVE: Duration = Duration::from_secs(20);
@@ -328,6 +330,8 @@ impl Application {
         }
         let serve = builder
             .tcp_nodelay(true)
+            .concurrency_limit_per_connection(MAX_CONCURRENT_CALLS_PER_CONNECTION)
+            .max_concurrent_streams(Some(MAX_CONCURRENT_CALLS_PER_CONNECTION as u32))
             .http2_keepalive_interval(Some(HTTP2_KEEPALIVE))
             .add_service(health_service)
             .add_service(flight)
