@@ -91,6 +91,16 @@ def test_oversized_command_is_invalid_argument(client, victims):
         client.get_flight_info(flight.FlightDescriptor.for_command(cmd))
 
 
+def test_messages_over_the_grpc_limit_are_refused_before_parsing(client, victims):
+    schema, _ = victims
+    cmd = json.dumps({"table": f"{schema}.victims"}).encode() + b" " * (2 * 1024 * 1024)
+    # OUT_OF_RANGE from the gRPC layer (pyarrow raises ArrowInvalid for it).
+    with pytest.raises(pa.ArrowInvalid, match="out-of-range error.*limit is: 1048576 bytes"):
+        client.get_flight_info(flight.FlightDescriptor.for_command(cmd))
+    # The server is still there.
+    assert [d.descriptor.path for d in client.list_flights(schema.encode())]
+
+
 def test_bad_projection_is_invalid_argument(client, victims):
     schema, _ = victims
     table = f"{schema}.victims"
