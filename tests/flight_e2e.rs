@@ -673,29 +673,6 @@ async fn start_up_names_what_is_unreachable() {
     );
 }
 
-/// Starts an emulator of this test's own (row groups of `row_group_rows`, `slices` slices) in
-/// front of the test bed's PostgreSQL and S3.
-async fn own_emulator(row_group_rows: usize, slices: usize) -> redshift_emulator::RunningEmulator {
-    let config = redshift_emulator::EmulatorConfig::new(
-        common::tb("TESTBED_PG_URL"),
-        common::tb("TESTBED_REDSHIFT_PASSWORD"),
-    )
-    .with_listen("127.0.0.1:0")
-    .with_user(common::tb("TESTBED_REDSHIFT_USER"))
-    .with_database(common::tb("TESTBED_REDSHIFT_DATABASE"))
-    .with_s3_endpoint(common::tb("TESTBED_S3_ENDPOINT"))
-    .with_s3_region(common::tb("TESTBED_S3_REGION"))
-    .with_s3_credentials(
-        common::tb("AWS_ACCESS_KEY_ID"),
-        common::tb("AWS_SECRET_ACCESS_KEY"),
-    )
-    .with_slices(slices)
-    .with_row_group_rows(row_group_rows);
-    redshift_emulator::start(config)
-        .await
-        .expect("emulator starts")
-}
-
 #[tokio::test]
 async fn files_of_many_row_groups_stream_whole_and_a_disconnect_is_harmless() {
     use object_store::ObjectStoreExt;
@@ -710,7 +687,7 @@ async fn files_of_many_row_groups_stream_whole_and_a_disconnect_is_harmless() {
         ))
         .await
         .unwrap();
-    let emulator = own_emulator(500, 2).await;
+    let emulator = common::own_emulator(500, 2, redshift_emulator::FaultSettings::default()).await;
     let port = emulator.local_addr().port().to_string();
     let server = TestServer::start(&[("redshift_port", &port)]).await;
     let mut flight = server.client().await;

@@ -424,24 +424,15 @@ async fn unloads_beyond_max_parallel_workers_queue_and_honour_deadlines() {
     ))
     .await
     .unwrap();
-    let config = redshift_emulator::EmulatorConfig::new(
-        common::tb("TESTBED_PG_URL"),
-        common::tb("TESTBED_REDSHIFT_PASSWORD"),
+    let emulator = common::own_emulator(
+        0,
+        4,
+        redshift_emulator::FaultSettings {
+            unload_delay_ms: 1500,
+            ..Default::default()
+        },
     )
-    .with_listen("127.0.0.1:0")
-    .with_user(common::tb("TESTBED_REDSHIFT_USER"))
-    .with_database(common::tb("TESTBED_REDSHIFT_DATABASE"))
-    .with_s3_endpoint(common::tb("TESTBED_S3_ENDPOINT"))
-    .with_s3_region(common::tb("TESTBED_S3_REGION"))
-    .with_s3_credentials(
-        common::tb("AWS_ACCESS_KEY_ID"),
-        common::tb("AWS_SECRET_ACCESS_KEY"),
-    )
-    .with_faults(redshift_emulator::FaultSettings {
-        unload_delay_ms: 1500,
-        ..Default::default()
-    });
-    let emulator = redshift_emulator::start(config).await.unwrap();
+    .await;
     let port = emulator.local_addr().port().to_string();
     let server =
         TestServer::start(&[("redshift_port", &port), ("max_parallel_workers", "1")]).await;
