@@ -735,7 +735,11 @@ mod tests {
         assert!(!config.enable_complete_resync);
         assert_eq!(config.s3_prefix, "fivetran-unload");
         assert_eq!(config.listen_address, "127.0.0.1:8815".parse().unwrap());
-        assert_eq!(config.redshift_sslmode, SslMode::Require, "require for non-loopback hosts");
+        assert_eq!(
+            config.redshift_sslmode,
+            SslMode::Require,
+            "require for non-loopback hosts"
+        );
         assert!(!config.insecure);
         assert_eq!(RawConfig::KEYS.len(), 39);
     }
@@ -769,10 +773,20 @@ mod tests {
         assert!(parse(json).is_err());
         let mut json = seed_json();
         json["redshift_sslmode"] = "sometimes".into();
-        assert!(parse(json).unwrap_err().to_string().starts_with("redshift_sslmode must be"));
+        assert!(
+            parse(json)
+                .unwrap_err()
+                .to_string()
+                .starts_with("redshift_sslmode must be")
+        );
         let mut json = seed_json();
         json["tls_cert"] = "cert.pem".into();
-        assert!(parse(json).unwrap_err().to_string().starts_with("tls_key is required"));
+        assert!(
+            parse(json)
+                .unwrap_err()
+                .to_string()
+                .starts_with("tls_key is required")
+        );
     }
 
     #[test]
