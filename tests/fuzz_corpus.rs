@@ -282,6 +282,19 @@ fn write_seed_corpus() {
             &serde_json::to_vec(&c).unwrap(),
         );
     }
+    // Accepted although not what `encode` writes: JSON whitespace and another key order.
+    let spaced =
+        r#"{ "t": "Orders", "s": "public", "k": "updated_at", "y": "date", "b": "2024-01-01" }"#;
+    write(
+        "cursor_decode",
+        "noncanonical",
+        format!(
+            "{}{}",
+            redshift_flight::plan::cursor::CURSOR_PREFIX,
+            base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, spaced)
+        )
+        .as_bytes(),
+    );
     for (i, bad) in [
         "garbage".to_string(),
         "rsfc1.!!!".to_string(),

@@ -434,8 +434,6 @@ fn the_session_parses_backslash_escapes_like_redshift() {
 }
 
 #[test]
-#[ignore = "known defect (issue 6): validate_bound accepts DATE '13-1-1', '+10000-01-01', '-5-02-25', \
-            TIMESTAMPTZ offsets past 15:59, DECIMAL(10,2) bounds of 38 digits; remove once it is strict"]
 fn validated_bounds_are_accepted_by_the_database() {
     // A cursor bound that passes `validate_bound` must also be a value the database casts: else a
     // hand-edited cursor gets past validation (INVALID_ARGUMENT) and fails later inside Redshift.

@@ -101,28 +101,82 @@ pub fn key_type_supported(rtype: &RedshiftType) -> bool {
     )
 }
 
-/// Checks that `bound` is Redshift's text form of a value of `rtype`.
+/// Whether `text` is `d` ASCII digits.
+fn digits(text: &str, n: usize) -> bool {
+    text.len() == n && text.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// `YYYY-MM-DD` with a real calendar date in years 1 to 9999.
+fn is_date(text: &str) -> bool {
+    let mut parts = text.split('-');
+    matches!((parts.next(), parts.next(), parts.next(), parts.next()),
+        (Some(y), Some(m), Some(d), None) if digits(y, 4) && digits(m, 2) && digits(d, 2))
+        && y_nonzero(text)
+        && chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d").is_ok()
+}
+
+fn y_nonzero(text: &str) -> bool {
+    &text[..4] != "0000"
+}
+
+/// `HH:MM:SS[.f{1,6}]`.
+fn is_time(text: &str) -> bool {
+    let (hms, fraction) = text.split_once('.').unwrap_or((text, ""));
+    let mut parts = hms.split(':');
+    let ok = matches!((parts.next(), parts.next(), parts.next(), parts.next()),
+        (Some(h), Some(m), Some(s), None) if digits(h, 2) && digits(m, 2) && digits(s, 2));
+    ok && (fraction.is_empty() && !text.ends_with('.')
+        || (fraction.len() <= 6
+            && fraction.bytes().all(|b| b.is_ascii_digit())
+            && !fraction.is_empty()))
+}
+
+/// `[+-]HH[[:]MM]` within PostgreSQL's and Redshift's range (15:59).
+fn is_offset(text: &str) -> bool {
+    let Some(rest) = text.strip_prefix('+').or_else(|| text.strip_prefix('-')) else {
+        return false;
+    };
+    let (h, m) = match rest.len() {
+        2 => (rest, "00"),
+        4 => (&rest[..2], &rest[2..]),
+        5 if &rest[2..3] == ":" => (&rest[..2], &rest[3..]),
+        _ => return false,
+    };
+    digits(h, 2) && digits(m, 2) && h <= "15" && m <= "59"
+}
+
+/// Checks that `bound` is Redshift's text form of a value of `rtype`, strictly: a bound that
+/// passes is one Redshift casts to the key's type without error or rounding.
 pub fn validate_bound(rtype: &RedshiftType, bound: &str) -> Result<(), String> {
     let ok = match rtype {
         RedshiftType::SmallInt | RedshiftType::Integer | RedshiftType::BigInt => {
             bound.parse::<i64>().is_ok()
         }
-        RedshiftType::Decimal { .. } => {
-            let digits = bound.strip_prefix('-').unwrap_or(bound);
-            let (int, frac) = digits.split_once('.').unwrap_or((digits, ""));
+        RedshiftType::Decimal { precision, scale } => {
+            let digits_part = bound.strip_prefix('-').unwrap_or(bound);
+            let (int, frac) = digits_part.split_once('.').unwrap_or((digits_part, ""));
+            let significant = int.trim_start_matches('0').len();
             !int.is_empty()
                 && int.bytes().all(|b| b.is_ascii_digit())
                 && frac.bytes().all(|b| b.is_ascii_digit())
-                && int.len() + frac.len() <= 38
+                && !(digits_part.contains('.') && frac.is_empty())
+                && frac.len() <= *scale as usize
+                && significant <= (*precision as usize).saturating_sub(*scale as usize)
         }
         RedshiftType::Char | RedshiftType::Varchar => !bound.contains('\0'),
-        RedshiftType::Date => chrono::NaiveDate::parse_from_str(bound, "%Y-%m-%d").is_ok(),
-        RedshiftType::Timestamp => {
-            chrono::NaiveDateTime::parse_from_str(bound, "%Y-%m-%d %H:%M:%S%.f").is_ok()
-        }
-        RedshiftType::TimestampTz => {
-            chrono::DateTime::parse_from_str(bound, "%Y-%m-%d %H:%M:%S%.f%#z").is_ok()
-        }
+        RedshiftType::Date => is_date(bound),
+        RedshiftType::Timestamp => match bound.split_once(' ') {
+            Some((date, time)) => is_date(date) && is_time(time),
+            None => false,
+        },
+        RedshiftType::TimestampTz => match bound.split_once(' ') {
+            Some((date, rest)) => {
+                let split = rest.find(['+', '-']).unwrap_or(rest.len());
+                let (time, offset) = rest.split_at(split);
+                is_date(date) && is_time(time) && is_offset(offset)
+            }
+            None => false,
+        },
         _ => return Err("this type cannot be a replication key".into()),
     };
     if ok {
@@ -194,6 +248,12 @@ mod tests {
             &cursor("numeric(10,2)", "1e5").encode(),
             &cursor("double precision", "1.5").encode(),
             &cursor("date", "2024-13-01").encode(),
+            &cursor("date", "13-1-1").encode(),
+            &cursor("date", "+10000-01-01").encode(),
+            &cursor("timestamp with time zone", "2024-01-01 00:00:00+16").encode(),
+            &cursor("timestamp without time zone", "2024-01-01 00:00:00.1234567").encode(),
+            &cursor("numeric(10,2)", "123456789.5").encode(),
+            &cursor("numeric(10,2)", "1.234").encode(),
         ] {
             assert!(Cursor::decode(bad).is_err(), "{bad}");
         }

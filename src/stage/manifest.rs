@@ -64,18 +64,29 @@ pub fn parse(
 ) -> Result<Vec<ManifestEntry>, ManifestError> {
     let raw: RawManifest = serde_json::from_slice(json)?;
     let expected = format!("s3://{bucket}/{run_prefix}");
+    let mut seen: std::collections::HashSet<String> = std::collections::HashSet::new();
     raw.entries
         .into_iter()
         .map(|entry| {
             let key = entry
                 .url
                 .strip_prefix(&format!("s3://{bucket}/"))
-                .filter(|key| key.starts_with(run_prefix) && !key.contains(".."))
+                .filter(|key| {
+                    key.strip_prefix(run_prefix).is_some_and(|file| {
+                        !file.is_empty() && !file.contains("//") && !file.starts_with('/')
+                    }) && !key.contains("..")
+                })
                 .ok_or_else(|| ManifestError::Foreign {
                     url: entry.url.clone(),
                     expected: expected.clone(),
                 })?
                 .to_string();
+            if !seen.insert(key.clone()) {
+                return Err(ManifestError::Foreign {
+                    url: entry.url,
+                    expected: format!("{expected} (each file listed once)"),
+                });
+            }
             match entry.meta {
                 Some(RawMeta {
                     content_length: Some(size),
@@ -138,6 +149,14 @@ mod tests {
         ));
         let escape = r#"{"entries":[{"url":"s3://b/p/run1/../x","meta":{"content_length":1,"record_count":1}}]}"#;
         assert!(parse(escape.as_bytes(), "b", "p/run1/").is_err());
+        for odd in ["s3://b/p/run1/", "s3://b/p/run1//x"] {
+            let json = format!(
+                r#"{{"entries":[{{"url":"{odd}","meta":{{"content_length":1,"record_count":1}}}}]}}"#
+            );
+            assert!(parse(json.as_bytes(), "b", "p/run1/").is_err(), "{odd}");
+        }
+        let twice = r#"{"entries":[{"url":"s3://b/p/run1/a","meta":{"content_length":1,"record_count":1}},{"url":"s3://b/p/run1/a","meta":{"content_length":1,"record_count":1}}]}"#;
+        assert!(parse(twice.as_bytes(), "b", "p/run1/").is_err());
         assert!(parse(b"{}", "b", "p/run1/").is_err());
     }
 }
