@@ -458,12 +458,7 @@ async fn bad_requests_get_clear_statuses() {
         .unwrap();
     let server = TestServer::start(&[]).await;
     let mut flight = server.client().await;
-    let code = |r: Result<FlightInfo, arrow_flight::error::FlightError>| match r {
-        Err(arrow_flight::error::FlightError::Tonic(status)) => {
-            (status.code(), status.message().to_string())
-        }
-        other => panic!("expected a status, got {other:?}"),
-    };
+    let code = common::status::<FlightInfo>;
 
     let (c, m) = code(
         flight

@@ -7,10 +7,9 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use arrow::datatypes::{DataType, TimeUnit};
-use arrow_flight::error::FlightError;
 use arrow_flight::{FlightDescriptor, FlightInfo};
 use common::canon::{Col, Kind, canon_batches, pg_canon_rows, read_all};
-use common::{TestServer, cancel, pg, unique};
+use common::{TestServer, cancel, pg, status, unique};
 use tonic::Code;
 
 fn app(info: &FlightInfo) -> serde_json::Value {
@@ -19,13 +18,6 @@ fn app(info: &FlightInfo) -> serde_json::Value {
 
 fn command(value: serde_json::Value) -> FlightDescriptor {
     FlightDescriptor::new_cmd(value.to_string())
-}
-
-fn status(result: Result<FlightInfo, FlightError>) -> (Code, String) {
-    match result {
-        Err(FlightError::Tonic(status)) => (status.code(), status.message().to_string()),
-        other => panic!("expected a status, got {other:?}"),
-    }
 }
 
 fn columns() -> [Col; 4] {

@@ -264,3 +264,15 @@ pub async fn cancel(client: &mut FlightClient, info: &arrow_flight::FlightInfo) 
         .expect("CancelFlightInfo");
     assert_eq!(result.status, arrow_flight::CancelStatus::Cancelled as i32);
 }
+
+/// The gRPC status of a call that must have failed, as (code, message).
+pub fn status<T: std::fmt::Debug>(
+    result: Result<T, arrow_flight::error::FlightError>,
+) -> (tonic::Code, String) {
+    match result {
+        Err(arrow_flight::error::FlightError::Tonic(status)) => {
+            (status.code(), status.message().to_string())
+        }
+        other => panic!("expected a status, got {other:?}"),
+    }
+}
