@@ -373,30 +373,14 @@ async fn large_table_spreads_over_endpoints_and_reads_back_whole() {
     );
     let batches = read_all(&server, &info).await;
     let cols = [
-        Col {
-            name: "id",
-            ddl: "",
-            kind: Kind::Text,
-            arrow: DataType::Int64,
-        },
-        Col {
-            name: "name",
-            ddl: "",
-            kind: Kind::Text,
-            arrow: DataType::Utf8,
-        },
-        Col {
-            name: "amount",
-            ddl: "",
-            kind: Kind::Text,
-            arrow: DataType::Decimal128(18, 4),
-        },
-        Col {
-            name: "at",
-            ddl: "",
-            kind: Kind::Epoch,
-            arrow: DataType::Timestamp(TimeUnit::Microsecond, None),
-        },
+        Col::new("id", Kind::Text, DataType::Int64),
+        Col::new("name", Kind::Text, DataType::Utf8),
+        Col::new("amount", Kind::Text, DataType::Decimal128(18, 4)),
+        Col::new(
+            "at",
+            Kind::Epoch,
+            DataType::Timestamp(TimeUnit::Microsecond, None),
+        ),
     ];
     let want = pg_canon_rows(
         &format!("{schema}.events"),
@@ -619,48 +603,13 @@ async fn a_cleaned_up_run_says_call_get_flight_info_again() {
 
 #[tokio::test]
 async fn start_up_names_what_is_unreachable() {
-    let config = redshift_flight::config::Config::try_from_raw(common::raw_config(&[(
-        "redshift_port",
-        "1",
-    )]))
-    .unwrap();
-    let error = redshift_flight::server::Application::build(config)
-        .await
-        .unwrap_err()
-        .to_string();
+    let error = common::start_error(&[("redshift_port", "1")]).await;
     assert!(error.contains("cannot reach Redshift at"), "{error}");
-
-    let config = redshift_flight::config::Config::try_from_raw(common::raw_config(&[(
-        "s3_endpoint",
-        "http://127.0.0.1:1",
-    )]))
-    .unwrap();
-    let error = redshift_flight::server::Application::build(config)
-        .await
-        .unwrap_err()
-        .to_string();
+    let error = common::start_error(&[("s3_endpoint", "http://127.0.0.1:1")]).await;
     assert!(error.contains("cannot list s3://"), "{error}");
-
-    let config = redshift_flight::config::Config::try_from_raw(common::raw_config(&[(
-        "s3_bucket",
-        "no-such-bucket-rsf",
-    )]))
-    .unwrap();
-    let error = redshift_flight::server::Application::build(config)
-        .await
-        .unwrap_err()
-        .to_string();
+    let error = common::start_error(&[("s3_bucket", "no-such-bucket-rsf")]).await;
     assert!(error.contains("no-such-bucket-rsf"), "{error}");
-
-    let config = redshift_flight::config::Config::try_from_raw(common::raw_config(&[(
-        "redshift_password",
-        "wrong",
-    )]))
-    .unwrap();
-    let error = redshift_flight::server::Application::build(config)
-        .await
-        .unwrap_err()
-        .to_string();
+    let error = common::start_error(&[("redshift_password", "wrong")]).await;
     assert!(error.contains("rejected the login"), "{error}");
     assert!(
         !error.contains("wrong"),
@@ -736,24 +685,9 @@ async fn files_of_many_row_groups_stream_whole_and_a_disconnect_is_harmless() {
 
     let batches = read_all(&server, &info).await;
     let cols = [
-        Col {
-            name: "id",
-            ddl: "",
-            kind: Kind::Text,
-            arrow: DataType::Int32,
-        },
-        Col {
-            name: "v",
-            ddl: "",
-            kind: Kind::Text,
-            arrow: DataType::Utf8,
-        },
-        Col {
-            name: "d",
-            ddl: "",
-            kind: Kind::Days,
-            arrow: DataType::Date32,
-        },
+        Col::new("id", Kind::Text, DataType::Int32),
+        Col::new("v", Kind::Text, DataType::Utf8),
+        Col::new("d", Kind::Days, DataType::Date32),
     ];
     let want = pg_canon_rows(&format!("{schema}.t"), &cols.iter().collect::<Vec<_>>()).await;
     assert!(
@@ -829,24 +763,13 @@ async fn a_table_spec_limits_and_shapes_what_is_served() {
         "[\"id\"]"
     );
     let cols = [
-        Col {
-            name: "id",
-            ddl: "",
-            kind: Kind::Text,
-            arrow: DataType::Int32,
-        },
-        Col {
-            name: "amount",
-            ddl: "",
-            kind: Kind::Text,
-            arrow: DataType::Decimal128(10, 2),
-        },
-        Col {
-            name: "updated_at",
-            ddl: "",
-            kind: Kind::Epoch,
-            arrow: DataType::Timestamp(TimeUnit::Microsecond, None),
-        },
+        Col::new("id", Kind::Text, DataType::Int32),
+        Col::new("amount", Kind::Text, DataType::Decimal128(10, 2)),
+        Col::new(
+            "updated_at",
+            Kind::Epoch,
+            DataType::Timestamp(TimeUnit::Microsecond, None),
+        ),
     ];
     let want = pg_canon_rows(
         &format!("{schema}.orders"),
@@ -898,18 +821,8 @@ async fn backslashes_and_quotes_in_names_and_criteria_cannot_escape() {
         .expect("names with backslashes and quotes are served");
     let batches = read_all(&server, &info).await;
     let cols = [
-        Col {
-            name: "id",
-            ddl: "",
-            kind: Kind::Text,
-            arrow: DataType::Int32,
-        },
-        Col {
-            name: "c\\'x",
-            ddl: "",
-            kind: Kind::Text,
-            arrow: DataType::Utf8,
-        },
+        Col::new("id", Kind::Text, DataType::Int32),
+        Col::new("c\\'x", Kind::Text, DataType::Utf8),
     ];
     let want = pg_canon_rows(
         &format!("{}.{}", quote(&schema), quote(&table)),

@@ -22,30 +22,14 @@ fn command(value: serde_json::Value) -> FlightDescriptor {
 
 fn columns() -> [Col; 4] {
     [
-        Col {
-            name: "id",
-            ddl: "",
-            kind: Kind::Text,
-            arrow: DataType::Int32,
-        },
-        Col {
-            name: "v",
-            ddl: "",
-            kind: Kind::Text,
-            arrow: DataType::Utf8,
-        },
-        Col {
-            name: "updated_at",
-            ddl: "",
-            kind: Kind::Epoch,
-            arrow: DataType::Timestamp(TimeUnit::Microsecond, None),
-        },
-        Col {
-            name: "created",
-            ddl: "",
-            kind: Kind::Days,
-            arrow: DataType::Date32,
-        },
+        Col::new("id", Kind::Text, DataType::Int32),
+        Col::new("v", Kind::Text, DataType::Utf8),
+        Col::new(
+            "updated_at",
+            Kind::Epoch,
+            DataType::Timestamp(TimeUnit::Microsecond, None),
+        ),
+        Col::new("created", Kind::Days, DataType::Date32),
     ]
 }
 

@@ -9,7 +9,6 @@ use std::sync::Arc;
 use arrow_flight::FlightDescriptor;
 use common::canon::read_all;
 use common::{TestServer, pg, unique};
-use redshift_flight::config::Config;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -85,14 +84,6 @@ async fn tls_proxy(target: SocketAddr, pki: &TestPki) -> SocketAddr {
     addr
 }
 
-async fn start_error(extra: &[(&str, &str)]) -> String {
-    let config = Config::try_from_raw(common::raw_config(extra)).unwrap();
-    redshift_flight::server::Application::build(config)
-        .await
-        .unwrap_err()
-        .to_string()
-}
-
 #[tokio::test]
 async fn sslmodes_against_tls_and_plain_redshift() {
     let schema = unique("tls_rs");
@@ -143,7 +134,7 @@ async fn sslmodes_against_tls_and_plain_redshift() {
     ])
     .await;
     server.stop().await;
-    let error = start_error(&[
+    let error = common::start_error(&[
         ("redshift_host", "localhost"),
         ("redshift_port", &port),
         ("redshift_sslmode", "verify-full"),
@@ -154,7 +145,7 @@ async fn sslmodes_against_tls_and_plain_redshift() {
         "{error}"
     );
     // verify-full checks the host name: the certificate is for localhost, not 127.0.0.1.
-    let error = start_error(&[
+    let error = common::start_error(&[
         ("redshift_host", "127.0.0.1"),
         ("redshift_port", &port),
         ("redshift_sslmode", "verify-full"),
@@ -165,7 +156,7 @@ async fn sslmodes_against_tls_and_plain_redshift() {
 
     // Against a Redshift without TLS: require fails clearly, prefer falls back, disable is plain.
     let plain_port = common::tb("TESTBED_REDSHIFT_PORT");
-    let error = start_error(&[
+    let error = common::start_error(&[
         ("redshift_port", &plain_port),
         ("redshift_sslmode", "require"),
     ])

@@ -34,6 +34,18 @@ pub struct Col {
     pub arrow: DataType,
 }
 
+impl Col {
+    /// A column compared as `kind`, for tables the test creates itself (no DDL needed).
+    pub fn new(name: &'static str, kind: Kind, arrow: DataType) -> Self {
+        Self {
+            name,
+            ddl: "",
+            kind,
+            arrow,
+        }
+    }
+}
+
 pub fn quote(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }

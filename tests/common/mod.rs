@@ -276,3 +276,12 @@ pub fn status<T: std::fmt::Debug>(
         other => panic!("expected a status, got {other:?}"),
     }
 }
+
+/// Why a server with the test-bed configuration plus `extra` fails to start.
+pub async fn start_error(extra: &[(&str, &str)]) -> String {
+    let config = Config::try_from_raw(raw_config(extra)).expect("valid config");
+    Application::build(config)
+        .await
+        .expect_err("start-up must fail")
+        .to_string()
+}
