@@ -195,6 +195,12 @@ raw_config! {
     redshift_sslmode: "REDSHIFT_FLIGHT_REDSHIFT_SSLMODE", secret = false;
     /// PEM CA bundle trusted for verify-full (in addition to the public roots).
     redshift_ssl_root_cert: "REDSHIFT_FLIGHT_REDSHIFT_SSL_ROOT_CERT", secret = false;
+    /// A staged file with more rows is split into several endpoints by row-group ranges (default 1048576; 0: one endpoint per file).
+    endpoint_rows: "REDSHIFT_FLIGHT_ENDPOINT_ROWS", secret = false;
+    /// Identical GetFlightInfo requests share one staged run while it is being staged and for this many seconds after (default 5; 0: never).
+    snapshot_reuse_seconds: "REDSHIFT_FLIGHT_SNAPSHOT_REUSE_SECONDS", secret = false;
+    /// Threads decoding Parquet for DoGet, apart from the gRPC runtime (default 0: one per CPU).
+    decode_threads: "REDSHIFT_FLIGHT_DECODE_THREADS", secret = false;
     /// `true`: allow listening on a non-loopback address without authentication (a warning is logged).
     insecure: "REDSHIFT_FLIGHT_INSECURE", secret = false, arg(num_args = 0..=1, default_missing_value = "true");
 }
@@ -297,6 +303,12 @@ pub struct Config {
     pub redshift_sslmode: SslMode,
     /// Extra CA for verify-full.
     pub redshift_ssl_root_cert: Option<PathBuf>,
+    /// Rows above which a file is split into several endpoints (0: never).
+    pub endpoint_rows: u64,
+    /// Window in which identical requests share a staged run (zero: never).
+    pub snapshot_reuse: Duration,
+    /// Parquet decoding threads (0: one per CPU).
+    pub decode_threads: usize,
     /// Allow an unauthenticated non-loopback listener.
     pub insecure: bool,
 }
@@ -672,6 +684,27 @@ impl Config {
                 30,
                 0..=3600,
             )?),
+            endpoint_rows: parse_number(
+                raw.endpoint_rows,
+                "endpoint_rows",
+                "a number of rows from 0 to 1000000000000",
+                1 << 20,
+                0..=1_000_000_000_000,
+            )?,
+            snapshot_reuse: Duration::from_secs(parse_number(
+                raw.snapshot_reuse_seconds,
+                "snapshot_reuse_seconds",
+                "a number of seconds from 0 to 3600",
+                5,
+                0..=3600,
+            )?),
+            decode_threads: parse_number(
+                raw.decode_threads,
+                "decode_threads",
+                "a number of threads from 0 to 256",
+                0,
+                0..=256,
+            )?,
             keepalive: Duration::from_secs(parse_number(
                 raw.keepalive_seconds,
                 "keepalive_seconds",
@@ -741,7 +774,7 @@ mod tests {
             "require for non-loopback hosts"
         );
         assert!(!config.insecure);
-        assert_eq!(RawConfig::KEYS.len(), 39);
+        assert_eq!(RawConfig::KEYS.len(), 42);
     }
 
     #[test]

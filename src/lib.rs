@@ -10,6 +10,7 @@
 pub mod auth;
 pub mod catalog;
 pub mod config;
+pub mod decode;
 pub mod flight;
 pub mod metrics;
 pub mod normalize;

@@ -43,6 +43,8 @@ pub struct Metrics {
     pub runs_alive: Gauge,
     /// Staged runs deleted, by reason.
     pub deletions: Family<DeletionLabels, Counter>,
+    /// GetFlightInfo answered with a run staged for an identical request.
+    pub snapshot_reuses: Counter,
 }
 
 impl Default for Metrics {
@@ -80,8 +82,15 @@ impl Default for Metrics {
             "Staged runs deleted, by reason",
             deletions.clone(),
         );
+        let snapshot_reuses = Counter::default();
+        registry.register(
+            "snapshot_reuses",
+            "GetFlightInfo requests answered with a run staged for an identical request",
+            snapshot_reuses.clone(),
+        );
         Self {
             registry,
+            snapshot_reuses,
             requests,
             rows_sent,
             bytes_sent,

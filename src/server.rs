@@ -65,6 +65,9 @@ pub enum StartError {
         /// Cause.
         source: std::io::Error,
     },
+    /// The decode runtime could not be started.
+    #[error("cannot start the decode threads: {0}")]
+    Decoder(std::io::Error),
     /// The gRPC server failed.
     #[error("server error: {0}")]
     Serve(#[from] tonic::transport::Error),
@@ -142,6 +145,8 @@ impl Parts {
                 grace: config.staging_grace,
                 max_parallel: config.max_parallel_workers,
                 retry: RetrySettings::default(),
+                endpoint_rows: config.endpoint_rows,
+                share_window: config.snapshot_reuse,
             },
             Arc::clone(&metrics),
         ));
@@ -251,6 +256,9 @@ impl Application {
             },
             metrics: parts.metrics,
             keepalive: config.keepalive,
+            snapshots: crate::flight::Snapshots::new(config.snapshot_reuse),
+            decoder: crate::decode::Decoder::new(config.decode_threads)
+                .map_err(StartError::Decoder)?,
         });
         let bind = |address: SocketAddr| async move {
             TcpListener::bind(address)

@@ -16,7 +16,7 @@ use object_store::{ClientOptions, ObjectStore, ObjectStoreExt, RetryConfig};
 use parquet::arrow::arrow_reader::ArrowReaderOptions;
 use parquet::arrow::async_reader::AsyncFileReader;
 use parquet::errors::ParquetError;
-use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
+use parquet::file::metadata::{FooterTail, ParquetMetaData, ParquetMetaDataReader};
 use secrecy::ExposeSecret;
 
 use crate::config::Config;
@@ -132,6 +132,7 @@ pub struct ObjectReader {
     store: Arc<dyn ObjectStore>,
     path: Path,
     file_size: u64,
+    footer_len: Option<u64>,
 }
 
 impl ObjectReader {
@@ -141,7 +142,61 @@ impl ObjectReader {
             store,
             path,
             file_size,
+            footer_len: None,
         }
+    }
+
+    /// Tells the reader the footer's length (metadata plus the 8-byte tail, as
+    /// [`ObjectReader::read_footer`] returns it), so the metadata costs exactly one ranged GET.
+    pub fn with_footer_len(mut self, footer_len: Option<u64>) -> Self {
+        self.footer_len = footer_len.filter(|&len| len >= 8 && len <= self.file_size);
+        self
+    }
+
+    /// Reads and decodes the footer with one ranged GET when it fits [`FOOTER_PREFETCH`] (two
+    /// otherwise); returns the metadata and the footer's length (metadata plus the 8-byte tail).
+    pub async fn read_footer(&self) -> parquet::errors::Result<(ParquetMetaData, u64)> {
+        const TAIL: u64 = 8;
+        let size = self.file_size;
+        if size < TAIL + 4 {
+            return Err(ParquetError::General(format!(
+                "{size} bytes is too short for a Parquet file"
+            )));
+        }
+        let suffix = size.min(FOOTER_PREFETCH as u64);
+        let bytes = self
+            .store
+            .get_range(&self.path, size - suffix..size)
+            .await
+            .map_err(parquet_error)?;
+        if bytes.len() as u64 != suffix {
+            return Err(ParquetError::General(format!(
+                "asked for the last {suffix} bytes, got {}",
+                bytes.len()
+            )));
+        }
+        let tail: [u8; 8] = bytes[bytes.len() - 8..]
+            .try_into()
+            .map_err(|_| ParquetError::General("short footer".into()))?;
+        let metadata_len = FooterTail::try_new(&tail)?.metadata_length() as u64;
+        let footer_len = metadata_len + TAIL;
+        if footer_len + 4 > size {
+            return Err(ParquetError::General(format!(
+                "footer of {metadata_len} bytes does not fit a {size}-byte file"
+            )));
+        }
+        let metadata = if footer_len <= suffix {
+            let start = (suffix - footer_len) as usize;
+            ParquetMetaDataReader::decode_metadata(&bytes[start..bytes.len() - 8])?
+        } else {
+            let rest = self
+                .store
+                .get_range(&self.path, size - footer_len..size - TAIL)
+                .await
+                .map_err(parquet_error)?;
+            ParquetMetaDataReader::decode_metadata(&rest)?
+        };
+        Ok((metadata, footer_len))
     }
 }
 
@@ -182,7 +237,9 @@ impl AsyncFileReader for ObjectReader {
             let file_size = self.file_size;
             let metadata = ParquetMetaDataReader::new()
                 .with_arrow_reader_options(options)
-                .with_prefetch_hint(Some(FOOTER_PREFETCH))
+                .with_prefetch_hint(Some(
+                    self.footer_len.map_or(FOOTER_PREFETCH, |len| len as usize),
+                ))
                 .load_and_finish(self, file_size)
                 .await?;
             Ok(Arc::new(metadata))

@@ -17,7 +17,11 @@
 //!   repeated Column columns = 8;   // the promised schema: name, Redshift type, nullability
 //!   int64 expires_at_ms = 9;       // Unix milliseconds
 //!   repeated string primary_key = 10;
-//!   uint32 run_files = 11;         // files in the whole run (to know when all were streamed)
+//!   uint32 run_endpoints = 11;     // endpoints of the whole run (to know when all were streamed)
+//!   uint32 row_group_start = 12;   // this endpoint's row groups: start..end of the file's;
+//!   uint32 row_group_end = 13;     //   end = 0 means the whole file
+//!   uint64 footer_len = 14;        // Parquet metadata + 8-byte tail (0: unknown): one ranged GET
+//!   string reader = 15;            // the FlightInfo this ticket belongs to (runs may be shared)
 //! }
 //! Column { string name = 1; string catalog_type = 2; bool nullable = 3; }
 //! ```
@@ -87,9 +91,38 @@ pub struct TicketPayload {
     /// Primary-key columns (schema metadata).
     #[prost(string, repeated, tag = "10")]
     pub primary_key: Vec<String>,
-    /// Number of files in the whole run.
+    /// Number of endpoints in the whole run.
     #[prost(uint32, tag = "11")]
-    pub run_files: u32,
+    pub run_endpoints: u32,
+    /// First row group of this endpoint.
+    #[prost(uint32, tag = "12")]
+    pub row_group_start: u32,
+    /// End (exclusive) of this endpoint's row groups; 0: the whole file.
+    #[prost(uint32, tag = "13")]
+    pub row_group_end: u32,
+    /// Footer length (metadata plus the 8-byte tail); 0: unknown.
+    #[prost(uint64, tag = "14")]
+    pub footer_len: u64,
+    /// Id of the FlightInfo that issued this ticket (several may share a staged run).
+    #[prost(string, tag = "15")]
+    pub reader: String,
+}
+
+impl TicketPayload {
+    /// The row groups this endpoint streams, or `None` for the whole file.
+    pub fn row_groups(&self) -> Option<std::ops::Range<usize>> {
+        (self.row_group_end > 0)
+            .then(|| self.row_group_start as usize..self.row_group_end as usize)
+    }
+
+    /// A name for this endpoint, unique within its run: the file name and its row-group range.
+    pub fn endpoint_name(&self) -> String {
+        let file = self.key.rsplit('/').next().unwrap_or(&self.key);
+        match self.row_groups() {
+            Some(range) => format!("{file}.rg{}-{}", range.start, range.end),
+            None => file.to_string(),
+        }
+    }
 }
 
 #[derive(Clone, PartialEq, Message)]
@@ -225,7 +258,11 @@ mod tests {
             }],
             expires_at_ms: 1_900_000_000_000,
             primary_key: vec!["id".into()],
-            run_files: 3,
+            run_endpoints: 3,
+            row_group_start: 2,
+            row_group_end: 5,
+            footer_len: 777,
+            reader: "0123456789abcdef".into(),
         }
     }
 
@@ -262,7 +299,7 @@ mod tests {
             }],
             expires_at_ms: 4,
             primary_key: vec![],
-            run_files: 0,
+            ..TicketPayload::default()
         };
         let ticket = codec.encode(&minimal);
         assert_eq!(

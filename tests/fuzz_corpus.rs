@@ -140,7 +140,11 @@ fn seed_payload() -> TicketPayload {
         ],
         expires_at_ms: SEED_EXPIRY_MS,
         primary_key: vec!["id".into()],
-        run_files: 3,
+        run_endpoints: 3,
+        row_group_start: 1,
+        row_group_end: 2,
+        footer_len: 512,
+        reader: "00000000000000ff".into(),
     }
 }
 
@@ -186,7 +190,7 @@ fn write_seed_corpus() {
         }],
         expires_at_ms: SEED_EXPIRY_MS,
         primary_key: vec![],
-        run_files: 0,
+        ..TicketPayload::default()
     };
     write("ticket_decode", "valid-minimal", &codec.encode(&minimal));
     let mut expired = seed_payload();

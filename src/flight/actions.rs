@@ -55,7 +55,7 @@ pub(super) async fn do_action(
             let info = request
                 .info
                 .ok_or_else(|| bad("CancelFlightInfoRequest has no info"))?;
-            let mut runs: Vec<String> = Vec::new();
+            let mut runs: Vec<(String, String)> = Vec::new();
             for endpoint in &info.endpoint {
                 let ticket = endpoint
                     .ticket
@@ -65,12 +65,14 @@ pub(super) async fn do_action(
                 let payload = service
                     .tickets
                     .decode(&ticket.ticket, SystemTime::UNIX_EPOCH)?;
-                if !runs.contains(&payload.run_id) {
-                    runs.push(payload.run_id);
+                let run = (payload.run_id, payload.reader);
+                if !runs.contains(&run) {
+                    runs.push(run);
                 }
             }
-            for run_id in &runs {
-                service.stager.cancel_run(run_id).await?;
+            for (run_id, reader) in &runs {
+                service.snapshots.forget_run(run_id);
+                service.stager.cancel_run(run_id, reader).await?;
             }
             let status = if runs.is_empty() {
                 CancelStatus::NotCancellable

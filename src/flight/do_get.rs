@@ -1,8 +1,9 @@
-//! DoGet: verify the ticket, then stream one staged Parquet file as Arrow record batches,
-//! one row group at a time, normalised to the promised schema. Nothing collects the file: the
-//! Parquet stream reads one row group's column chunks with ranged GETs on its own task, at most
-//! [`PREFETCH_BATCHES`] batches ahead of the gRPC stream, and tonic pulling the encoded stream is
-//! the backpressure. A client that goes away drops the stream, which aborts the reading task.
+//! DoGet: verify the ticket, then stream its row groups of one staged Parquet file (all of them,
+//! or the range the ticket names) as Arrow record batches, normalised to the promised schema.
+//! Nothing collects the file: the footer costs one ranged GET (its length is in the ticket), the
+//! Parquet stream reads one row group's column chunks at a time, and reading, decoding and IPC
+//! encoding run on the decode runtime (see `crate::decode`), at most [`PREFETCH_MESSAGES`]
+//! messages ahead of the gRPC stream; tonic pulling the stream is the backpressure. A client that goes away drops the stream, which aborts the reading task.
 //! While the file is slow to arrive, empty keep-alive batches stop proxies from cutting the stream.
 //! Once the file has been streamed to the end, the run is told (see `Stager::file_consumed`).
 
@@ -25,6 +26,7 @@ use tonic::Status;
 use super::{Service, ServiceError};
 use crate::auth::Principal;
 use crate::catalog::{ColumnInfo, RedshiftType, TableRef, promised_schema};
+use crate::decode::Decoder;
 use crate::normalize::normalize_batch;
 use crate::store::{ObjectReader, StoreError};
 
@@ -32,11 +34,11 @@ use crate::store::{ObjectReader, StoreError};
 /// a stream holds little beyond its row group (64k-row batches doubled peak RSS in bench/run).
 const BATCH_ROWS: usize = 8 * 1024;
 
-/// Decoded batches buffered ahead of the gRPC stream: while one batch is encoded and sent, the
-/// next row group is fetched and decoded. Bounds memory to a few batches per stream.
-const PREFETCH_BATCHES: usize = 2;
+/// Encoded messages buffered ahead of the gRPC stream: while one is sent, the next batches are
+/// fetched, decoded and encoded. Bounds memory to a few batches per stream.
+const PREFETCH_MESSAGES: usize = 2;
 
-/// Aborts the prefetch task when the response stream is dropped (client gone or cancelled).
+/// Aborts the decoding task when the response stream is dropped (client gone or cancelled).
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
 
 impl Drop for AbortOnDrop {
@@ -45,35 +47,48 @@ impl Drop for AbortOnDrop {
     }
 }
 
-/// Runs `batches` on its own task, at most [`PREFETCH_BATCHES`] ahead of the consumer; when
-/// nothing arrives for `keepalive`, yields an empty batch of `schema` instead.
-fn prefetch(
+/// Yields an empty batch of `schema` whenever `batches` has nothing for `every`, so that proxies
+/// do not cut a stream whose data is slow to arrive.
+fn with_keepalive(
     batches: impl Stream<Item = Result<RecordBatch, FlightError>> + Send + 'static,
     schema: SchemaRef,
-    keepalive: Duration,
+    every: Duration,
 ) -> impl Stream<Item = Result<RecordBatch, FlightError>> + Send + 'static {
-    let (tx, rx) = tokio::sync::mpsc::channel(PREFETCH_BATCHES);
-    let task = tokio::spawn(async move {
-        let mut batches = std::pin::pin!(batches);
-        while let Some(item) = batches.next().await {
+    futures::stream::unfold(Box::pin(batches), move |mut batches| {
+        let schema = Arc::clone(&schema);
+        async move {
+            // `next` is cancel-safe: a timed-out poll loses nothing.
+            match tokio::time::timeout(every, batches.next()).await {
+                Ok(Some(item)) => Some((item, batches)),
+                Ok(None) => None,
+                Err(_) => {
+                    tracing::debug!("keep-alive batch");
+                    Some((Ok(RecordBatch::new_empty(schema)), batches))
+                }
+            }
+        }
+    })
+}
+
+/// Runs `messages` on the decode runtime, at most [`PREFETCH_MESSAGES`] ahead of the consumer;
+/// stops after the first error.
+fn run_ahead(
+    decoder: &Decoder,
+    messages: impl Stream<Item = Result<FlightData, Status>> + Send + 'static,
+) -> impl Stream<Item = Result<FlightData, Status>> + Send + 'static {
+    let (tx, rx) = tokio::sync::mpsc::channel(PREFETCH_MESSAGES);
+    let task = decoder.spawn(async move {
+        let mut messages = std::pin::pin!(messages);
+        while let Some(item) = messages.next().await {
             let failed = item.is_err();
             if tx.send(item).await.is_err() || failed {
                 break;
             }
         }
     });
-    futures::stream::unfold((rx, AbortOnDrop(task)), move |(mut rx, guard)| {
-        let schema = Arc::clone(&schema);
-        async move {
-            let item = match tokio::time::timeout(keepalive, rx.recv()).await {
-                Ok(item) => item?,
-                Err(_) => {
-                    tracing::debug!("keep-alive batch");
-                    Ok(RecordBatch::new_empty(schema))
-                }
-            };
-            Some((item, (rx, guard)))
-        }
+    futures::stream::unfold((rx, AbortOnDrop(task)), |(mut rx, guard)| async move {
+        let item = rx.recv().await?;
+        Some((item, (rx, guard)))
     })
 }
 
@@ -120,13 +135,23 @@ pub(super) async fn do_get(
         Arc::clone(&service.store),
         Path::from(key.as_str()),
         payload.file_size,
-    );
-    let stream = ParquetRecordBatchStreamBuilder::new(reader)
+    )
+    .with_footer_len((payload.footer_len > 0).then_some(payload.footer_len));
+    let mut builder = ParquetRecordBatchStreamBuilder::new(reader)
         .await
         .map_err(|e| read_error(e, &bucket, &key))?
-        .with_batch_size(BATCH_ROWS)
-        .build()
-        .map_err(|e| read_error(e, &bucket, &key))?;
+        .with_batch_size(BATCH_ROWS);
+    if let Some(range) = payload.row_groups() {
+        let groups = builder.metadata().num_row_groups();
+        if range.start >= range.end || range.end > groups {
+            return Err(ServiceError::Corrupt {
+                key,
+                message: format!("the ticket asks for row groups {range:?} of {groups}"),
+            });
+        }
+        builder = builder.with_row_groups(range.collect());
+    }
+    let stream = builder.build().map_err(|e| read_error(e, &bucket, &key))?;
 
     let batch_schema = Arc::clone(&schema);
     let read_key = key.clone();
@@ -144,36 +169,43 @@ pub(super) async fn do_get(
     let metrics = Arc::clone(&service.metrics);
     let rows_span = span.clone();
     let mut rows_sent: u64 = 0;
-    let batches = prefetch(batches, Arc::clone(&schema), service.keepalive).inspect(move |batch| {
-        if let Ok(batch) = batch {
-            rows_sent += batch.num_rows() as u64;
-            metrics.rows_sent.inc_by(batch.num_rows() as u64);
-            rows_span.record("rows_sent", rows_sent);
-        }
-    });
+    let batches = with_keepalive(batches, Arc::clone(&schema), service.keepalive).inspect(
+        move |batch| {
+            if let Ok(batch) = batch {
+                rows_sent += batch.num_rows() as u64;
+                metrics.rows_sent.inc_by(batch.num_rows() as u64);
+                rows_span.record("rows_sent", rows_sent);
+            }
+        },
+    );
+    let encoded = FlightDataEncoderBuilder::new()
+        .with_schema(schema)
+        .build(batches)
+        .map_err(Status::from);
 
     let failed = Arc::new(AtomicBool::new(false));
     let failed_flag = Arc::clone(&failed);
     let metrics = Arc::clone(&service.metrics);
-    let encoded = FlightDataEncoderBuilder::new()
-        .with_schema(schema)
-        .build(batches)
-        .map_err(Status::from)
-        .inspect(move |item| match item {
-            Ok(data) => {
-                metrics
-                    .bytes_sent
-                    .inc_by((data.data_header.len() + data.data_body.len()) as u64);
-            }
-            Err(_) => failed_flag.store(true, Ordering::Relaxed),
-        });
+    let encoded = run_ahead(&service.decoder, encoded).inspect(move |item| match item {
+        Ok(data) => {
+            metrics
+                .bytes_sent
+                .inc_by((data.data_header.len() + data.data_body.len()) as u64);
+        }
+        Err(_) => failed_flag.store(true, Ordering::Relaxed),
+    });
     // After the last message: the file was streamed to the end; tell the run before the stream
     // closes, so a client that has read everything knows the run has recorded it.
     let completion = futures::stream::once(async move {
         if !failed.load(Ordering::Relaxed)
             && let Err(error) = service
                 .stager
-                .file_consumed(&payload.run_id, &payload.key, payload.run_files)
+                .file_consumed(
+                    &payload.run_id,
+                    &payload.endpoint_name(),
+                    payload.run_endpoints,
+                    &payload.reader,
+                )
                 .await
         {
             tracing::warn!(%error, "could not record a streamed file");

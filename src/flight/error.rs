@@ -9,7 +9,7 @@ use crate::catalog::CatalogError;
 use crate::normalize::NormalizeError;
 use crate::plan::PlanError;
 use crate::redshift::RedshiftError;
-use crate::stage::StageError;
+use crate::stage::{LayoutError, StageError};
 use crate::store::{StoreError, error_chain};
 use crate::ticket::TicketError;
 
@@ -107,6 +107,11 @@ impl ServiceError {
             Self::Stage(StageError::Unload { source, .. }) => (redshift_code(source), false),
             Self::Stage(StageError::Store { source, .. }) => (store_code(source), false),
             Self::Stage(StageError::Manifest { .. }) => (Code::Internal, false),
+            Self::Stage(StageError::Layout {
+                source: LayoutError::Store(source),
+                ..
+            }) => (store_code(source), false),
+            Self::Stage(StageError::Layout { .. }) => (Code::Internal, false),
             Self::Stage(StageError::Sql { .. }) => (Code::InvalidArgument, true),
             Self::Stage(StageError::RunId(_)) => (Code::InvalidArgument, true),
             Self::Stage(StageError::RunState { source, .. }) => (store_code(source), false),

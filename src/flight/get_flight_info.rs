@@ -5,11 +5,12 @@
 use arrow_flight::{FlightDescriptor, FlightEndpoint, FlightInfo, Ticket};
 use serde::Serialize;
 
+use super::snapshots::{Snapshot, SnapshotKey};
 use super::{Service, ServiceError};
 use crate::auth::Principal;
 use crate::plan::{FlightRequest, Mode, Plan, PlanError, Window};
 use crate::redshift::RedshiftError;
-use crate::stage::{StageError, StagedRun};
+use crate::stage::{StageError, StagedRun, new_reader_id};
 use crate::ticket::{TICKET_VERSION, TicketColumn, TicketPayload, unix_ms};
 
 /// FlightInfo.app_metadata, as JSON (documented in proto-docs/).
@@ -27,6 +28,7 @@ struct AppMetadata<'a> {
     run_id: Option<&'a str>,
     expires_at: Option<String>,
     files: usize,
+    snapshot_reused: bool,
 }
 
 pub(super) async fn get_flight_info(
@@ -36,25 +38,16 @@ pub(super) async fn get_flight_info(
 ) -> Result<FlightInfo, ServiceError> {
     let request = FlightRequest::try_from_descriptor(&descriptor)?;
     let span = tracing::Span::current();
-    let (plan, run) = match plan_and_stage(service, principal, &request).await {
-        // The cached catalog is older than the table: forget it and plan once more.
-        Err(error) if is_stale_catalog(&error) => {
-            tracing::info!(%error, "the table changed since it was cached; reloading its catalog");
-            let schema = request
-                .schema
-                .as_deref()
-                .unwrap_or(service.catalog.default_schema());
-            service.catalog.invalidate(schema).await;
-            plan_and_stage(service, principal, &request).await?
-        }
-        other => other?,
-    };
+    let (snapshot, reader, shared) = snapshot(service, principal, &request).await?;
+    let Snapshot { plan, run, .. } = snapshot;
     if let Some(run) = &run {
         span.record("run_id", run.run_id.as_str());
         tracing::info!(
             rows = run.total_rows(),
             bytes = run.total_bytes(),
             files = run.files.len(),
+            endpoints = run.parts.len(),
+            shared,
             "staged"
         );
     } else {
@@ -80,6 +73,7 @@ pub(super) async fn get_flight_info(
                 .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
         }),
         files: run.as_ref().map_or(0, |r| r.files.len()),
+        snapshot_reused: shared,
     };
     let info = FlightInfo::new()
         .try_with_schema(&plan.schema)?
@@ -89,10 +83,79 @@ pub(super) async fn get_flight_info(
     Ok(match run {
         None => info.with_total_records(0).with_total_bytes(0),
         Some(run) => info
-            .with_endpoints(endpoints(service, &plan, &run))
+            .with_endpoints(endpoints(service, &plan, &run, &reader))
             .with_total_records(run.total_rows() as i64)
             .with_total_bytes(run.total_bytes() as i64),
     })
+}
+
+/// The snapshot for `request`, with this FlightInfo's reader id and whether the run is shared
+/// with an identical earlier request.
+async fn snapshot(
+    service: &Service,
+    principal: &Principal,
+    request: &FlightRequest,
+) -> Result<(Snapshot, String, bool), ServiceError> {
+    let reader = new_reader_id();
+    if !service.snapshots.enabled() {
+        let (plan, run) = plan_and_stage_fresh(service, principal, request).await?;
+        return Ok((Snapshot::new(plan, run, reader.clone()), reader, false));
+    }
+    // Resolving first checks the caller may read the table, whoever staged the snapshot.
+    let table = service
+        .resolve(principal, request.schema.as_deref(), &request.table)
+        .await?;
+    let key = SnapshotKey::new(&table.table, request);
+    let (snapshot, joined) = service
+        .snapshots
+        .get_or_stage(key, || async {
+            let (plan, run) = plan_and_stage_fresh(service, principal, request).await?;
+            Ok(Snapshot::new(plan, run, reader.clone()))
+        })
+        .await?;
+    if !joined {
+        return Ok((snapshot, reader, false));
+    }
+    let Some(run) = &snapshot.run else {
+        // Nothing new: there is no run to share, only the answer.
+        return Ok((snapshot, reader, true));
+    };
+    match service
+        .stager
+        .add_readers(&run.run_id, &[&snapshot.first_reader, &reader])
+        .await
+    {
+        Ok(()) => {
+            service.metrics.snapshot_reuses.inc();
+            Ok((snapshot, reader, true))
+        }
+        Err(error) => {
+            tracing::info!(%error, "the shared run is gone; staging afresh");
+            let (plan, run) = plan_and_stage_fresh(service, principal, request).await?;
+            Ok((Snapshot::new(plan, run, reader.clone()), reader, false))
+        }
+    }
+}
+
+/// Plans and stages, planning once more if the cached catalog turns out stale.
+async fn plan_and_stage_fresh(
+    service: &Service,
+    principal: &Principal,
+    request: &FlightRequest,
+) -> Result<(Plan, Option<StagedRun>), ServiceError> {
+    match plan_and_stage(service, principal, request).await {
+        // The cached catalog is older than the table: forget it and plan once more.
+        Err(error) if is_stale_catalog(&error) => {
+            tracing::info!(%error, "the table changed since it was cached; reloading its catalog");
+            let schema = request
+                .schema
+                .as_deref()
+                .unwrap_or(service.catalog.default_schema());
+            service.catalog.invalidate(schema).await;
+            plan_and_stage(service, principal, request).await
+        }
+        other => other,
+    }
 }
 
 /// Resolves, plans, freezes the window and stages (when there is anything to read).
@@ -128,8 +191,9 @@ fn is_stale_catalog(error: &ServiceError) -> bool {
     }
 }
 
-/// One endpoint per staged file, each with a signed ticket carrying what DoGet needs.
-fn endpoints(service: &Service, plan: &Plan, run: &StagedRun) -> Vec<FlightEndpoint> {
+/// One endpoint per part of a staged file (a row-group range), each with a signed ticket carrying
+/// what DoGet needs.
+fn endpoints(service: &Service, plan: &Plan, run: &StagedRun, reader: &str) -> Vec<FlightEndpoint> {
     let expires_at_ms = unix_ms(run.expires_at);
     let expiration = super::timestamp_ms(expires_at_ms);
     let columns: Vec<TicketColumn> = plan
@@ -141,9 +205,13 @@ fn endpoints(service: &Service, plan: &Plan, run: &StagedRun) -> Vec<FlightEndpo
             nullable: c.nullable,
         })
         .collect();
-    run.files
+    run.parts
         .iter()
-        .map(|file| {
+        .map(|part| {
+            let file = &run.files[part.file];
+            let layout = &run.layouts[part.file];
+            let whole = part.row_groups.start == 0
+                && part.row_groups.end as usize == layout.row_group_rows.len();
             let payload = TicketPayload {
                 version: TICKET_VERSION,
                 schema: plan.table.table.schema.clone(),
@@ -151,11 +219,15 @@ fn endpoints(service: &Service, plan: &Plan, run: &StagedRun) -> Vec<FlightEndpo
                 run_id: run.run_id.clone(),
                 key: file.key.clone(),
                 file_size: file.size,
-                rows: file.rows,
+                rows: part.rows,
                 columns: columns.clone(),
                 expires_at_ms,
                 primary_key: plan.table.primary_key.clone(),
-                run_files: run.files.len() as u32,
+                run_endpoints: run.parts.len() as u32,
+                row_group_start: if whole { 0 } else { part.row_groups.start },
+                row_group_end: if whole { 0 } else { part.row_groups.end },
+                footer_len: layout.footer_len,
+                reader: reader.to_string(),
             };
             FlightEndpoint::new()
                 .with_ticket(Ticket::new(service.tickets.encode(&payload)))

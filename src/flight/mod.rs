@@ -8,6 +8,7 @@ pub mod error;
 mod get_flight_info;
 mod get_schema;
 mod list_flights;
+mod snapshots;
 
 use std::sync::Arc;
 
@@ -27,6 +28,7 @@ use crate::catalog::{Catalog, TableInfo};
 use crate::stage::Stager;
 use crate::ticket::TicketCodec;
 pub use error::ServiceError;
+pub use snapshots::Snapshots;
 
 /// Everything the RPCs share.
 #[derive(Debug)]
@@ -47,6 +49,10 @@ pub struct Service {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// DoGet keep-alive interval.
     pub keepalive: std::time::Duration,
+    /// Staged runs shared by identical requests.
+    pub snapshots: snapshots::Snapshots,
+    /// Where DoGet decodes Parquet, apart from the gRPC runtime.
+    pub decoder: crate::decode::Decoder,
 }
 
 /// A Flight `expiration_time` from Unix milliseconds.

@@ -10,6 +10,7 @@
 //! lives in S3, so any replica can serve, renew, cancel or sweep any run. Nothing outside
 //! `s3_prefix` is ever deleted.
 
+pub mod layout;
 pub mod manifest;
 
 use std::fmt;
@@ -29,6 +30,7 @@ use crate::plan::sql::{QuoteError, Sql};
 use crate::redshift::{Redshift, RedshiftError, RetrySettings};
 use crate::store::{StoreError, error_chain};
 use crate::ticket::unix_ms;
+pub use layout::{FileLayout, LayoutError, Part};
 pub use manifest::ManifestEntry;
 
 /// Runs the statements staging needs on Redshift.
@@ -100,6 +102,14 @@ pub enum StageError {
         /// The quoting error.
         source: QuoteError,
     },
+    /// A staged file's footer could not be read or disagrees with the manifest.
+    #[error("staged files of {table}: {source}")]
+    Layout {
+        /// The table.
+        table: String,
+        /// What is wrong.
+        source: LayoutError,
+    },
     /// A run id that is not one of ours.
     #[error("invalid run id {0:?}")]
     RunId(String),
@@ -122,6 +132,10 @@ pub struct StagedRun {
     pub prefix: String,
     /// Data files from the manifest (empty for zero rows).
     pub files: Vec<ManifestEntry>,
+    /// Each file's footer, in `files` order.
+    pub layouts: Vec<FileLayout>,
+    /// The endpoints: row-group ranges of the files.
+    pub parts: Vec<Part>,
     /// When the run and its tickets stop being valid.
     pub expires_at: SystemTime,
 }
@@ -157,6 +171,10 @@ pub struct StageSettings {
     pub max_parallel: usize,
     /// Retries of transient UNLOAD failures.
     pub retry: RetrySettings,
+    /// A file with more rows is split into several endpoints by row-group ranges (0: never).
+    pub endpoint_rows: u64,
+    /// How long after staging a run may be shared by identical requests (snapshot reuse).
+    pub share_window: Duration,
 }
 
 /// Stages plans with UNLOAD, reads their manifests, and deletes runs when their life ends.
@@ -168,7 +186,33 @@ pub struct Stager {
     permits: tokio::sync::Semaphore,
     metrics: Arc<Metrics>,
     /// Consumed runs waiting out their grace period (deleted at once on shutdown).
-    pending: std::sync::Mutex<Vec<String>>,
+    pending: std::sync::Mutex<Vec<PendingDelete>>,
+}
+
+/// A consumed run waiting out its grace period.
+#[derive(Debug, Clone)]
+struct PendingDelete {
+    run_id: String,
+    prefix: String,
+    run_endpoints: u32,
+    reader: String,
+}
+
+/// A reader id as a path component: 1 to 32 hex digits; empty (tickets without one) is `_`.
+fn reader_name(reader: &str) -> Result<String, StageError> {
+    if reader.is_empty() {
+        return Ok("_".into());
+    }
+    if reader.len() <= 32 && reader.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Ok(reader.to_ascii_lowercase())
+    } else {
+        Err(StageError::RunId(format!("reader {reader:?}")))
+    }
+}
+
+/// A fresh reader id (one per FlightInfo): 64 random bits in hex.
+pub fn new_reader_id() -> String {
+    format!("{:016x}", rand::random::<u64>())
 }
 
 /// A new run id: creation time, then 64 random bits.
@@ -349,6 +393,15 @@ impl Stager {
                 });
             }
         };
+        let layouts = match layout::read_layouts(&self.store, &self.settings.bucket, &files).await {
+            Ok(layouts) => layouts,
+            Err(source) => {
+                guard.prefix = None;
+                self.delete_run(&prefix, "failed").await;
+                return Err(StageError::Layout { table, source });
+            }
+        };
+        let parts = layout::split(&layouts, self.settings.endpoint_rows);
         guard.prefix = None;
         if !files.is_empty() {
             self.metrics.runs_alive.inc();
@@ -357,6 +410,8 @@ impl Stager {
             run_id,
             prefix,
             files,
+            layouts,
+            parts,
             expires_at: now + self.settings.ttl,
         })
     }
@@ -411,91 +466,197 @@ impl Stager {
         }
     }
 
-    /// Records that `key` of a run was streamed to the end; once every one of its `run_files` files
-    /// has been, the run is deleted after the grace period.
+    fn state_error(&self, run_id: &str, error: object_store::Error, path: &Path) -> StageError {
+        StageError::RunState {
+            run_id: run_id.to_string(),
+            source: StoreError::from_object_store(error, &self.settings.bucket, path.as_ref()),
+        }
+    }
+
+    async fn list_names(&self, run_id: &str, dir: &Path) -> Result<Vec<String>, StageError> {
+        let objects: Vec<_> = self
+            .store
+            .list(Some(dir))
+            .try_collect()
+            .await
+            .map_err(|e| self.state_error(run_id, e, dir))?;
+        let base = dir.parts().count();
+        Ok(objects
+            .into_iter()
+            .map(|o| {
+                o.location
+                    .parts()
+                    .skip(base)
+                    .map(|p| p.as_ref().to_string())
+                    .collect::<Vec<_>>()
+                    .join("/")
+            })
+            .collect())
+    }
+
+    /// Whether every reader of a run has streamed all `run_endpoints` of its endpoints. The readers
+    /// are those listed under `readers/` (written when a run is shared), else `reader` alone.
+    async fn run_complete(
+        &self,
+        run_id: &str,
+        prefix: &str,
+        run_endpoints: u32,
+        reader: &str,
+    ) -> Result<bool, StageError> {
+        if run_endpoints == 0 {
+            return Ok(false);
+        }
+        let consumed = self
+            .list_names(run_id, &Path::from(format!("{prefix}consumed/")))
+            .await?;
+        let mut readers = self
+            .list_names(run_id, &Path::from(format!("{prefix}readers/")))
+            .await?;
+        if readers.is_empty() {
+            readers.push(reader.to_string());
+        }
+        Ok(readers.iter().all(|r| {
+            let mine = format!("{r}/");
+            consumed.iter().filter(|c| c.starts_with(&mine)).count() >= run_endpoints as usize
+        }))
+    }
+
+    /// Records that `endpoint` of a run was streamed to the end by `reader`; once every reader has
+    /// streamed every one of the run's `run_endpoints` endpoints, the run is deleted after the
+    /// grace period (plus the snapshot-reuse window, during which another reader may still join;
+    /// the run is checked again before it goes).
     pub async fn file_consumed(
         self: &Arc<Self>,
         run_id: &str,
-        key: &str,
-        run_files: u32,
+        endpoint: &str,
+        run_endpoints: u32,
+        reader: &str,
     ) -> Result<(), StageError> {
         let prefix = self.run_prefix(run_id)?;
-        let state = |source| StageError::RunState {
-            run_id: run_id.to_string(),
-            source,
-        };
-        let file = key.rsplit('/').next().unwrap_or(key);
-        let marker = Path::from(format!("{prefix}consumed/{file}"));
+        let reader = reader_name(reader)?;
+        let marker = Path::from(format!("{prefix}consumed/{reader}/{endpoint}"));
         self.store
             .put(&marker, PutPayload::from_static(b""))
             .await
-            .map_err(|e| {
-                state(StoreError::from_object_store(
-                    e,
-                    &self.settings.bucket,
-                    marker.as_ref(),
-                ))
-            })?;
-        let consumed_prefix = Path::from(format!("{prefix}consumed/"));
-        let markers: Vec<_> = self
-            .store
-            .list(Some(&consumed_prefix))
-            .try_collect()
-            .await
-            .map_err(|e| {
-                state(StoreError::from_object_store(
-                    e,
-                    &self.settings.bucket,
-                    consumed_prefix.as_ref(),
-                ))
-            })?;
-        if run_files > 0 && markers.len() >= run_files as usize {
-            let grace = self.settings.grace;
-            tracing::info!(
-                run_id,
-                ?grace,
-                "every file of the run was streamed; deleting after the grace period"
-            );
-            {
-                let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-                if pending.contains(&prefix) {
-                    return Ok(());
-                }
-                pending.push(prefix.clone());
+            .map_err(|e| self.state_error(run_id, e, &marker))?;
+        if !self
+            .run_complete(run_id, &prefix, run_endpoints, &reader)
+            .await?
+        {
+            return Ok(());
+        }
+        let delay = self.settings.grace + self.settings.share_window;
+        tracing::info!(
+            run_id,
+            ?delay,
+            "every endpoint of the run was streamed; deleting after the grace period"
+        );
+        {
+            let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+            if pending.iter().any(|p| p.prefix == prefix) {
+                return Ok(());
             }
-            let this = Arc::clone(self);
-            tokio::spawn(async move {
-                tokio::time::sleep(grace).await;
-                // Stays listed while it is deleted, so a shutdown flush waits for it too.
-                let still_pending = this
-                    .pending
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .contains(&prefix);
-                if still_pending {
-                    this.delete_run(&prefix, "consumed").await;
-                    this.pending
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .retain(|p| p != &prefix);
-                }
+            pending.push(PendingDelete {
+                run_id: run_id.to_string(),
+                prefix: prefix.clone(),
+                run_endpoints,
+                reader: reader.clone(),
             });
         }
+        let this = Arc::clone(self);
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            let entry = this
+                .pending
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter()
+                .find(|p| p.prefix == prefix)
+                .cloned();
+            // Stays listed while it is deleted, so a shutdown flush waits for it too.
+            if let Some(entry) = entry {
+                this.delete_if_complete(&entry).await;
+                this.pending
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .retain(|p| p.prefix != prefix);
+            }
+        });
         Ok(())
+    }
+
+    /// Deletes a consumed run unless a reader joined since and is still streaming it.
+    async fn delete_if_complete(&self, entry: &PendingDelete) {
+        match self
+            .run_complete(
+                &entry.run_id,
+                &entry.prefix,
+                entry.run_endpoints,
+                &entry.reader,
+            )
+            .await
+        {
+            Ok(true) => self.delete_run(&entry.prefix, "consumed").await,
+            Ok(false) => tracing::info!(
+                run_id = entry.run_id,
+                "another reader is still streaming the run; kept"
+            ),
+            Err(error) => tracing::warn!(%error, "could not check a consumed run; the sweeper will delete it"),
+        }
     }
 
     /// Deletes at once the consumed runs still waiting out their grace period (on shutdown, so
     /// that a stopping server leaves nothing behind).
     pub async fn flush_pending(&self) {
-        let prefixes = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|e| e.into_inner()));
-        for prefix in prefixes {
-            self.delete_run(&prefix, "consumed").await;
+        let entries = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|e| e.into_inner()));
+        for entry in entries {
+            self.delete_if_complete(&entry).await;
         }
     }
 
-    /// Deletes a run at once (CancelFlightInfo).
-    pub async fn cancel_run(&self, run_id: &str) -> Result<(), StageError> {
+    /// Marks that a run has several readers (snapshot reuse): from now on it is deleted only
+    /// when all the readers listed have streamed it, or cancelled it.
+    pub async fn add_readers(&self, run_id: &str, readers: &[&str]) -> Result<(), StageError> {
         let prefix = self.run_prefix(run_id)?;
+        for reader in readers {
+            let reader = reader_name(reader)?;
+            let path = Path::from(format!("{prefix}readers/{reader}"));
+            self.store
+                .put(&path, PutPayload::from_static(b""))
+                .await
+                .map_err(|e| self.state_error(run_id, e, &path))?;
+        }
+        // A run cancelled or deleted meanwhile cannot be shared.
+        let manifest = Path::from(format!("{prefix}manifest"));
+        self.store
+            .head(&manifest)
+            .await
+            .map_err(|e| self.state_error(run_id, e, &manifest))?;
+        Ok(())
+    }
+
+    /// CancelFlightInfo from `reader`: the run is deleted at once, unless it is shared and another
+    /// reader still needs it; then only this reader leaves it.
+    pub async fn cancel_run(&self, run_id: &str, reader: &str) -> Result<(), StageError> {
+        let prefix = self.run_prefix(run_id)?;
+        let reader = reader_name(reader)?;
+        let readers = self
+            .list_names(run_id, &Path::from(format!("{prefix}readers/")))
+            .await?;
+        let others = readers.iter().filter(|r| **r != reader).count();
+        if others > 0 {
+            let path = Path::from(format!("{prefix}readers/{reader}"));
+            match self.store.delete(&path).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(self.state_error(run_id, e, &path)),
+            }
+            tracing::info!(
+                run_id,
+                others,
+                "cancelled by one reader; kept for the others"
+            );
+            return Ok(());
+        }
         self.delete_run(&prefix, "cancelled").await;
         Ok(())
     }
@@ -608,6 +769,23 @@ mod tests {
         }
     }
 
+    /// A Parquet file of one Int64 column holding `values`, `rows_per_group` rows per row group.
+    pub(crate) fn parquet_file(values: &[i64], rows_per_group: usize) -> Vec<u8> {
+        use arrow::array::{ArrayRef, Int64Array, RecordBatch};
+        use parquet::arrow::ArrowWriter;
+        use parquet::file::properties::WriterProperties;
+        let column: ArrayRef = Arc::new(Int64Array::from(values.to_vec()));
+        let batch = RecordBatch::try_from_iter([("v", column)]).unwrap();
+        let props = WriterProperties::builder()
+            .set_max_row_group_row_count(Some(rows_per_group))
+            .build();
+        let mut out = Vec::new();
+        let mut writer = ArrowWriter::try_new(&mut out, batch.schema(), Some(props)).unwrap();
+        writer.write(&batch).unwrap();
+        writer.close().unwrap();
+        out
+    }
+
     /// An unloader that writes what UNLOAD would, or fails as told.
     #[derive(Debug)]
     struct FakeUnloader {
@@ -624,15 +802,17 @@ mod tests {
             let start = text.find("TO 's3://b/").unwrap() + "TO 's3://b/".len();
             let prefix = &text[start..start + text[start..].find('\'').unwrap()];
             let data = Path::from(format!("{prefix}0000_part_00.parquet"));
+            let bytes = parquet_file(&[1], 1);
+            let size = bytes.len();
             self.store
-                .put(&data, PutPayload::from_static(b"PAR1"))
+                .put(&data, PutPayload::from(bytes))
                 .await
                 .unwrap();
             if let Some(error) = self.failures.lock().unwrap().pop() {
                 return Err(error);
             }
             let manifest = format!(
-                r#"{{"entries":[{{"url":"s3://b/{data}","meta":{{"content_length":4,"record_count":1}}}}]}}"#
+                r#"{{"entries":[{{"url":"s3://b/{data}","meta":{{"content_length":{size},"record_count":1}}}}]}}"#
             );
             self.store
                 .put(
@@ -666,6 +846,8 @@ mod tests {
             ttl: Duration::from_secs(60),
             grace: Duration::from_millis(10),
             max_parallel: 2,
+            endpoint_rows: 0,
+            share_window: Duration::ZERO,
             retry: RetrySettings {
                 max_retries: 2,
                 min_delay: Duration::from_millis(1),
@@ -748,7 +930,7 @@ mod tests {
         let (stager, store, _) = fixture(vec![]);
         let run = stager.stage(&plan()).await.unwrap();
         stager
-            .file_consumed(&run.run_id, &run.files[0].key, 1)
+            .file_consumed(&run.run_id, "0000_part_00.parquet", 1, "ab")
             .await
             .unwrap();
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -791,9 +973,9 @@ mod tests {
             left.contains(&"stage/not-a-run/x".to_string()),
             "foreign folders are left alone"
         );
-        stager.cancel_run(&b.run_id).await.unwrap();
+        stager.cancel_run(&b.run_id, "ab").await.unwrap();
         assert!(keys(&store).await.iter().all(|k| !k.contains(&b.run_id)));
-        assert!(stager.cancel_run("../other").await.is_err());
+        assert!(stager.cancel_run("../other", "ab").await.is_err());
         stager.delete_run("other/", "cancelled").await;
         stager.delete_run("stage/../other/", "cancelled").await;
         assert!(keys(&store).await.contains(&"other/keep.txt".to_string()));
