@@ -55,7 +55,7 @@ pub(super) async fn do_action(
             let info = request
                 .info
                 .ok_or_else(|| bad("CancelFlightInfoRequest has no info"))?;
-            let mut runs: Vec<(String, String)> = Vec::new();
+            let mut runs: Vec<(String, String, u32)> = Vec::new();
             for endpoint in &info.endpoint {
                 let ticket = endpoint
                     .ticket
@@ -65,14 +65,17 @@ pub(super) async fn do_action(
                 let payload = service
                     .tickets
                     .decode(&ticket.ticket, SystemTime::UNIX_EPOCH)?;
-                let run = (payload.run_id, payload.reader);
+                let run = (payload.run_id, payload.reader, payload.run_endpoints);
                 if !runs.contains(&run) {
                     runs.push(run);
                 }
             }
-            for (run_id, reader) in &runs {
+            for (run_id, reader, run_endpoints) in &runs {
                 service.snapshots.forget_run(run_id);
-                service.stager.cancel_run(run_id, reader).await?;
+                service
+                    .stager
+                    .cancel_run(run_id, reader, *run_endpoints)
+                    .await?;
             }
             let status = if runs.is_empty() {
                 CancelStatus::NotCancellable

@@ -636,8 +636,13 @@ impl Stager {
     }
 
     /// CancelFlightInfo from `reader`: the run is deleted at once, unless it is shared and another
-    /// reader still needs it; then only this reader leaves it.
-    pub async fn cancel_run(&self, run_id: &str, reader: &str) -> Result<(), StageError> {
+    /// reader has not streamed all its `run_endpoints` endpoints yet; then only this reader leaves.
+    pub async fn cancel_run(
+        &self,
+        run_id: &str,
+        reader: &str,
+        run_endpoints: u32,
+    ) -> Result<(), StageError> {
         let prefix = self.run_prefix(run_id)?;
         let reader = reader_name(reader)?;
         let readers = self
@@ -650,12 +655,22 @@ impl Stager {
                 Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
                 Err(e) => return Err(self.state_error(run_id, e, &path)),
             }
-            tracing::info!(
-                run_id,
-                others,
-                "cancelled by one reader; kept for the others"
-            );
-            return Ok(());
+            let other = readers.iter().find(|r| **r != reader).cloned();
+            let done = match other {
+                Some(other) => {
+                    self.run_complete(run_id, &prefix, run_endpoints, &other)
+                        .await?
+                }
+                None => false,
+            };
+            if !done {
+                tracing::info!(
+                    run_id,
+                    others,
+                    "cancelled by one reader; kept for the others"
+                );
+                return Ok(());
+            }
         }
         self.delete_run(&prefix, "cancelled").await;
         Ok(())
@@ -973,9 +988,9 @@ mod tests {
             left.contains(&"stage/not-a-run/x".to_string()),
             "foreign folders are left alone"
         );
-        stager.cancel_run(&b.run_id, "ab").await.unwrap();
+        stager.cancel_run(&b.run_id, "ab", 1).await.unwrap();
         assert!(keys(&store).await.iter().all(|k| !k.contains(&b.run_id)));
-        assert!(stager.cancel_run("../other", "ab").await.is_err());
+        assert!(stager.cancel_run("../other", "ab", 1).await.is_err());
         stager.delete_run("other/", "cancelled").await;
         stager.delete_run("stage/../other/", "cancelled").await;
         assert!(keys(&store).await.contains(&"other/keep.txt".to_string()));
