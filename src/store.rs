@@ -247,3 +247,87 @@ impl AsyncFileReader for ObjectReader {
         .boxed()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::{ArrayRef, Int32Array, RecordBatch};
+    use object_store::memory::InMemory;
+    use object_store::{ObjectStoreExt, PutPayload};
+    use parquet::arrow::ArrowWriter;
+    use parquet::arrow::async_reader::AsyncFileReader;
+    use parquet::file::properties::WriterProperties;
+
+    use super::*;
+
+    /// A Parquet file of `columns` Int32 columns and 10 rows in row groups of 4.
+    fn file(columns: usize) -> Vec<u8> {
+        let arrays: Vec<(String, ArrayRef)> = (0..columns)
+            .map(|c| {
+                let values: ArrayRef = Arc::new(Int32Array::from_iter_values(0..10));
+                (format!("column_with_a_long_name_{c}"), values)
+            })
+            .collect();
+        let batch = RecordBatch::try_from_iter(arrays).unwrap();
+        let props = WriterProperties::builder()
+            .set_max_row_group_row_count(Some(4))
+            .build();
+        let mut out = Vec::new();
+        let mut writer = ArrowWriter::try_new(&mut out, batch.schema(), Some(props)).unwrap();
+        writer.write(&batch).unwrap();
+        writer.close().unwrap();
+        out
+    }
+
+    async fn reader(bytes: Vec<u8>) -> ObjectReader {
+        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let size = bytes.len() as u64;
+        store
+            .put(&Path::from("f.parquet"), PutPayload::from(bytes))
+            .await
+            .unwrap();
+        ObjectReader::new(store, Path::from("f.parquet"), size)
+    }
+
+    #[tokio::test]
+    async fn footers_small_and_larger_than_the_prefetch_are_read_and_measured() {
+        for columns in [3, 800] {
+            let bytes = file(columns);
+            let metadata_len = u32::from_le_bytes(bytes[bytes.len() - 8..][..4].try_into().unwrap());
+            let mut reader = reader(bytes).await;
+            let (metadata, footer_len) = reader.read_footer().await.unwrap();
+            assert_eq!(footer_len, u64::from(metadata_len) + 8, "{columns} columns");
+            assert_eq!(
+                footer_len > FOOTER_PREFETCH as u64,
+                columns == 800,
+                "both paths are exercised"
+            );
+            assert_eq!(metadata.num_row_groups(), 3);
+            assert_eq!(metadata.file_metadata().num_rows(), 10);
+            assert_eq!(metadata.file_metadata().schema_descr().num_columns(), columns);
+            // Told the footer's length, the reader fetches exactly it and decodes the same.
+            reader = reader.with_footer_len(Some(footer_len));
+            let again = reader.get_metadata(None).await.unwrap();
+            assert_eq!(again.num_row_groups(), 3);
+            assert_eq!(again.file_metadata().num_rows(), 10);
+        }
+    }
+
+    #[tokio::test]
+    async fn files_that_are_not_parquet_are_refused() {
+        for bytes in [
+            b"PAR1".to_vec(),
+            b"just some text that is long enough".to_vec(),
+            [b"PAR1".as_slice(), &[0xff, 0xff, 0xff, 0x00], b"PAR1"].concat(),
+        ] {
+            let reader = reader(bytes.clone()).await;
+            assert!(reader.read_footer().await.is_err(), "{bytes:?}");
+        }
+        // A nonsense footer length in the ticket is ignored, not trusted.
+        let bytes = file(2);
+        let size = bytes.len() as u64;
+        let mut reader = reader(bytes).await.with_footer_len(Some(size + 10));
+        assert_eq!(reader.get_metadata(None).await.unwrap().num_row_groups(), 3);
+    }
+}

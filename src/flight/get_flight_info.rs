@@ -99,7 +99,7 @@ async fn snapshot(
     let reader = new_reader_id();
     if !service.snapshots.enabled() {
         let (plan, run) = plan_and_stage_fresh(service, principal, request).await?;
-        return Ok((Snapshot::new(plan, run, reader.clone()), reader, false));
+        return Ok((snapshot_of(plan, run, &reader), reader, false));
     }
     // Resolving first checks the caller may read the table, whoever staged the snapshot.
     let table = service
@@ -108,9 +108,9 @@ async fn snapshot(
     let key = SnapshotKey::new(&table.table, request);
     let (snapshot, joined) = service
         .snapshots
-        .get_or_stage(key, || async {
+        .get_or_compute(key, || async {
             let (plan, run) = plan_and_stage_fresh(service, principal, request).await?;
-            Ok(Snapshot::new(plan, run, reader.clone()))
+            Ok::<_, ServiceError>(snapshot_of(plan, run, &reader))
         })
         .await?;
     if !joined {
@@ -132,8 +132,16 @@ async fn snapshot(
         Err(error) => {
             tracing::info!(%error, "the shared run is gone; staging afresh");
             let (plan, run) = plan_and_stage_fresh(service, principal, request).await?;
-            Ok((Snapshot::new(plan, run, reader.clone()), reader, false))
+            Ok((snapshot_of(plan, run, &reader), reader, false))
         }
+    }
+}
+
+fn snapshot_of(plan: Plan, run: Option<StagedRun>, reader: &str) -> Snapshot {
+    Snapshot {
+        plan,
+        run,
+        first_reader: reader.to_string(),
     }
 }
 

@@ -28,7 +28,7 @@ use crate::catalog::{Catalog, TableInfo};
 use crate::stage::Stager;
 use crate::ticket::TicketCodec;
 pub use error::ServiceError;
-pub use snapshots::Snapshots;
+pub use snapshots::{SingleFlight, Snapshot, SnapshotKey, Snapshots};
 
 /// Everything the RPCs share.
 #[derive(Debug)]

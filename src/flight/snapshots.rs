@@ -11,48 +11,34 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::hash::Hash;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::OnceCell;
 
-use super::ServiceError;
 use crate::catalog::TableRef;
 use crate::plan::{FlightRequest, Plan};
 use crate::stage::StagedRun;
 
 /// What identical requests share.
 #[derive(Debug, Clone)]
-pub(super) struct Snapshot {
+pub struct Snapshot {
     /// The plan, its window closed.
     pub plan: Plan,
     /// The staged run (`None`: nothing new since the cursor).
     pub run: Option<StagedRun>,
     /// The reader id of the request that staged it.
     pub first_reader: String,
-    /// When it was ready.
-    ready_at: Instant,
-}
-
-impl Snapshot {
-    /// A snapshot staged by `first_reader` now.
-    pub(super) fn new(plan: Plan, run: Option<StagedRun>, first_reader: String) -> Self {
-        Self {
-            plan,
-            run,
-            first_reader,
-            ready_at: Instant::now(),
-        }
-    }
 }
 
 /// The identity of a request, for sharing.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub(super) struct SnapshotKey(String);
+pub struct SnapshotKey(String);
 
 impl SnapshotKey {
     /// The key of `request` once its table resolved to `table`.
-    pub(super) fn new(table: &TableRef, request: &FlightRequest) -> Self {
+    pub fn new(table: &TableRef, request: &FlightRequest) -> Self {
         let key = serde_json::json!([
             table.schema,
             table.table,
@@ -67,14 +53,25 @@ impl SnapshotKey {
 }
 
 /// The registry of shareable snapshots.
-#[derive(Debug)]
-pub struct Snapshots {
-    window: Duration,
-    entries: Mutex<HashMap<SnapshotKey, Arc<OnceCell<Snapshot>>>>,
-}
+pub type Snapshots = SingleFlight<SnapshotKey, Snapshot>;
 
 impl Snapshots {
-    /// A registry sharing snapshots for `window` after they are staged (zero: never shares).
+    /// Stops sharing a run (cancelled).
+    pub fn forget_run(&self, run_id: &str) {
+        self.forget(|s| s.run.as_ref().is_some_and(|run| run.run_id == run_id));
+    }
+}
+
+/// Single flight with a reuse window: one computation per key at a time, its result shared with
+/// every caller that asks while it runs or within `window` after it finished.
+#[derive(Debug)]
+pub struct SingleFlight<K, V> {
+    window: Duration,
+    entries: Mutex<HashMap<K, Arc<OnceCell<(V, Instant)>>>>,
+}
+
+impl<K: Eq + Hash + Clone, V: Clone> SingleFlight<K, V> {
+    /// Shares results for `window` after they are ready (zero: never shares).
     pub fn new(window: Duration) -> Self {
         Self {
             window,
@@ -82,26 +79,24 @@ impl Snapshots {
         }
     }
 
-    /// Whether requests are shared at all.
+    /// Whether anything is shared at all.
     pub fn enabled(&self) -> bool {
         !self.window.is_zero()
     }
 
-    fn fresh(&self, cell: &OnceCell<Snapshot>, now: Instant) -> bool {
+    fn fresh(&self, cell: &OnceCell<(V, Instant)>, now: Instant) -> bool {
         cell.get()
-            .is_none_or(|s| now.duration_since(s.ready_at) < self.window)
+            .is_none_or(|(_, ready_at)| now.duration_since(*ready_at) < self.window)
     }
 
-    /// The snapshot for `key`: the one being staged or staged within the window, else the one
-    /// `stage` makes. The boolean is true when the snapshot was made by another request.
-    pub(super) async fn get_or_stage<F, Fut>(
-        &self,
-        key: SnapshotKey,
-        stage: F,
-    ) -> Result<(Snapshot, bool), ServiceError>
+    /// The value for `key`: the one being computed or computed within the window, else the one
+    /// `compute` makes. The boolean is true when another caller computed it. Failures are not
+    /// shared: the next caller computes afresh (as does one waiting when the computation fails or
+    /// its caller goes away).
+    pub async fn get_or_compute<F, Fut, E>(&self, key: K, compute: F) -> Result<(V, bool), E>
     where
         F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<Snapshot, ServiceError>>,
+        Fut: Future<Output = Result<V, E>>,
     {
         let cell = {
             let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
@@ -109,33 +104,114 @@ impl Snapshots {
             entries.retain(|_, cell| self.fresh(cell, now));
             Arc::clone(entries.entry(key.clone()).or_default())
         };
-        let mut staged_here = false;
+        let mut computed_here = false;
         let result = cell
             .get_or_try_init(|| {
-                staged_here = true;
-                stage()
+                computed_here = true;
+                async { compute().await.map(|value| (value, Instant::now())) }
             })
             .await
-            .cloned();
+            .map(|(value, _)| value.clone());
         if result.is_err() {
-            // Nothing to share: forget the cell so the next request starts afresh.
             let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
             if entries.get(&key).is_some_and(|c| Arc::ptr_eq(c, &cell)) {
                 entries.remove(&key);
             }
         }
-        result.map(|snapshot| (snapshot, !staged_here))
+        result.map(|value| (value, !computed_here))
     }
 
-    /// Stops sharing a run (cancelled).
-    pub fn forget_run(&self, run_id: &str) {
+    /// Stops sharing the values `matches` picks.
+    pub fn forget(&self, matches: impl Fn(&V) -> bool) {
         self.entries
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .retain(|_, cell| {
-                cell.get()
-                    .and_then(|s| s.run.as_ref())
-                    .is_none_or(|run| run.run_id != run_id)
-            });
+            .retain(|_, cell| cell.get().is_none_or(|(value, _)| !matches(value)));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn concurrent_and_recent_callers_share_one_computation() {
+        let flight = Arc::new(SingleFlight::<&str, usize>::new(Duration::from_millis(300)));
+        let calls = Arc::new(AtomicUsize::new(0));
+        let compute = |calls: Arc<AtomicUsize>| async move {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            Ok::<_, String>(calls.fetch_add(1, Ordering::SeqCst) + 1)
+        };
+        let (a, b) = tokio::join!(
+            flight.get_or_compute("t", || compute(Arc::clone(&calls))),
+            flight.get_or_compute("t", || compute(Arc::clone(&calls)))
+        );
+        let (a, b) = (a.unwrap(), b.unwrap());
+        assert_eq!((a.0, b.0), (1, 1), "one computation");
+        assert!(a.1 != b.1, "exactly one of them computed it");
+        let c = flight
+            .get_or_compute("t", || compute(Arc::clone(&calls)))
+            .await
+            .unwrap();
+        assert_eq!(c, (1, true), "within the window");
+        let other = flight
+            .get_or_compute("u", || compute(Arc::clone(&calls)))
+            .await
+            .unwrap();
+        assert_eq!(other, (2, false), "another key computes its own");
+        tokio::time::sleep(Duration::from_millis(350)).await;
+        let d = flight
+            .get_or_compute("t", || compute(Arc::clone(&calls)))
+            .await
+            .unwrap();
+        assert_eq!(d, (3, false), "past the window");
+        flight.forget(|v| *v == 3);
+        let e = flight
+            .get_or_compute("t", || compute(Arc::clone(&calls)))
+            .await
+            .unwrap();
+        assert_eq!(e, (4, false), "forgotten");
+    }
+
+    #[tokio::test]
+    async fn failures_and_abandoned_computations_are_not_shared() {
+        let flight = Arc::new(SingleFlight::<&str, u32>::new(Duration::from_secs(60)));
+        let failed = flight
+            .get_or_compute("t", || async { Err::<u32, _>("boom") })
+            .await;
+        assert_eq!(failed, Err("boom"));
+        let ok = flight
+            .get_or_compute("t", || async { Ok::<_, &str>(7) })
+            .await;
+        assert_eq!(ok, Ok((7, false)));
+
+        // The first caller goes away mid-computation: a waiting caller computes instead.
+        let first = {
+            let flight = Arc::clone(&flight);
+            tokio::spawn(async move {
+                flight
+                    .get_or_compute("v", || async {
+                        tokio::time::sleep(Duration::from_secs(60)).await;
+                        Ok::<_, &str>(1)
+                    })
+                    .await
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let second = {
+            let flight = Arc::clone(&flight);
+            tokio::spawn(async move {
+                flight
+                    .get_or_compute("v", || async { Ok::<_, &str>(2) })
+                    .await
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        first.abort();
+        assert_eq!(second.await.unwrap(), Ok((2, false)));
+        let disabled = SingleFlight::<&str, u32>::new(Duration::ZERO);
+        assert!(!disabled.enabled());
     }
 }
