@@ -197,7 +197,7 @@ raw_config! {
     redshift_ssl_root_cert: "REDSHIFT_FLIGHT_REDSHIFT_SSL_ROOT_CERT", secret = false;
     /// A staged file with more rows is split into several endpoints by row-group ranges (default 1048576; 0: one endpoint per file).
     endpoint_rows: "REDSHIFT_FLIGHT_ENDPOINT_ROWS", secret = false;
-    /// Identical GetFlightInfo requests share one staged run while it is being staged and for this many seconds after (default 5; 0: never).
+    /// Identical GetFlightInfo requests share one staged run while it is being staged and for this many seconds after (default 0: only while it is being staged; `off`: never).
     snapshot_reuse_seconds: "REDSHIFT_FLIGHT_SNAPSHOT_REUSE_SECONDS", secret = false;
     /// Threads decoding Parquet for DoGet, apart from the gRPC runtime (default 0: one per CPU).
     decode_threads: "REDSHIFT_FLIGHT_DECODE_THREADS", secret = false;
@@ -305,8 +305,8 @@ pub struct Config {
     pub redshift_ssl_root_cert: Option<PathBuf>,
     /// Rows above which a file is split into several endpoints (0: never).
     pub endpoint_rows: u64,
-    /// Window in which identical requests share a staged run (zero: never).
-    pub snapshot_reuse: Duration,
+    /// How long after staging identical requests still share a run (`None`: never shared).
+    pub snapshot_reuse: Option<Duration>,
     /// Parquet decoding threads (0: one per CPU).
     pub decode_threads: usize,
     /// Allow an unauthenticated non-loopback listener.
@@ -691,13 +691,16 @@ impl Config {
                 1 << 20,
                 0..=1_000_000_000_000,
             )?,
-            snapshot_reuse: Duration::from_secs(parse_number(
-                raw.snapshot_reuse_seconds,
-                "snapshot_reuse_seconds",
-                "a number of seconds from 0 to 3600",
-                5,
-                0..=3600,
-            )?),
+            snapshot_reuse: match optional(raw.snapshot_reuse_seconds) {
+                Some(off) if off.trim().eq_ignore_ascii_case("off") => None,
+                other => Some(Duration::from_secs(parse_number(
+                    other,
+                    "snapshot_reuse_seconds",
+                    "a number of seconds from 0 to 3600, or off",
+                    0,
+                    0..=3600,
+                )?)),
+            },
             decode_threads: parse_number(
                 raw.decode_threads,
                 "decode_threads",
@@ -820,6 +823,35 @@ mod tests {
                 .to_string()
                 .starts_with("tls_key is required")
         );
+    }
+
+    #[test]
+    fn performance_keys_have_defaults_and_bounds() {
+        let config = parse(seed_json()).unwrap();
+        assert_eq!(config.endpoint_rows, 1 << 20);
+        assert_eq!(config.snapshot_reuse, Some(Duration::ZERO));
+        assert_eq!(config.decode_threads, 0);
+        for (value, want) in [
+            ("off", None),
+            ("OFF", None),
+            ("0", Some(Duration::ZERO)),
+            ("30", Some(Duration::from_secs(30))),
+        ] {
+            let mut json = seed_json();
+            json["snapshot_reuse_seconds"] = value.into();
+            assert_eq!(parse(json).unwrap().snapshot_reuse, want, "{value}");
+        }
+        for (key, bad) in [
+            ("snapshot_reuse_seconds", "-1"),
+            ("snapshot_reuse_seconds", "never"),
+            ("endpoint_rows", "many"),
+            ("decode_threads", "1000"),
+        ] {
+            let mut json = seed_json();
+            json[key] = bad.into();
+            let error = parse(json).unwrap_err().to_string();
+            assert!(error.starts_with(key), "{error}");
+        }
     }
 
     #[test]

@@ -146,7 +146,11 @@ impl Parts {
                 max_parallel: config.max_parallel_workers,
                 retry: RetrySettings::default(),
                 endpoint_rows: config.endpoint_rows,
-                share_window: config.snapshot_reuse,
+                // Joining readers register within milliseconds of the run being ready; the margin
+                // covers them when a first reader finishes at once.
+                share_window: config
+                    .snapshot_reuse
+                    .map_or(Duration::ZERO, |window| window + Duration::from_secs(1)),
             },
             Arc::clone(&metrics),
         ));

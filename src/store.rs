@@ -294,7 +294,8 @@ mod tests {
     async fn footers_small_and_larger_than_the_prefetch_are_read_and_measured() {
         for columns in [3, 800] {
             let bytes = file(columns);
-            let metadata_len = u32::from_le_bytes(bytes[bytes.len() - 8..][..4].try_into().unwrap());
+            let metadata_len =
+                u32::from_le_bytes(bytes[bytes.len() - 8..][..4].try_into().unwrap());
             let mut reader = reader(bytes).await;
             let (metadata, footer_len) = reader.read_footer().await.unwrap();
             assert_eq!(footer_len, u64::from(metadata_len) + 8, "{columns} columns");
@@ -305,7 +306,10 @@ mod tests {
             );
             assert_eq!(metadata.num_row_groups(), 3);
             assert_eq!(metadata.file_metadata().num_rows(), 10);
-            assert_eq!(metadata.file_metadata().schema_descr().num_columns(), columns);
+            assert_eq!(
+                metadata.file_metadata().schema_descr().num_columns(),
+                columns
+            );
             // Told the footer's length, the reader fetches exactly it and decodes the same.
             reader = reader.with_footer_len(Some(footer_len));
             let again = reader.get_metadata(None).await.unwrap();

@@ -112,7 +112,7 @@ impl TicketPayload {
     /// The row groups this endpoint streams, or `None` for the whole file.
     pub fn row_groups(&self) -> Option<std::ops::Range<usize>> {
         (self.row_group_end > 0)
-            .then(|| self.row_group_start as usize..self.row_group_end as usize)
+            .then_some(self.row_group_start as usize..self.row_group_end as usize)
     }
 
     /// A name for this endpoint, unique within its run: the file name and its row-group range.

@@ -101,7 +101,7 @@ async fn large_files_split_into_row_group_endpoints_and_every_row_arrives_once()
         ("s3_prefix", &prefix),
         ("endpoint_rows", "2500"),
         ("staging_grace_seconds", "0"),
-        ("snapshot_reuse_seconds", "0"),
+        ("snapshot_reuse_seconds", "off"),
     ])
     .await;
     let mut flight = server.client().await;
@@ -120,7 +120,11 @@ async fn large_files_split_into_row_group_endpoints_and_every_row_arrives_once()
     let sizes: Vec<usize> = per_endpoint.iter().map(Vec::len).collect();
     assert_eq!(sizes.iter().filter(|&&n| n == 3000).count(), 6, "{sizes:?}");
     assert_eq!(sizes.iter().filter(|&&n| n == 1000).count(), 2, "{sizes:?}");
-    assert_rows(per_endpoint, &expected(&schema).await, "every row once, exactly");
+    assert_rows(
+        per_endpoint,
+        &expected(&schema).await,
+        "every row once, exactly",
+    );
 
     let gone = eventually(Duration::from_secs(15), || async {
         keys_under(&format!("{prefix}/{run}/")).await.is_empty()
@@ -141,7 +145,7 @@ async fn a_run_is_kept_until_every_endpoint_was_streamed() {
         ("s3_prefix", &prefix),
         ("endpoint_rows", "1000"),
         ("staging_grace_seconds", "0"),
-        ("snapshot_reuse_seconds", "0"),
+        ("snapshot_reuse_seconds", "off"),
     ])
     .await;
     let mut flight = server.client().await;
@@ -149,7 +153,11 @@ async fn a_run_is_kept_until_every_endpoint_was_streamed() {
         .get_flight_info(FlightDescriptor::new_path(vec![schema.clone(), "t".into()]))
         .await
         .unwrap();
-    assert_eq!(info.endpoint.len(), 6, "one endpoint per row group of one file");
+    assert_eq!(
+        info.endpoint.len(),
+        6,
+        "one endpoint per row group of one file"
+    );
     let run = run_id(&info);
     let mut total = 0;
     for i in 0..5 {
@@ -210,7 +218,11 @@ async fn identical_requests_share_one_unload_and_the_run_lives_until_every_reade
     let (a, b) = tokio::join!(get(descriptor.clone()), get(descriptor.clone()));
     // One within the window after it was staged.
     let c = get(descriptor.clone()).await;
-    assert_eq!(emulator.unload_stats().started(), 1, "one UNLOAD for three requests");
+    assert_eq!(
+        emulator.unload_stats().started(),
+        1,
+        "one UNLOAD for three requests"
+    );
     let run = run_id(&a);
     assert_eq!((run_id(&b), run_id(&c)), (run.clone(), run.clone()));
     let reused: Vec<bool> = [&a, &b, &c]

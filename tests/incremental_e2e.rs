@@ -410,12 +410,11 @@ async fn unloads_beyond_max_parallel_workers_queue_and_honour_deadlines() {
     )
     .await;
     let port = emulator.local_addr().port().to_string();
-    let server =
-    TestServer::start(&[
+    let server = TestServer::start(&[
         ("redshift_port", &port),
         ("max_parallel_workers", "1"),
         // Identical requests would otherwise share one UNLOAD.
-        ("snapshot_reuse_seconds", "0"),
+        ("snapshot_reuse_seconds", "off"),
     ])
     .await;
     let descriptor = FlightDescriptor::new_path(vec![schema.clone(), "t".into()]);

@@ -95,8 +95,6 @@ async fn cancel_deletes_at_once_and_renew_extends() {
         ("s3_prefix", &prefix),
         ("staging_ttl_seconds", "6"),
         ("sweep_interval_seconds", "1"),
-        // Two runs of the same table: one renewed, one left to expire.
-        ("snapshot_reuse_seconds", "0"),
     ])
     .await;
     let mut flight = server.client().await;

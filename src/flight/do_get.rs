@@ -169,15 +169,14 @@ pub(super) async fn do_get(
     let metrics = Arc::clone(&service.metrics);
     let rows_span = span.clone();
     let mut rows_sent: u64 = 0;
-    let batches = with_keepalive(batches, Arc::clone(&schema), service.keepalive).inspect(
-        move |batch| {
+    let batches =
+        with_keepalive(batches, Arc::clone(&schema), service.keepalive).inspect(move |batch| {
             if let Ok(batch) = batch {
                 rows_sent += batch.num_rows() as u64;
                 metrics.rows_sent.inc_by(batch.num_rows() as u64);
                 rows_span.record("rows_sent", rows_sent);
             }
-        },
-    );
+        });
     let encoded = FlightDataEncoderBuilder::new()
         .with_schema(schema)
         .build(batches)

@@ -1,7 +1,7 @@
 //! Snapshot reuse (single flight): identical GetFlightInfo requests share one staged run instead of
 //! running UNLOAD twice. A request that finds an identical one being planned waits for it; one
-//! that arrives within the reuse window after it was staged gets the same plan and run, as a new
-//! reader. Readers of a shared run are recorded in the run (see `Stager::add_readers`), so the run
+//! that arrives within the reuse window (`snapshot_reuse_seconds`, default 0) after it was staged
+//! gets the same plan and run, as a new reader. Readers of a shared run are recorded in the run (see `Stager::add_readers`), so the run
 //! is deleted only once all of them have streamed it, on any replica.
 //!
 //! Requests are identical when they resolve to the same table and ask the same columns, mode,
@@ -62,17 +62,21 @@ impl Snapshots {
     }
 }
 
+/// A value being computed, or computed and when it was ready.
+type Slot<V> = OnceCell<(V, Instant)>;
+
 /// Single flight with a reuse window: one computation per key at a time, its result shared with
 /// every caller that asks while it runs or within `window` after it finished.
 #[derive(Debug)]
 pub struct SingleFlight<K, V> {
-    window: Duration,
-    entries: Mutex<HashMap<K, Arc<OnceCell<(V, Instant)>>>>,
+    window: Option<Duration>,
+    entries: Mutex<HashMap<K, Arc<Slot<V>>>>,
 }
 
 impl<K: Eq + Hash + Clone, V: Clone> SingleFlight<K, V> {
-    /// Shares results for `window` after they are ready (zero: never shares).
-    pub fn new(window: Duration) -> Self {
+    /// Shares results while they are computed and for `window` after they are ready (`None`:
+    /// never shares).
+    pub fn new(window: Option<Duration>) -> Self {
         Self {
             window,
             entries: Mutex::new(HashMap::new()),
@@ -81,12 +85,13 @@ impl<K: Eq + Hash + Clone, V: Clone> SingleFlight<K, V> {
 
     /// Whether anything is shared at all.
     pub fn enabled(&self) -> bool {
-        !self.window.is_zero()
+        self.window.is_some()
     }
 
-    fn fresh(&self, cell: &OnceCell<(V, Instant)>, now: Instant) -> bool {
+    fn fresh(&self, cell: &Slot<V>, now: Instant) -> bool {
+        let window = self.window.unwrap_or_default();
         cell.get()
-            .is_none_or(|(_, ready_at)| now.duration_since(*ready_at) < self.window)
+            .is_none_or(|(_, ready_at)| now.duration_since(*ready_at) < window)
     }
 
     /// The value for `key`: the one being computed or computed within the window, else the one
@@ -138,7 +143,9 @@ mod tests {
 
     #[tokio::test]
     async fn concurrent_and_recent_callers_share_one_computation() {
-        let flight = Arc::new(SingleFlight::<&str, usize>::new(Duration::from_millis(300)));
+        let flight = Arc::new(SingleFlight::<&str, usize>::new(Some(
+            Duration::from_millis(300),
+        )));
         let calls = Arc::new(AtomicUsize::new(0));
         let compute = |calls: Arc<AtomicUsize>| async move {
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -177,7 +184,9 @@ mod tests {
 
     #[tokio::test]
     async fn failures_and_abandoned_computations_are_not_shared() {
-        let flight = Arc::new(SingleFlight::<&str, u32>::new(Duration::from_secs(60)));
+        let flight = Arc::new(SingleFlight::<&str, u32>::new(Some(Duration::from_secs(
+            60,
+        ))));
         let failed = flight
             .get_or_compute("t", || async { Err::<u32, _>("boom") })
             .await;
@@ -211,7 +220,22 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(50)).await;
         first.abort();
         assert_eq!(second.await.unwrap(), Ok((2, false)));
-        let disabled = SingleFlight::<&str, u32>::new(Duration::ZERO);
+        let disabled = SingleFlight::<&str, u32>::new(None);
         assert!(!disabled.enabled());
+        // Window zero: shared while computing only.
+        let inflight = Arc::new(SingleFlight::<&str, u32>::new(Some(Duration::ZERO)));
+        let slow = || async {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            Ok::<_, &str>(1)
+        };
+        let (a, b) = tokio::join!(
+            inflight.get_or_compute("t", slow),
+            inflight.get_or_compute("t", || async { Ok::<_, &str>(2) })
+        );
+        assert_eq!((a.unwrap().0, b.unwrap().0), (1, 1));
+        let c = inflight
+            .get_or_compute("t", || async { Ok::<_, &str>(3) })
+            .await;
+        assert_eq!(c, Ok((3, false)), "finished: not shared any more");
     }
 }

@@ -106,9 +106,9 @@ pub async fn read_layouts(
         .map(|file| read_layout(Arc::clone(store), bucket.to_string(), file.clone()))
         .collect();
     futures::stream::iter(reads)
-    .buffered(FOOTER_READS)
-    .try_collect()
-    .await
+        .buffered(FOOTER_READS)
+        .try_collect()
+        .await
 }
 
 async fn read_layout(
@@ -205,12 +205,7 @@ mod tests {
         ];
         assert_eq!(
             ranges(&split(&layouts, 100)),
-            vec![
-                (0, 0..2, 20),
-                (1, 0..2, 120),
-                (1, 2..4, 65),
-                (3, 0..1, 500),
-            ]
+            vec![(0, 0..2, 20), (1, 0..2, 120), (1, 2..4, 65), (3, 0..1, 500),]
         );
         assert_eq!(
             ranges(&split(&layouts, 0)),

@@ -601,7 +601,9 @@ impl Stager {
                 run_id = entry.run_id,
                 "another reader is still streaming the run; kept"
             ),
-            Err(error) => tracing::warn!(%error, "could not check a consumed run; the sweeper will delete it"),
+            Err(error) => {
+                tracing::warn!(%error, "could not check a consumed run; the sweeper will delete it")
+            }
         }
     }
 

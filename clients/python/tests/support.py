@@ -180,7 +180,11 @@ PAYLOAD_FIELDS = {
     8: ("columns", "column*"),
     9: ("expires_at_ms", "int64"),
     10: ("primary_key", "str*"),
-    11: ("run_files", "varint"),
+    11: ("run_endpoints", "varint"),
+    12: ("row_group_start", "varint"),
+    13: ("row_group_end", "varint"),
+    14: ("footer_len", "varint"),
+    15: ("reader", "str"),
 }
 COLUMN_FIELDS = {1: ("name", "str"), 2: ("catalog_type", "str"), 3: ("nullable", "bool")}
 

@@ -284,11 +284,12 @@ def test_flight_info_fields_and_app_metadata(client, all_types):
     meta = app_metadata(info)
     assert set(meta) == {
         "table", "mode", "reason", "replication_key", "replication_key_source", "next_cursor", "lower_bound",
-        "upper_bound", "lookback", "run_id", "expires_at", "files",
+        "upper_bound", "lookback", "run_id", "expires_at", "files", "snapshot_reused",
     }, meta
+    assert meta["snapshot_reused"] is False
     assert meta["mode"] == "full" and meta["reason"] == "full snapshot requested"
     assert meta["table"] == f"{schema}.{table}"
-    assert meta["files"] == len(endpoints)
+    assert 1 <= meta["files"] <= len(endpoints)
     # No preferred column name: the first TIMESTAMP, TIMESTAMPTZ or DATE column is the key, and a
     # full snapshot's next_cursor is its MAX at planning, so an incremental chain can start here.
     assert meta["replication_key"] == "date" and meta["replication_key_source"] == "inferred"
@@ -296,9 +297,11 @@ def test_flight_info_fields_and_app_metadata(client, all_types):
     assert meta["upper_bound"] == "9999-12-31"
     assert decode_cursor(meta["next_cursor"]) == {"s": schema, "t": table, "k": "date", "y": "date", "b": "9999-12-31"}
     assert dt.datetime.fromisoformat(meta["expires_at"].replace("Z", "+00:00")) > before
-    # Every GetFlightInfo stages a fresh run.
+    # A GetFlightInfo after the first was answered stages a fresh run (snapshot_reuse_seconds 0:
+    # only requests arriving while an identical one is staged share its run).
     again = client.get_flight_info(path(schema, table))
     assert app_metadata(again)["run_id"] != meta["run_id"]
+    assert app_metadata(again)["snapshot_reused"] is False
     cancel_flight(client, info)  # neither is read: drop both staged runs now
     cancel_flight(client, again)
 

@@ -9,6 +9,7 @@ so there is nothing for the Flight SQL driver to talk to."""
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 
@@ -153,17 +154,46 @@ def test_read_flight_helper_in_parallel_matches(flight_server, big_table, flight
 
 
 def test_concurrent_flights_beyond_max_parallel_workers(flight_server, pg, make_schema):
-    """Sixteen clients at once against max_parallel_workers = 4: UNLOADs queue, none fails."""
+    """Sixteen clients at once, each for its own table, against max_parallel_workers = 4: UNLOADs
+    queue, none fails."""
     schema = make_schema("concurrent")
-    pg.execute(sql.SQL("CREATE TABLE {}.t (id integer)").format(sql.Identifier(schema)))
-    pg.execute(sql.SQL("INSERT INTO {}.t SELECT generate_series(1, 1000)").format(sql.Identifier(schema)))
+    for i in range(16):
+        pg.execute(sql.SQL("CREATE TABLE {}.{} (id integer)").format(sql.Identifier(schema), sql.Identifier(f"t{i}")))
+        pg.execute(
+            sql.SQL("INSERT INTO {}.{} SELECT generate_series(1, 1000)").format(
+                sql.Identifier(schema), sql.Identifier(f"t{i}")
+            )
+        )
 
-    def one(_):
+    def one(i):
         client = flight_server.connect()
-        info = client.get_flight_info(path(schema, "t"))
+        info = client.get_flight_info(path(schema, f"t{i}"))
         return app_metadata(info)["run_id"], read_flight(client, info).column("id").to_pylist()
 
     with ThreadPoolExecutor(max_workers=16) as pool:
         results = list(pool.map(one, range(16)))
-    assert len({run for run, _ in results}) == 16, "every GetFlightInfo stages its own run"
+    assert len({run for run, _ in results}) == 16, "every table is staged in its own run"
     assert all(sorted(ids) == list(range(1, 1001)) for _, ids in results)
+
+
+def test_sixteen_identical_requests_share_one_unload(flight_server, pg, make_schema):
+    """Sixteen clients asking for the same table at once get one staged run (snapshot reuse), each
+    reads all of it, and the run goes once the last of them is done."""
+    schema = make_schema("shared")
+    pg.execute(sql.SQL("CREATE TABLE {}.t (id integer)").format(sql.Identifier(schema)))
+    pg.execute(sql.SQL("INSERT INTO {}.t SELECT generate_series(1, 1000)").format(sql.Identifier(schema)))
+    barrier = threading.Barrier(16)
+
+    def one(_):
+        client = flight_server.connect()
+        barrier.wait()
+        info = client.get_flight_info(path(schema, "t"))
+        meta = app_metadata(info)
+        return meta["run_id"], meta["snapshot_reused"], read_flight(client, info).column("id").to_pylist()
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        results = list(pool.map(one, range(16)))
+    runs = {run for run, _, _ in results}
+    assert len(runs) == 1, runs
+    assert sorted(reused for _, reused, _ in results) == [False] + [True] * 15
+    assert all(sorted(ids) == list(range(1, 1001)) for _, _, ids in results)

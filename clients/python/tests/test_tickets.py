@@ -6,6 +6,7 @@ documented statuses. Also: replicas sharing ticket_secret serve each other's tic
 from __future__ import annotations
 
 import json
+import re
 import time
 
 import boto3
@@ -41,7 +42,11 @@ GOLDEN_PAYLOAD = {
     "columns": [{"name": "c", "catalog_type": "integer", "nullable": True}],
     "expires_at_ms": 4,
     "primary_key": [],
-    "run_files": 0,
+    "run_endpoints": 0,
+    "row_group_start": 0,
+    "row_group_end": 0,
+    "footer_len": 0,
+    "reader": "",
 }
 
 
@@ -96,8 +101,18 @@ def test_issued_tickets_follow_the_documented_format(flight_server, staged):
         assert payload["expires_at_ms"] == expiry.value
         payloads.append(payload)
     assert sum(p["rows"] for p in payloads) == info.total_records == 50
-    assert sum(p["file_size"] for p in payloads) == info.total_bytes
-    assert len({p["key"] for p in payloads}) == len(payloads)
+    sizes = {p["key"]: p["file_size"] for p in payloads}
+    assert sum(sizes.values()) == info.total_bytes
+    assert len(sizes) == meta["files"]
+    # Each endpoint is a whole file (row_group_end 0) or a distinct range of its row groups.
+    parts = {(p["key"], p["row_group_start"], p["row_group_end"]) for p in payloads}
+    assert len(parts) == len(payloads)
+    assert all(p["run_endpoints"] == len(payloads) for p in payloads)
+    # The footer's length, measured at planning: metadata + the 8-byte tail, inside the file.
+    assert all(8 < p["footer_len"] < p["file_size"] for p in payloads)
+    # One reader id per FlightInfo: 16 hex digits.
+    readers = {p["reader"] for p in payloads}
+    assert len(readers) == 1 and re.fullmatch(r"[0-9a-f]{16}", readers.pop())
 
 
 def test_expired_ticket_is_failed_precondition(client, flight_server, staged):
