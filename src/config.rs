@@ -199,6 +199,8 @@ raw_config! {
     endpoint_rows: "REDSHIFT_FLIGHT_ENDPOINT_ROWS", secret = false;
     /// Identical GetFlightInfo requests share one staged run while it is being staged and for this many seconds after (default 0: only while it is being staged; `off`: never).
     snapshot_reuse_seconds: "REDSHIFT_FLIGHT_SNAPSHOT_REUSE_SECONDS", secret = false;
+    /// MB of Parquet row groups all DoGet streams may hold at once; further streams wait their turn (default 512; 0: unbounded).
+    stream_memory_mb: "REDSHIFT_FLIGHT_STREAM_MEMORY_MB", secret = false;
     /// Threads decoding Parquet for DoGet, apart from the gRPC runtime (default 0: one per CPU).
     decode_threads: "REDSHIFT_FLIGHT_DECODE_THREADS", secret = false;
     /// `true`: allow listening on a non-loopback address without authentication (a warning is logged).
@@ -307,6 +309,8 @@ pub struct Config {
     pub endpoint_rows: u64,
     /// How long after staging identical requests still share a run (`None`: never shared).
     pub snapshot_reuse: Option<Duration>,
+    /// Row-group bytes DoGet streams may hold at once (`None`: unbounded).
+    pub stream_memory: Option<u64>,
     /// Parquet decoding threads (0: one per CPU).
     pub decode_threads: usize,
     /// Allow an unauthenticated non-loopback listener.
@@ -701,6 +705,16 @@ impl Config {
                     0..=3600,
                 )?)),
             },
+            stream_memory: match parse_number(
+                raw.stream_memory_mb,
+                "stream_memory_mb",
+                "a number of MB from 0 to 1048576",
+                512u64,
+                0..=1_048_576,
+            )? {
+                0 => None,
+                mb => Some(mb * 1024 * 1024),
+            },
             decode_threads: parse_number(
                 raw.decode_threads,
                 "decode_threads",
@@ -777,7 +791,7 @@ mod tests {
             "require for non-loopback hosts"
         );
         assert!(!config.insecure);
-        assert_eq!(RawConfig::KEYS.len(), 42);
+        assert_eq!(RawConfig::KEYS.len(), 43);
     }
 
     #[test]
@@ -831,6 +845,7 @@ mod tests {
         assert_eq!(config.endpoint_rows, 1 << 20);
         assert_eq!(config.snapshot_reuse, Some(Duration::ZERO));
         assert_eq!(config.decode_threads, 0);
+        assert_eq!(config.stream_memory, Some(512 << 20));
         for (value, want) in [
             ("off", None),
             ("OFF", None),
@@ -846,6 +861,7 @@ mod tests {
             ("snapshot_reuse_seconds", "never"),
             ("endpoint_rows", "many"),
             ("decode_threads", "1000"),
+            ("stream_memory_mb", "-5"),
         ] {
             let mut json = seed_json();
             json[key] = bad.into();

@@ -263,6 +263,7 @@ impl Application {
             snapshots: crate::flight::Snapshots::new(config.snapshot_reuse),
             decoder: crate::decode::Decoder::new(config.decode_threads)
                 .map_err(StartError::Decoder)?,
+            stream_memory: config.stream_memory.map(crate::store::MemoryBudget::new),
         });
         let bind = |address: SocketAddr| async move {
             TcpListener::bind(address)

@@ -126,13 +126,54 @@ pub fn build_s3(config: &Config) -> Result<Arc<dyn ObjectStore>, StoreError> {
     Ok(Arc::new(store))
 }
 
-/// Parquet's [`AsyncFileReader`] over one object of an [`ObjectStore`] whose size is known.
+/// A server-wide bound on the row-group bytes DoGet streams hold at once: each stream takes its
+/// row group's share before fetching it and gives it back when it moves to the next one (or ends),
+/// so many concurrent clients queue for memory instead of exhausting it. A row group larger than
+/// the whole budget takes all of it, and runs alone.
 #[derive(Debug, Clone)]
+pub struct MemoryBudget {
+    permits: Arc<tokio::sync::Semaphore>,
+    total: u32,
+}
+
+/// Bytes per permit of a [`MemoryBudget`].
+const BUDGET_UNIT: u64 = 64 * 1024;
+
+impl MemoryBudget {
+    /// A budget of `bytes`.
+    pub fn new(bytes: u64) -> Self {
+        let total = (bytes / BUDGET_UNIT).clamp(1, u64::from(u32::MAX >> 4)) as u32;
+        Self {
+            permits: Arc::new(tokio::sync::Semaphore::new(total as usize)),
+            total,
+        }
+    }
+
+    /// Waits until `bytes` are free, and holds them until the permit is dropped.
+    pub async fn reserve(&self, bytes: u64) -> tokio::sync::OwnedSemaphorePermit {
+        let units = bytes.div_ceil(BUDGET_UNIT).clamp(1, u64::from(self.total)) as u32;
+        Arc::clone(&self.permits)
+            .acquire_many_owned(units)
+            .await
+            .unwrap_or_else(|_| unreachable!("the budget's semaphore is never closed"))
+    }
+
+    /// Bytes free right now.
+    pub fn available(&self) -> u64 {
+        self.permits.available_permits() as u64 * BUDGET_UNIT
+    }
+}
+
+/// Parquet's [`AsyncFileReader`] over one object of an [`ObjectStore`] whose size is known.
+#[derive(Debug)]
 pub struct ObjectReader {
     store: Arc<dyn ObjectStore>,
     path: Path,
     file_size: u64,
     footer_len: Option<u64>,
+    budget: Option<MemoryBudget>,
+    /// The share of the budget the row group being decoded holds.
+    held: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 impl ObjectReader {
@@ -143,7 +184,15 @@ impl ObjectReader {
             path,
             file_size,
             footer_len: None,
+            budget: None,
+            held: None,
         }
+    }
+
+    /// Makes row-group fetches take their bytes from `budget` first.
+    pub fn with_budget(mut self, budget: Option<MemoryBudget>) -> Self {
+        self.budget = budget;
+        self
     }
 
     /// Tells the reader the footer's length (metadata plus the 8-byte tail, as
@@ -221,6 +270,12 @@ impl AsyncFileReader for ObjectReader {
         ranges: Vec<Range<u64>>,
     ) -> BoxFuture<'_, parquet::errors::Result<Vec<Bytes>>> {
         async move {
+            // The previous row group is decoded once the next one is asked for.
+            self.held = None;
+            if let Some(budget) = &self.budget {
+                let bytes = ranges.iter().map(|r| r.end.saturating_sub(r.start)).sum();
+                self.held = Some(budget.reserve(bytes).await);
+            }
             self.store
                 .get_ranges(&self.path, &ranges)
                 .await
@@ -316,6 +371,42 @@ mod tests {
             assert_eq!(again.num_row_groups(), 3);
             assert_eq!(again.file_metadata().num_rows(), 10);
         }
+    }
+
+    #[tokio::test]
+    async fn row_groups_hold_their_share_of_the_budget_until_the_next_one() {
+        let budget = MemoryBudget::new(10 * BUDGET_UNIT);
+        let bytes = file(2);
+        let mut reader = reader(bytes).await.with_budget(Some(budget.clone()));
+        reader
+            .get_byte_ranges(vec![0..BUDGET_UNIT, BUDGET_UNIT..3 * BUDGET_UNIT / 2])
+            .await
+            .err();
+        assert_eq!(
+            budget.available(),
+            8 * BUDGET_UNIT,
+            "rounded up to whole units"
+        );
+        reader.get_byte_ranges(vec![0..10, 20..30]).await.unwrap();
+        assert_eq!(
+            budget.available(),
+            9 * BUDGET_UNIT,
+            "the previous share went back"
+        );
+        // Bigger than the whole budget: takes all of it, so it waits for the others.
+        let other = budget.reserve(100 * BUDGET_UNIT);
+        tokio::pin!(other);
+        assert!(
+            tokio::time::timeout(std::time::Duration::from_millis(50), &mut other)
+                .await
+                .is_err(),
+            "waits while another stream holds a share"
+        );
+        drop(reader);
+        let all = other.await;
+        assert_eq!(budget.available(), 0);
+        drop(all);
+        assert_eq!(budget.available(), 10 * BUDGET_UNIT);
     }
 
     #[tokio::test]

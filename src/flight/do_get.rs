@@ -3,7 +3,10 @@
 //! Nothing collects the file: the footer costs one ranged GET (its length is in the ticket), the
 //! Parquet stream reads one row group's column chunks at a time, and reading, decoding and IPC
 //! encoding run on the decode runtime (see `crate::decode`), at most [`PREFETCH_MESSAGES`]
-//! messages ahead of the gRPC stream; tonic pulling the stream is the backpressure. A client that goes away drops the stream, which aborts the reading task.
+//! messages ahead of the gRPC stream (decoding and encoding are two tasks, so one stream keeps two
+//! threads busy); tonic pulling the stream is the backpressure, and a server-wide memory budget
+//! (`stream_memory_mb`) bounds the row groups all streams hold. A client that goes away drops the
+//! stream, which aborts its tasks.
 //! While the file is slow to arrive, empty keep-alive batches stop proxies from cutting the stream.
 //! Once the file has been streamed to the end, the run is told (see `Stager::file_consumed`).
 
@@ -70,16 +73,20 @@ fn with_keepalive(
     })
 }
 
-/// Runs `messages` on the decode runtime, at most [`PREFETCH_MESSAGES`] ahead of the consumer;
-/// stops after the first error.
-fn run_ahead(
+/// Runs `items` on the decode runtime, at most [`PREFETCH_MESSAGES`] ahead of the consumer; stops
+/// after the first error.
+fn run_ahead<T, E>(
     decoder: &Decoder,
-    messages: impl Stream<Item = Result<FlightData, Status>> + Send + 'static,
-) -> impl Stream<Item = Result<FlightData, Status>> + Send + 'static {
+    items: impl Stream<Item = Result<T, E>> + Send + 'static,
+) -> impl Stream<Item = Result<T, E>> + Send + 'static
+where
+    T: Send + 'static,
+    E: Send + 'static,
+{
     let (tx, rx) = tokio::sync::mpsc::channel(PREFETCH_MESSAGES);
     let task = decoder.spawn(async move {
-        let mut messages = std::pin::pin!(messages);
-        while let Some(item) = messages.next().await {
+        let mut items = std::pin::pin!(items);
+        while let Some(item) = items.next().await {
             let failed = item.is_err();
             if tx.send(item).await.is_err() || failed {
                 break;
@@ -136,7 +143,8 @@ pub(super) async fn do_get(
         Path::from(key.as_str()),
         payload.file_size,
     )
-    .with_footer_len((payload.footer_len > 0).then_some(payload.footer_len));
+    .with_footer_len((payload.footer_len > 0).then_some(payload.footer_len))
+    .with_budget(service.stream_memory.clone());
     let mut builder = ParquetRecordBatchStreamBuilder::new(reader)
         .await
         .map_err(|e| read_error(e, &bucket, &key))?

@@ -53,6 +53,8 @@ pub struct Service {
     pub snapshots: snapshots::Snapshots,
     /// Where DoGet decodes Parquet, apart from the gRPC runtime.
     pub decoder: crate::decode::Decoder,
+    /// Row-group bytes all DoGet streams may hold at once.
+    pub stream_memory: Option<crate::store::MemoryBudget>,
 }
 
 /// A Flight `expiration_time` from Unix milliseconds.
