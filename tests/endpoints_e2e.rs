@@ -298,3 +298,36 @@ async fn a_reader_that_cancels_a_shared_run_leaves_it_to_the_others() {
     assert!(keys_under(&format!("{prefix}/{run}/")).await.is_empty());
     server.stop().await;
 }
+
+#[tokio::test]
+async fn streams_beyond_the_memory_budget_take_turns_and_every_row_arrives() {
+    let schema = table(40_000).await;
+    let emulator = own_emulator(2000, 4, FaultSettings::default()).await;
+    let port = emulator.local_addr().port().to_string();
+    let prefix = unique("rsf-ep-budget");
+    let server = TestServer::start(&[
+        ("redshift_port", &port),
+        ("s3_prefix", &prefix),
+        ("endpoint_rows", "2000"),
+        // 1 MB is 16 shares of 64 KiB and each row group takes at least one: of the 20 streams
+        // below, some must wait for others to finish.
+        ("stream_memory_mb", "1"),
+        ("snapshot_reuse_seconds", "off"),
+    ])
+    .await;
+    let mut flight = server.client().await;
+    let info = flight
+        .get_flight_info(FlightDescriptor::new_path(vec![schema.clone(), "t".into()]))
+        .await
+        .unwrap();
+    assert_eq!(info.endpoint.len(), 20);
+    let per_endpoint = tokio::time::timeout(Duration::from_secs(60), read_parallel(&server, &info))
+        .await
+        .expect("no stream starves");
+    assert_rows(
+        per_endpoint,
+        &expected(&schema).await,
+        "all rows, budget in turns",
+    );
+    server.stop().await;
+}
