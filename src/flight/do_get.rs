@@ -10,12 +10,13 @@
 //! While the file is slow to arrive, empty keep-alive batches stop proxies from cutting the stream.
 //! Once the file has been streamed to the end, the run is told (see `Stager::file_consumed`).
 
+use std::ops::Range;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
 use arrow::array::RecordBatch;
-use arrow::datatypes::SchemaRef;
+use arrow::datatypes::{Schema, SchemaRef};
 use arrow_flight::encode::FlightDataEncoderBuilder;
 use arrow_flight::error::FlightError;
 use arrow_flight::{FlightData, Ticket};
@@ -24,6 +25,7 @@ use futures::{Stream, StreamExt, TryStreamExt};
 use object_store::path::Path;
 use parquet::arrow::ParquetRecordBatchStreamBuilder;
 use parquet::errors::ParquetError;
+use parquet::file::metadata::ParquetMetaData;
 use tonic::Status;
 
 use super::{Service, ServiceError};
@@ -33,9 +35,36 @@ use crate::decode::Decoder;
 use crate::normalize::normalize_batch;
 use crate::store::{ObjectReader, StoreError};
 
-/// Rows per record batch read from Parquet: small enough that a batch fits one gRPC message and
-/// a stream holds little beyond its row group (64k-row batches doubled peak RSS in bench/run).
-const BATCH_ROWS: usize = 8 * 1024;
+/// Arrow bytes a record batch aims at: one gRPC message each (the encoder splits batches above
+/// 2 MiB, re-encoding their slices), and little held per stream beyond its row group.
+const TARGET_BATCH_BYTES: u64 = 1 << 20;
+/// Bounds of the rows per batch.
+const MIN_BATCH_ROWS: usize = 256;
+const MAX_BATCH_ROWS: usize = 64 * 1024;
+
+/// Rows per batch for the row groups read: [`TARGET_BATCH_BYTES`] over the bytes a row takes,
+/// estimated from the footer (uncompressed size per row) and, as a floor, from the schema's
+/// fixed widths (dictionary-encoded pages understate decoded strings).
+fn batch_rows(metadata: &ParquetMetaData, groups: Option<&Range<usize>>, schema: &Schema) -> usize {
+    let (rows, bytes) = metadata
+        .row_groups()
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| groups.is_none_or(|g| g.contains(i)))
+        .fold((0u64, 0u64), |(rows, bytes), (_, rg)| {
+            (
+                rows + rg.num_rows().max(0) as u64,
+                bytes + rg.total_byte_size().max(0) as u64,
+            )
+        });
+    let fixed: u64 = schema
+        .fields()
+        .iter()
+        .map(|f| f.data_type().primitive_width().map_or(4, |w| w as u64))
+        .sum();
+    let per_row = (bytes / rows.max(1)).max(fixed).max(1);
+    ((TARGET_BATCH_BYTES / per_row) as usize).clamp(MIN_BATCH_ROWS, MAX_BATCH_ROWS)
+}
 
 /// Encoded messages buffered ahead of the gRPC stream: while one is sent, the next batches are
 /// fetched, decoded and encoded. Bounds memory to a few batches per stream.
@@ -147,8 +176,9 @@ pub(super) async fn do_get(
     .with_budget(service.stream_memory.clone());
     let mut builder = ParquetRecordBatchStreamBuilder::new(reader)
         .await
-        .map_err(|e| read_error(e, &bucket, &key))?
-        .with_batch_size(BATCH_ROWS);
+        .map_err(|e| read_error(e, &bucket, &key))?;
+    let rows = batch_rows(builder.metadata(), payload.row_groups().as_ref(), &schema);
+    builder = builder.with_batch_size(rows);
     if let Some(range) = payload.row_groups() {
         let groups = builder.metadata().num_row_groups();
         if range.start >= range.end || range.end > groups {
@@ -221,4 +251,66 @@ pub(super) async fn do_get(
     })
     .filter_map(futures::future::ready);
     Ok(encoded.chain(completion).boxed())
+}
+
+#[cfg(test)]
+mod tests {
+    use arrow::array::{ArrayRef, Int32Array, StringArray};
+    use parquet::arrow::ArrowWriter;
+    use parquet::file::properties::WriterProperties;
+    use parquet::file::reader::FileReader;
+    use parquet::file::serialized_reader::SerializedFileReader;
+
+    use super::*;
+
+    fn metadata(batch: &RecordBatch, rows_per_group: usize) -> ParquetMetaData {
+        let props = WriterProperties::builder()
+            .set_max_row_group_row_count(Some(rows_per_group))
+            .set_dictionary_enabled(false)
+            .build();
+        let mut out = Vec::new();
+        let mut writer = ArrowWriter::try_new(&mut out, batch.schema(), Some(props)).unwrap();
+        writer.write(batch).unwrap();
+        writer.close().unwrap();
+        SerializedFileReader::new(bytes::Bytes::from(out))
+            .unwrap()
+            .metadata()
+            .clone()
+    }
+
+    #[test]
+    fn batches_aim_at_one_megabyte_within_bounds() {
+        let ints: ArrayRef = Arc::new(Int32Array::from_iter_values(0..20_000));
+        let narrow = RecordBatch::try_from_iter([("i", ints)]).unwrap();
+        let meta = metadata(&narrow, 10_000);
+        assert_eq!(batch_rows(&meta, None, &narrow.schema()), MAX_BATCH_ROWS);
+
+        // 40 columns of 100-byte strings: about 4 KB a row, so about 256 rows a megabyte.
+        let text: ArrayRef = Arc::new(StringArray::from_iter_values(
+            (0..2000).map(|i| format!("{i:0>100}")),
+        ));
+        let wide =
+            RecordBatch::try_from_iter((0..40).map(|c| (format!("c{c}"), Arc::clone(&text))))
+                .unwrap();
+        let meta = metadata(&wide, 1000);
+        let rows = batch_rows(&meta, None, &wide.schema());
+        assert!((MIN_BATCH_ROWS..=300).contains(&rows), "{rows}");
+        assert_eq!(batch_rows(&meta, Some(&(1..2)), &wide.schema()), rows);
+
+        // The schema's fixed widths are a floor: 600 Int64 columns are 4.8 KB a row.
+        let wide_ints: Vec<arrow::datatypes::Field> = (0..600)
+            .map(|c| {
+                arrow::datatypes::Field::new(
+                    format!("c{c}"),
+                    arrow::datatypes::DataType::Int64,
+                    true,
+                )
+            })
+            .collect();
+        let schema = Schema::new(wide_ints);
+        assert_eq!(
+            batch_rows(&metadata(&narrow, 10_000), None, &schema),
+            MIN_BATCH_ROWS
+        );
+    }
 }
