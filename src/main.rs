@@ -119,6 +119,7 @@ async fn run(cli: Cli) -> Result<(), String> {
                 cursor: None,
                 replication_key: None,
                 lookback: None,
+                dictionary: false,
             };
             let plan = Plan::try_new(
                 info,

@@ -22,6 +22,7 @@
 //!   uint32 row_group_end = 13;     //   end = 0 means the whole file
 //!   uint64 footer_len = 14;        // Parquet metadata + 8-byte tail (0: unknown): one ranged GET
 //!   string reader = 15;            // the FlightInfo this ticket belongs to (runs may be shared)
+//!   bool dictionary = 16;          // CHAR/VARCHAR as dictionary<int32, utf8>
 //! }
 //! Column { string name = 1; string catalog_type = 2; bool nullable = 3; }
 //! ```
@@ -106,6 +107,9 @@ pub struct TicketPayload {
     /// Id of the FlightInfo that issued this ticket (several may share a staged run).
     #[prost(string, tag = "15")]
     pub reader: String,
+    /// CHAR and VARCHAR columns as dictionaries.
+    #[prost(bool, tag = "16")]
+    pub dictionary: bool,
 }
 
 impl TicketPayload {
@@ -263,6 +267,7 @@ mod tests {
             row_group_end: 5,
             footer_len: 777,
             reader: "0123456789abcdef".into(),
+            dictionary: true,
         }
     }
 

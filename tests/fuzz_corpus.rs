@@ -145,6 +145,7 @@ fn seed_payload() -> TicketPayload {
         row_group_end: 2,
         footer_len: 512,
         reader: "00000000000000ff".into(),
+        dictionary: true,
     }
 }
 

@@ -11,7 +11,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use arrow::datatypes::{Schema, SchemaRef};
+use arrow::datatypes::{DataType, Schema, SchemaRef};
 use tokio::sync::Mutex;
 
 use crate::plan::sql::{self, QuoteError, Sql};
@@ -179,6 +179,31 @@ pub fn promised_schema(
         ),
     ]);
     Arc::new(Schema::new_with_metadata(fields, metadata))
+}
+
+/// The type CHAR and VARCHAR columns take when a client asks for dictionary-encoded strings.
+pub fn dictionary_string_type() -> DataType {
+    DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8))
+}
+
+/// `schema` with its CHAR and VARCHAR columns (`types`, in order) as dictionary-encoded strings:
+/// the dictionaries Redshift wrote into the Parquet files are kept, not expanded.
+pub fn with_dictionary_strings(schema: &SchemaRef, types: &[RedshiftType]) -> SchemaRef {
+    let fields: Vec<_> = schema
+        .fields()
+        .iter()
+        .zip(types)
+        .map(|(field, rtype)| match rtype {
+            RedshiftType::Char | RedshiftType::Varchar => Arc::new(
+                field
+                    .as_ref()
+                    .clone()
+                    .with_data_type(dictionary_string_type()),
+            ),
+            _ => Arc::clone(field),
+        })
+        .collect();
+    Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
 }
 
 /// Exact match first, else a unique case-insensitive match (Redshift folds unquoted names to

@@ -16,21 +16,24 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
 use arrow::array::RecordBatch;
-use arrow::datatypes::{Schema, SchemaRef};
-use arrow_flight::encode::FlightDataEncoderBuilder;
+use arrow::datatypes::{DataType, Schema, SchemaRef};
+use arrow_flight::encode::{DictionaryHandling, FlightDataEncoderBuilder};
 use arrow_flight::error::FlightError;
 use arrow_flight::{FlightData, Ticket};
 use futures::stream::BoxStream;
 use futures::{Stream, StreamExt, TryStreamExt};
 use object_store::path::Path;
 use parquet::arrow::ParquetRecordBatchStreamBuilder;
+use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
 use parquet::errors::ParquetError;
 use parquet::file::metadata::ParquetMetaData;
 use tonic::Status;
 
 use super::{Service, ServiceError};
 use crate::auth::Principal;
-use crate::catalog::{ColumnInfo, RedshiftType, TableRef, promised_schema};
+use crate::catalog::{
+    ColumnInfo, RedshiftType, TableRef, promised_schema, with_dictionary_strings,
+};
 use crate::decode::Decoder;
 use crate::normalize::normalize_batch;
 use crate::store::{ObjectReader, StoreError};
@@ -128,6 +131,25 @@ where
     })
 }
 
+/// The file's own Arrow schema with the columns promised as dictionaries asked as dictionaries.
+fn dictionary_hint(file: &SchemaRef, promised: &SchemaRef) -> SchemaRef {
+    let fields: Vec<_> = file
+        .fields()
+        .iter()
+        .zip(promised.fields())
+        .map(|(field, want)| match want.data_type() {
+            DataType::Dictionary(..) if field.data_type() == &DataType::Utf8 => Arc::new(
+                field
+                    .as_ref()
+                    .clone()
+                    .with_data_type(want.data_type().clone()),
+            ),
+            _ => Arc::clone(field),
+        })
+        .collect();
+    Arc::new(Schema::new_with_metadata(fields, file.metadata().clone()))
+}
+
 fn read_error(error: ParquetError, bucket: &str, key: &str) -> ServiceError {
     match error {
         ParquetError::External(source) => match source.downcast::<object_store::Error>() {
@@ -162,8 +184,11 @@ pub(super) async fn do_get(
         .iter()
         .map(|c| ColumnInfo::new(c.name.clone(), c.catalog_type.clone(), c.nullable))
         .collect();
-    let schema = promised_schema(&table, &payload.primary_key, &columns);
-    let types: Vec<RedshiftType> = columns.into_iter().map(|c| c.redshift_type).collect();
+    let types: Vec<RedshiftType> = columns.iter().map(|c| c.redshift_type.clone()).collect();
+    let mut schema = promised_schema(&table, &payload.primary_key, &columns);
+    if payload.dictionary {
+        schema = with_dictionary_strings(&schema, &types);
+    }
 
     let bucket = service.stager.bucket().to_string();
     let key = payload.key.clone();
@@ -174,9 +199,22 @@ pub(super) async fn do_get(
     )
     .with_footer_len((payload.footer_len > 0).then_some(payload.footer_len))
     .with_budget(service.stream_memory.clone());
-    let mut builder = ParquetRecordBatchStreamBuilder::new(reader)
+    let mut reader = reader;
+    let mut metadata = ArrowReaderMetadata::load_async(&mut reader, ArrowReaderOptions::new())
         .await
         .map_err(|e| read_error(e, &bucket, &key))?;
+    if payload.dictionary {
+        // Ask the Parquet reader for dictionaries where strings are promised as dictionaries: it
+        // then keeps the file's dictionary pages instead of expanding them. A file whose schema
+        // does not allow it still streams: normalisation casts.
+        let hint = dictionary_hint(metadata.schema(), &schema);
+        let options = ArrowReaderOptions::new().with_schema(hint);
+        match ArrowReaderMetadata::try_new(Arc::clone(metadata.metadata()), options) {
+            Ok(with_dictionaries) => metadata = with_dictionaries,
+            Err(error) => tracing::debug!(%error, "strings will be dictionary-encoded by a cast"),
+        }
+    }
+    let mut builder = ParquetRecordBatchStreamBuilder::new_with_metadata(reader, metadata);
     let rows = batch_rows(builder.metadata(), payload.row_groups().as_ref(), &schema);
     builder = builder.with_batch_size(rows);
     if let Some(range) = payload.row_groups() {
@@ -217,6 +255,8 @@ pub(super) async fn do_get(
         });
     let encoded = FlightDataEncoderBuilder::new()
         .with_schema(schema)
+        // Dictionaries go out when they change (once per row group and column), not expanded.
+        .with_dictionary_handling(DictionaryHandling::Resend)
         .build(batches)
         .map_err(Status::from);
 

@@ -236,6 +236,7 @@ fn endpoints(service: &Service, plan: &Plan, run: &StagedRun, reader: &str) -> V
                 row_group_end: if whole { 0 } else { part.row_groups.end },
                 footer_len: layout.footer_len,
                 reader: reader.to_string(),
+                dictionary: plan.dictionary,
             };
             FlightEndpoint::new()
                 .with_ticket(Ticket::new(service.tickets.encode(&payload)))

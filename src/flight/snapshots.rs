@@ -47,6 +47,7 @@ impl SnapshotKey {
             request.cursor,
             request.replication_key,
             request.lookback,
+            request.dictionary,
         ]);
         Self(key.to_string())
     }

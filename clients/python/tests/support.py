@@ -185,6 +185,7 @@ PAYLOAD_FIELDS = {
     13: ("row_group_end", "varint"),
     14: ("footer_len", "varint"),
     15: ("reader", "str"),
+    16: ("dictionary", "bool"),
 }
 COLUMN_FIELDS = {1: ("name", "str"), 2: ("catalog_type", "str"), 3: ("nullable", "bool")}
 

@@ -47,6 +47,7 @@ GOLDEN_PAYLOAD = {
     "row_group_end": 0,
     "footer_len": 0,
     "reader": "",
+    "dictionary": False,
 }
 
 
