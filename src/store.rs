@@ -158,6 +158,12 @@ impl MemoryBudget {
             .unwrap_or_else(|_| unreachable!("the budget's semaphore is never closed"))
     }
 
+    /// Takes `bytes` if they are free right now.
+    pub fn try_reserve(&self, bytes: u64) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        let units = bytes.div_ceil(BUDGET_UNIT).clamp(1, u64::from(self.total)) as u32;
+        Arc::clone(&self.permits).try_acquire_many_owned(units).ok()
+    }
+
     /// Bytes free right now.
     pub fn available(&self) -> u64 {
         self.permits.available_permits() as u64 * BUDGET_UNIT
@@ -174,6 +180,32 @@ pub struct ObjectReader {
     budget: Option<MemoryBudget>,
     /// The share of the budget the row group being decoded holds.
     held: Option<tokio::sync::OwnedSemaphorePermit>,
+    /// The column-chunk ranges of each row group to read, in reading order.
+    read_ahead: Vec<Vec<Range<u64>>>,
+    /// The next row group, being fetched while the current one is decoded.
+    pending: Option<Pending>,
+}
+
+/// A row group fetched ahead: its index in the read-ahead list and the task fetching it.
+#[derive(Debug)]
+struct Pending {
+    group: usize,
+    task: tokio::task::JoinHandle<Fetched>,
+}
+
+/// What a read-ahead task brings back: the ranges, their bytes (or the error) and the budget share.
+type Fetched = (
+    Vec<Range<u64>>,
+    object_store::Result<Vec<Bytes>>,
+    Option<tokio::sync::OwnedSemaphorePermit>,
+);
+
+impl Drop for ObjectReader {
+    fn drop(&mut self) {
+        if let Some(pending) = self.pending.take() {
+            pending.task.abort();
+        }
+    }
 }
 
 impl ObjectReader {
@@ -186,7 +218,63 @@ impl ObjectReader {
             footer_len: None,
             budget: None,
             held: None,
+            read_ahead: Vec::new(),
+            pending: None,
         }
+    }
+
+    /// Fetches row group N+1 of `groups` (each the byte ranges of one row group's column chunks,
+    /// in reading order) while N is decoded, when the memory budget has room for it.
+    pub fn with_read_ahead(mut self, groups: Vec<Vec<Range<u64>>>) -> Self {
+        self.read_ahead = groups;
+        self
+    }
+
+    /// The read-ahead group holding `offset`.
+    fn group_of(&self, offset: u64) -> Option<usize> {
+        self.read_ahead
+            .iter()
+            .position(|group| group.iter().any(|r| r.contains(&offset)))
+    }
+
+    /// Starts fetching read-ahead group `group`, if it exists and the budget has room now.
+    fn start_read_ahead(&mut self, group: usize) {
+        let Some(ranges) = self.read_ahead.get(group).cloned() else {
+            return;
+        };
+        let permit = match &self.budget {
+            Some(budget) => {
+                let bytes = ranges.iter().map(|r| r.end - r.start).sum();
+                match budget.try_reserve(bytes) {
+                    Some(permit) => Some(permit),
+                    None => return,
+                }
+            }
+            None => None,
+        };
+        let store = Arc::clone(&self.store);
+        let path = self.path.clone();
+        let task = tokio::spawn(async move {
+            let bytes = store.get_ranges(&path, &ranges).await;
+            (ranges, bytes, permit)
+        });
+        self.pending = Some(Pending { group, task });
+    }
+
+    /// Serves `ranges` from a finished read-ahead, if it covers them all.
+    fn serve(fetched: &[Range<u64>], bytes: &[Bytes], ranges: &[Range<u64>]) -> Option<Vec<Bytes>> {
+        ranges
+            .iter()
+            .map(|want| {
+                let (i, have) = fetched
+                    .iter()
+                    .enumerate()
+                    .find(|(_, have)| have.start <= want.start && want.end <= have.end)?;
+                let start = (want.start - have.start) as usize;
+                let end = (want.end - have.start) as usize;
+                (end <= bytes[i].len()).then(|| bytes[i].slice(start..end))
+            })
+            .collect()
     }
 
     /// Makes row-group fetches take their bytes from `budget` first.
@@ -272,14 +360,40 @@ impl AsyncFileReader for ObjectReader {
         async move {
             // The previous row group is decoded once the next one is asked for.
             self.held = None;
-            if let Some(budget) = &self.budget {
-                let bytes = ranges.iter().map(|r| r.end.saturating_sub(r.start)).sum();
-                self.held = Some(budget.reserve(bytes).await);
+            let group = ranges.first().and_then(|r| self.group_of(r.start));
+            let mut served = None;
+            if let Some(pending) = self.pending.take() {
+                if Some(pending.group) == group {
+                    let (fetched, bytes, permit) = pending
+                        .task
+                        .await
+                        .map_err(|e| ParquetError::General(format!("reading ahead failed: {e}")))?;
+                    let bytes = bytes.map_err(parquet_error)?;
+                    served = Self::serve(&fetched, &bytes, &ranges);
+                    self.held = permit;
+                } else {
+                    pending.task.abort();
+                }
             }
-            self.store
-                .get_ranges(&self.path, &ranges)
-                .await
-                .map_err(parquet_error)
+            let result = match served {
+                Some(bytes) => Ok(bytes),
+                None => {
+                    if self.held.is_none()
+                        && let Some(budget) = &self.budget
+                    {
+                        let bytes = ranges.iter().map(|r| r.end.saturating_sub(r.start)).sum();
+                        self.held = Some(budget.reserve(bytes).await);
+                    }
+                    self.store
+                        .get_ranges(&self.path, &ranges)
+                        .await
+                        .map_err(parquet_error)
+                }
+            };
+            if let Some(group) = group {
+                self.start_read_ahead(group + 1);
+            }
+            result
         }
         .boxed()
     }
@@ -407,6 +521,71 @@ mod tests {
         assert_eq!(budget.available(), 0);
         drop(all);
         assert_eq!(budget.available(), 10 * BUDGET_UNIT);
+    }
+
+    #[tokio::test]
+    async fn the_next_row_group_is_fetched_while_the_current_one_is_decoded() {
+        use futures::TryStreamExt;
+        use parquet::arrow::ParquetRecordBatchStreamBuilder;
+
+        let bytes = file(2);
+        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let path = Path::from("f.parquet");
+        let size = bytes.len() as u64;
+        store.put(&path, PutPayload::from(bytes)).await.unwrap();
+        let (metadata, _) = ObjectReader::new(Arc::clone(&store), path.clone(), size)
+            .read_footer()
+            .await
+            .unwrap();
+        let groups: Vec<Vec<Range<u64>>> = metadata
+            .row_groups()
+            .iter()
+            .map(|rg| {
+                rg.columns()
+                    .iter()
+                    .map(|c| c.byte_range().0..c.byte_range().0 + c.byte_range().1)
+                    .collect()
+            })
+            .collect();
+        let budget = MemoryBudget::new(100 * BUDGET_UNIT);
+        let reader = || {
+            ObjectReader::new(Arc::clone(&store), path.clone(), size)
+                .with_read_ahead(groups.clone())
+                .with_budget(Some(budget.clone()))
+        };
+        // Everything arrives, in order.
+        let batches: Vec<_> = ParquetRecordBatchStreamBuilder::new(reader())
+            .await
+            .unwrap()
+            .with_batch_size(4)
+            .build()
+            .unwrap()
+            .try_collect()
+            .await
+            .unwrap();
+        let rows: Vec<usize> = batches.iter().map(|b| b.num_rows()).collect();
+        assert_eq!(rows, [4, 4, 2]);
+        assert_eq!(
+            budget.available(),
+            100 * BUDGET_UNIT,
+            "every share went back"
+        );
+
+        // Row group 1 is fetched while row group 0 is read: it survives the file's deletion, and
+        // row group 2, fetched only then, does not.
+        let mut stream = ParquetRecordBatchStreamBuilder::new(reader())
+            .await
+            .unwrap()
+            .with_batch_size(4)
+            .build()
+            .unwrap();
+        assert_eq!(stream.try_next().await.unwrap().unwrap().num_rows(), 4);
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        store.delete(&path).await.unwrap();
+        assert_eq!(stream.try_next().await.unwrap().unwrap().num_rows(), 4);
+        assert!(stream.try_next().await.is_err(), "row group 2 is gone");
+        drop(stream);
+        assert_eq!(budget.available(), 100 * BUDGET_UNIT);
     }
 
     #[tokio::test]

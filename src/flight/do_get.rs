@@ -1,7 +1,8 @@
 //! DoGet: verify the ticket, then stream its row groups of one staged Parquet file (all of them,
 //! or the range the ticket names) as Arrow record batches, normalised to the promised schema.
 //! Nothing collects the file: the footer costs one ranged GET (its length is in the ticket), the
-//! Parquet stream reads one row group's column chunks at a time, and reading, decoding and IPC
+//! Parquet stream reads one row group's column chunks at a time (the next one is fetched while the
+//! current one is decoded, when the memory budget has room), and reading, decoding and IPC
 //! encoding run on the decode runtime (see `crate::decode`), at most [`PREFETCH_MESSAGES`]
 //! messages ahead of the gRPC stream (decoding and encoding are two tasks, so one stream keeps two
 //! threads busy); tonic pulling the stream is the backpressure, and a server-wide memory budget
@@ -131,6 +132,25 @@ where
     })
 }
 
+/// The byte ranges of the column chunks of each row group in `groups` (for reading ahead).
+fn column_chunk_ranges(metadata: &ParquetMetaData, groups: Range<usize>) -> Vec<Vec<Range<u64>>> {
+    metadata
+        .row_groups()
+        .iter()
+        .skip(groups.start)
+        .take(groups.len())
+        .map(|rg| {
+            rg.columns()
+                .iter()
+                .map(|c| {
+                    let (start, len) = c.byte_range();
+                    start..start + len
+                })
+                .collect()
+        })
+        .collect()
+}
+
 /// The file's own Arrow schema with the columns promised as dictionaries asked as dictionaries.
 fn dictionary_hint(file: &SchemaRef, promised: &SchemaRef) -> SchemaRef {
     let fields: Vec<_> = file
@@ -214,6 +234,10 @@ pub(super) async fn do_get(
             Err(error) => tracing::debug!(%error, "strings will be dictionary-encoded by a cast"),
         }
     }
+    let selected = payload
+        .row_groups()
+        .unwrap_or(0..metadata.metadata().num_row_groups());
+    let reader = reader.with_read_ahead(column_chunk_ranges(metadata.metadata(), selected));
     let mut builder = ParquetRecordBatchStreamBuilder::new_with_metadata(reader, metadata);
     let rows = batch_rows(builder.metadata(), payload.row_groups().as_ref(), &schema);
     builder = builder.with_batch_size(rows);
