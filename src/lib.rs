@@ -20,3 +20,6 @@ pub mod server;
 pub mod stage;
 pub mod store;
 pub mod ticket;
+
+#[cfg(test)]
+mod testing;

@@ -424,9 +424,7 @@ mod tests {
     use arrow::array::{ArrayRef, Int32Array, RecordBatch};
     use object_store::memory::InMemory;
     use object_store::{ObjectStoreExt, PutPayload};
-    use parquet::arrow::ArrowWriter;
     use parquet::arrow::async_reader::AsyncFileReader;
-    use parquet::file::properties::WriterProperties;
 
     use super::*;
 
@@ -439,14 +437,7 @@ mod tests {
             })
             .collect();
         let batch = RecordBatch::try_from_iter(arrays).unwrap();
-        let props = WriterProperties::builder()
-            .set_max_row_group_row_count(Some(4))
-            .build();
-        let mut out = Vec::new();
-        let mut writer = ArrowWriter::try_new(&mut out, batch.schema(), Some(props)).unwrap();
-        writer.write(&batch).unwrap();
-        writer.close().unwrap();
-        out
+        crate::testing::parquet_bytes(&batch, 4)
     }
 
     async fn reader(bytes: Vec<u8>) -> ObjectReader {

@@ -89,26 +89,59 @@ fn assert_rows(got: Vec<Vec<(i32, Option<String>)>>, want: &[(i32, Option<String
     );
 }
 
-#[tokio::test]
-async fn large_files_split_into_row_group_endpoints_and_every_row_arrives_once() {
-    let schema = table(20_000).await;
-    // Two slices, a row group every 1,000 rows: two files of ten row groups each.
-    let emulator = own_emulator(1000, 2, FaultSettings::default()).await;
+/// A table of `rows` rows staged by an emulator of the test's own that writes `slices` files with a
+/// row group every `rows_per_group` rows, served with `extra` settings; its FlightInfo.
+struct Staged {
+    _emulator: redshift_emulator::RunningEmulator,
+    server: TestServer,
+    schema: String,
+    prefix: String,
+    info: FlightInfo,
+}
+
+async fn staged(rows: u32, rows_per_group: usize, slices: usize, extra: &[(&str, &str)]) -> Staged {
+    let schema = table(rows).await;
+    let emulator = own_emulator(rows_per_group, slices, FaultSettings::default()).await;
     let port = emulator.local_addr().port().to_string();
-    let prefix = unique("rsf-ep-split");
-    let server = TestServer::start(&[
-        ("redshift_port", &port),
-        ("s3_prefix", &prefix),
-        ("endpoint_rows", "2500"),
-        ("staging_grace_seconds", "0"),
+    let prefix = unique("rsf-ep");
+    let mut settings = vec![
+        ("redshift_port", port.as_str()),
+        ("s3_prefix", prefix.as_str()),
         ("snapshot_reuse_seconds", "off"),
-    ])
-    .await;
-    let mut flight = server.client().await;
-    let info = flight
+    ];
+    settings.extend_from_slice(extra);
+    let server = TestServer::start(&settings).await;
+    let info = server
+        .client()
+        .await
         .get_flight_info(FlightDescriptor::new_path(vec![schema.clone(), "t".into()]))
         .await
         .unwrap();
+    Staged {
+        _emulator: emulator,
+        server,
+        schema,
+        prefix,
+        info,
+    }
+}
+
+#[tokio::test]
+async fn large_files_split_into_row_group_endpoints_and_every_row_arrives_once() {
+    // Two slices, a row group every 1,000 rows: two files of ten row groups each.
+    let Staged {
+        server,
+        schema,
+        prefix,
+        info,
+        ..
+    } = staged(
+        20_000,
+        1000,
+        2,
+        &[("endpoint_rows", "2500"), ("staging_grace_seconds", "0")],
+    )
+    .await;
     let files = app(&info)["files"].as_u64().unwrap() as usize;
     assert_eq!(files, 2, "{:?}", app(&info));
     // 10 row groups of 1,000 rows per file, closed at 3,000 rows: 3 + 3 + 3 + 1 per file.
@@ -136,23 +169,18 @@ async fn large_files_split_into_row_group_endpoints_and_every_row_arrives_once()
 
 #[tokio::test]
 async fn a_run_is_kept_until_every_endpoint_was_streamed() {
-    let schema = table(6_000).await;
-    let emulator = own_emulator(1000, 1, FaultSettings::default()).await;
-    let port = emulator.local_addr().port().to_string();
-    let prefix = unique("rsf-ep-keep");
-    let server = TestServer::start(&[
-        ("redshift_port", &port),
-        ("s3_prefix", &prefix),
-        ("endpoint_rows", "1000"),
-        ("staging_grace_seconds", "0"),
-        ("snapshot_reuse_seconds", "off"),
-    ])
+    let Staged {
+        server,
+        prefix,
+        info,
+        ..
+    } = staged(
+        6_000,
+        1000,
+        1,
+        &[("endpoint_rows", "1000"), ("staging_grace_seconds", "0")],
+    )
     .await;
-    let mut flight = server.client().await;
-    let info = flight
-        .get_flight_info(FlightDescriptor::new_path(vec![schema.clone(), "t".into()]))
-        .await
-        .unwrap();
     assert_eq!(
         info.endpoint.len(),
         6,
@@ -301,25 +329,23 @@ async fn a_reader_that_cancels_a_shared_run_leaves_it_to_the_others() {
 
 #[tokio::test]
 async fn streams_beyond_the_memory_budget_take_turns_and_every_row_arrives() {
-    let schema = table(40_000).await;
-    let emulator = own_emulator(2000, 4, FaultSettings::default()).await;
-    let port = emulator.local_addr().port().to_string();
-    let prefix = unique("rsf-ep-budget");
-    let server = TestServer::start(&[
-        ("redshift_port", &port),
-        ("s3_prefix", &prefix),
-        ("endpoint_rows", "2000"),
-        // 1 MB is 16 shares of 64 KiB and each row group takes at least one: of the 20 streams
-        // below, some must wait for others to finish.
-        ("stream_memory_mb", "1"),
-        ("snapshot_reuse_seconds", "off"),
-    ])
+    let Staged {
+        server,
+        schema,
+        info,
+        ..
+    } = staged(
+        40_000,
+        2000,
+        4,
+        &[
+            ("endpoint_rows", "2000"),
+            // 1 MB is 16 shares of 64 KiB and each row group takes at least one: of the 20
+            // streams below, some must wait for others to finish.
+            ("stream_memory_mb", "1"),
+        ],
+    )
     .await;
-    let mut flight = server.client().await;
-    let info = flight
-        .get_flight_info(FlightDescriptor::new_path(vec![schema.clone(), "t".into()]))
-        .await
-        .unwrap();
     assert_eq!(info.endpoint.len(), 20);
     let per_endpoint = tokio::time::timeout(Duration::from_secs(60), read_parallel(&server, &info))
         .await

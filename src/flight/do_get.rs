@@ -320,23 +320,14 @@ pub(super) async fn do_get(
 #[cfg(test)]
 mod tests {
     use arrow::array::{ArrayRef, Int32Array, StringArray};
-    use parquet::arrow::ArrowWriter;
-    use parquet::file::properties::WriterProperties;
     use parquet::file::reader::FileReader;
     use parquet::file::serialized_reader::SerializedFileReader;
 
     use super::*;
 
     fn metadata(batch: &RecordBatch, rows_per_group: usize) -> ParquetMetaData {
-        let props = WriterProperties::builder()
-            .set_max_row_group_row_count(Some(rows_per_group))
-            .set_dictionary_enabled(false)
-            .build();
-        let mut out = Vec::new();
-        let mut writer = ArrowWriter::try_new(&mut out, batch.schema(), Some(props)).unwrap();
-        writer.write(batch).unwrap();
-        writer.close().unwrap();
-        SerializedFileReader::new(bytes::Bytes::from(out))
+        let bytes = crate::testing::parquet_bytes(batch, rows_per_group);
+        SerializedFileReader::new(bytes::Bytes::from(bytes))
             .unwrap()
             .metadata()
             .clone()

@@ -787,20 +787,11 @@ mod tests {
     }
 
     /// A Parquet file of one Int64 column holding `values`, `rows_per_group` rows per row group.
-    pub(crate) fn parquet_file(values: &[i64], rows_per_group: usize) -> Vec<u8> {
+    fn parquet_file(values: &[i64], rows_per_group: usize) -> Vec<u8> {
         use arrow::array::{ArrayRef, Int64Array, RecordBatch};
-        use parquet::arrow::ArrowWriter;
-        use parquet::file::properties::WriterProperties;
         let column: ArrayRef = Arc::new(Int64Array::from(values.to_vec()));
         let batch = RecordBatch::try_from_iter([("v", column)]).unwrap();
-        let props = WriterProperties::builder()
-            .set_max_row_group_row_count(Some(rows_per_group))
-            .build();
-        let mut out = Vec::new();
-        let mut writer = ArrowWriter::try_new(&mut out, batch.schema(), Some(props)).unwrap();
-        writer.write(&batch).unwrap();
-        writer.close().unwrap();
-        out
+        crate::testing::parquet_bytes(&batch, rows_per_group)
     }
 
     /// An unloader that writes what UNLOAD would, or fails as told.
