@@ -17,7 +17,7 @@ from pathlib import Path
 import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import doget_bench as b  # noqa: E402  (the server wrapper and RSS sampler)
+import benchlib as b  # noqa: E402  (the server wrapper and RSS sampler)
 
 TABLES = 5
 

@@ -341,14 +341,16 @@ impl Application {
         if let Some(tls) = self.tls {
             builder = builder.tls_config(tls)?;
         }
+        // The builder's tcp_nodelay applies to listeners it binds itself; ours needs it on the
+        // incoming stream, or small responses wait out delayed ACKs (~40 ms per unary call).
+        let incoming = TcpIncoming::from(self.listener).with_nodelay(Some(true));
         let serve = builder
-            .tcp_nodelay(true)
             .concurrency_limit_per_connection(MAX_CONCURRENT_CALLS_PER_CONNECTION)
             .max_concurrent_streams(Some(MAX_CONCURRENT_CALLS_PER_CONNECTION as u32))
             .http2_keepalive_interval(Some(HTTP2_KEEPALIVE))
             .add_service(health_service)
             .add_service(flight)
-            .serve_with_incoming_shutdown(TcpIncoming::from(self.listener), async move {
+            .serve_with_incoming_shutdown(incoming, async move {
                 let _ = stop_rx.await;
             });
         tokio::pin!(serve);
