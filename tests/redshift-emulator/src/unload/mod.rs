@@ -203,11 +203,9 @@ async fn run_in_transaction(
     let schema = arrow_schema(&columns);
 
     prepare_destination(&store, st).await?;
-    let mut files = FileSet::new(st, env, Arc::clone(&store), Arc::clone(&schema));
-    let outcome = write_all(
-        backend, &fetch, first.rows, &columns, &schema, &mut files, env,
-    )
-    .await;
+    let files = FileSet::new(st, env, Arc::clone(&store), Arc::clone(&schema));
+    let (mut files, outcome) =
+        write_all(backend, &fetch, first.rows, &columns, &schema, files, env).await;
     let written = match outcome {
         Ok(()) => files.finish().await,
         Err(e) => {
@@ -254,36 +252,69 @@ async fn source_domain(
         .filter(|t| t == "geometry" || t == "varbyte"))
 }
 
+/// Aborts the writer task when the UNLOAD is dropped (cancelled).
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Fetches, converts and writes every row. Fetching and converting run here while the Parquet
+/// files are encoded and uploaded on a task of their own, so the two overlap (as a cluster's
+/// slices write in parallel). Returns the files, for `finish` or `abort`.
 async fn write_all(
     backend: &mut Backend,
     fetch: &str,
     first_rows: Vec<Vec<Option<String>>>,
     columns: &[Column],
     schema: &SchemaRef,
-    files: &mut FileSet,
+    mut files: FileSet,
     env: &UnloadEnv<'_>,
-) -> Result<(), StatementError> {
+) -> (FileSet, Result<(), StatementError>) {
     if env.faults.fail_after_files == Some(0) {
-        return Err(injected_failure(0));
+        return (files, Err(injected_failure(0)));
     }
-    let mut rows = first_rows;
-    let mut chunk = 0usize;
-    while !rows.is_empty() {
-        env.cancel.check()?;
-        let batch = rows_to_batch(schema, columns, &rows)?;
-        files.write(chunk, &batch).await?;
-        chunk += 1;
-        if rows.len() < env.config.fetch_rows.max(1) {
-            break;
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<(usize, RecordBatch)>(2);
+    let mut writer = AbortOnDrop(tokio::spawn(async move {
+        while let Some((chunk, batch)) = rx.recv().await {
+            if let Err(e) = files.write(chunk, &batch).await {
+                return (files, Err(e));
+            }
         }
-        rows = backend
-            .fetch(fetch)
-            .await
-            .map_err(lost)?
-            .map_err(StatementError::Backend)?
-            .rows;
+        (files, Ok(()))
+    }));
+    let read = async {
+        let mut rows = first_rows;
+        let mut chunk = 0usize;
+        while !rows.is_empty() {
+            env.cancel.check()?;
+            let batch = rows_to_batch(schema, columns, &rows)?;
+            if tx.send((chunk, batch)).await.is_err() {
+                // The writer failed; its error is the one to report.
+                break;
+            }
+            chunk += 1;
+            if rows.len() < env.config.fetch_rows.max(1) {
+                break;
+            }
+            rows = backend
+                .fetch(fetch)
+                .await
+                .map_err(lost)?
+                .map_err(StatementError::Backend)?
+                .rows;
+        }
+        Ok(())
     }
-    Ok(())
+    .await;
+    drop(tx);
+    let (files, written) = match (&mut writer.0).await {
+        Ok(done) => done,
+        Err(e) => panic!("the UNLOAD writer task failed: {e}"),
+    };
+    (files, written.and(read))
 }
 
 fn injected_failure(files: u64) -> StatementError {
