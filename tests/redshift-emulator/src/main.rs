@@ -7,6 +7,10 @@ use std::process::ExitCode;
 use clap::Parser;
 use redshift_emulator::{EmulatorConfig, FaultSettings};
 
+/// UNLOAD allocates a String per fetched value on two threads; mimalloc keeps that cheap.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// A Redshift emulator: PostgreSQL wire protocol in front of PostgreSQL, with UNLOAD to S3.
 #[derive(Debug, Parser)]
 #[command(name = "redshift-emulator", version)]

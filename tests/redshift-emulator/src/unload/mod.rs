@@ -261,8 +261,8 @@ impl<T> Drop for AbortOnDrop<T> {
     }
 }
 
-/// Fetches, converts and writes every row. Fetching and converting run here while the Parquet
-/// files are encoded and uploaded on a task of their own, so the two overlap (as a cluster's
+/// Fetches, converts and writes every row. Fetching runs here while the rows are converted and the
+/// Parquet files encoded and uploaded on a task of their own, so the two overlap (as a cluster's
 /// slices write in parallel). Returns the files, for `finish` or `abort`.
 async fn write_all(
     backend: &mut Backend,
@@ -276,10 +276,15 @@ async fn write_all(
     if env.faults.fail_after_files == Some(0) {
         return (files, Err(injected_failure(0)));
     }
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<(usize, RecordBatch)>(2);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<(usize, Vec<Vec<Option<String>>>)>(2);
+    let (schema, columns) = (Arc::clone(schema), columns.to_vec());
     let mut writer = AbortOnDrop(tokio::spawn(async move {
-        while let Some((chunk, batch)) = rx.recv().await {
-            if let Err(e) = files.write(chunk, &batch).await {
+        while let Some((chunk, rows)) = rx.recv().await {
+            let written = match rows_to_batch(&schema, &columns, &rows) {
+                Ok(batch) => files.write(chunk, &batch).await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = written {
                 return (files, Err(e));
             }
         }
@@ -290,13 +295,13 @@ async fn write_all(
         let mut chunk = 0usize;
         while !rows.is_empty() {
             env.cancel.check()?;
-            let batch = rows_to_batch(schema, columns, &rows)?;
-            if tx.send((chunk, batch)).await.is_err() {
+            let last = rows.len() < env.config.fetch_rows.max(1);
+            if tx.send((chunk, rows)).await.is_err() {
                 // The writer failed; its error is the one to report.
                 break;
             }
             chunk += 1;
-            if rows.len() < env.config.fetch_rows.max(1) {
+            if last {
                 break;
             }
             rows = backend
