@@ -566,6 +566,18 @@ def _loaded(conn, table: str, marker: str) -> bool:
     return have == rows
 
 
+def _swap_in(conn, loading: str, table: str, primary_key: str, comment: str) -> None:
+    """Gives the freshly loaded `loading` its primary key and statistics, then makes it `table` in one
+    transaction; the comment marks it complete, so later runs reuse it."""
+    conn.execute(f"ALTER TABLE {SCHEMA}.{loading} ADD PRIMARY KEY ({primary_key})")
+    conn.execute(f"ANALYZE {SCHEMA}.{loading}")
+    with conn.transaction():
+        conn.execute(f"DROP TABLE IF EXISTS {SCHEMA}.{table}")
+        conn.execute(f"ALTER TABLE {SCHEMA}.{loading} RENAME TO {table}")
+        conn.execute(f"ALTER INDEX {SCHEMA}.{loading}_pkey RENAME TO {table}_pkey")
+        conn.execute(f"COMMENT ON TABLE {SCHEMA}.{table} IS '{comment}'")
+
+
 def _key_index(conn, table: str) -> None:
     """An index on l_shipdate, the replication key the server infers: Redshift answers the planning
     query `SELECT MAX(l_shipdate)` from zone maps (block min/max), PostgreSQL would scan the table."""
@@ -605,13 +617,7 @@ def ensure_lineitem(pg_url: str, sf: int) -> Table:
         if sf in LINEITEM_ROWS and rows != LINEITEM_ROWS[sf]:
             sys.exit(f"tpchgen-cli wrote {rows:,} lineitem rows at SF{sf}, TPC-H has {LINEITEM_ROWS[sf]:,}")
         log(f"  {rows:,} rows copied in {time.perf_counter() - started:.0f}s; primary key and ANALYZE")
-        conn.execute(f"ALTER TABLE {SCHEMA}.{loading} ADD PRIMARY KEY (l_orderkey, l_linenumber)")
-        conn.execute(f"ANALYZE {SCHEMA}.{loading}")
-        with conn.transaction():
-            conn.execute(f"DROP TABLE IF EXISTS {SCHEMA}.{table}")
-            conn.execute(f"ALTER TABLE {SCHEMA}.{loading} RENAME TO {table}")
-            conn.execute(f"ALTER INDEX {SCHEMA}.{loading}_pkey RENAME TO {table}_pkey")
-            conn.execute(f"COMMENT ON TABLE {SCHEMA}.{table} IS '{marker} rows={rows}'")
+        _swap_in(conn, loading, table, "l_orderkey, l_linenumber", f"{marker} rows={rows}")
         _key_index(conn, table)
         log(f"{SCHEMA}.{table}: loaded in {time.perf_counter() - started:.0f}s")
     return Table(table, "l_orderkey")
@@ -677,13 +683,7 @@ def ensure_wide(pg_url: str, rows: int) -> Table:
             hi = min(rows, lo + step - 1)
             conn.execute(f"INSERT INTO {SCHEMA}.{loading}\n" + select.format(lo=lo, hi=hi))
             log(f"  {hi:,} / {rows:,} rows")
-        conn.execute(f"ALTER TABLE {SCHEMA}.{loading} ADD PRIMARY KEY (id)")
-        conn.execute(f"ANALYZE {SCHEMA}.{loading}")
-        with conn.transaction():
-            conn.execute(f"DROP TABLE IF EXISTS {SCHEMA}.{table}")
-            conn.execute(f"ALTER TABLE {SCHEMA}.{loading} RENAME TO {table}")
-            conn.execute(f"ALTER INDEX {SCHEMA}.{loading}_pkey RENAME TO {table}_pkey")
-            conn.execute(f"COMMENT ON TABLE {SCHEMA}.{table} IS '{marker} rows={rows}'")
+        _swap_in(conn, loading, table, "id", f"{marker} rows={rows}")
         log(f"{SCHEMA}.{table}: loaded in {time.perf_counter() - started:.0f}s")
     return Table(table, "id")
 

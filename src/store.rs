@@ -78,6 +78,28 @@ impl StoreError {
     }
 }
 
+/// A failed Parquet read, classified: S3 failed, or the bytes are not the Parquet they should be.
+#[derive(Debug)]
+pub enum ParquetReadError {
+    /// S3's error.
+    Store(StoreError),
+    /// What Parquet said about the bytes.
+    Corrupt(String),
+}
+
+impl ParquetReadError {
+    /// Classifies a Parquet reader's error for object `key` of `bucket`.
+    pub fn classify(error: ParquetError, bucket: &str, key: &str) -> Self {
+        match error {
+            ParquetError::External(source) => match source.downcast::<object_store::Error>() {
+                Ok(e) => Self::Store(StoreError::from_object_store(*e, bucket, key)),
+                Err(other) => Self::Corrupt(other.to_string()),
+            },
+            other => Self::Corrupt(other.to_string()),
+        }
+    }
+}
+
 /// Renders an error with its whole `source()` chain.
 pub fn error_chain(error: &dyn std::error::Error) -> String {
     let mut message = error.to_string();

@@ -37,7 +37,7 @@ use crate::catalog::{
 };
 use crate::decode::Decoder;
 use crate::normalize::normalize_batch;
-use crate::store::{ObjectReader, StoreError};
+use crate::store::{ObjectReader, ParquetReadError};
 
 /// Arrow bytes a record batch aims at: one gRPC message each (the encoder splits batches above
 /// 2 MiB, re-encoding their slices), and little held per stream beyond its row group.
@@ -171,17 +171,11 @@ fn dictionary_hint(file: &SchemaRef, promised: &SchemaRef) -> SchemaRef {
 }
 
 fn read_error(error: ParquetError, bucket: &str, key: &str) -> ServiceError {
-    match error {
-        ParquetError::External(source) => match source.downcast::<object_store::Error>() {
-            Ok(e) => ServiceError::Store(StoreError::from_object_store(*e, bucket, key)),
-            Err(other) => ServiceError::Corrupt {
-                key: key.to_string(),
-                message: other.to_string(),
-            },
-        },
-        other => ServiceError::Corrupt {
+    match ParquetReadError::classify(error, bucket, key) {
+        ParquetReadError::Store(e) => ServiceError::Store(e),
+        ParquetReadError::Corrupt(message) => ServiceError::Corrupt {
             key: key.to_string(),
-            message: other.to_string(),
+            message,
         },
     }
 }
@@ -212,14 +206,13 @@ pub(super) async fn do_get(
 
     let bucket = service.stager.bucket().to_string();
     let key = payload.key.clone();
-    let reader = ObjectReader::new(
+    let mut reader = ObjectReader::new(
         Arc::clone(&service.store),
         Path::from(key.as_str()),
         payload.file_size,
     )
     .with_footer_len((payload.footer_len > 0).then_some(payload.footer_len))
     .with_budget(service.stream_memory.clone());
-    let mut reader = reader;
     let mut metadata = ArrowReaderMetadata::load_async(&mut reader, ArrowReaderOptions::new())
         .await
         .map_err(|e| read_error(e, &bucket, &key))?;
@@ -234,24 +227,21 @@ pub(super) async fn do_get(
             Err(error) => tracing::debug!(%error, "strings will be dictionary-encoded by a cast"),
         }
     }
-    let selected = payload
-        .row_groups()
-        .unwrap_or(0..metadata.metadata().num_row_groups());
-    let reader = reader.with_read_ahead(column_chunk_ranges(metadata.metadata(), selected));
-    let mut builder = ParquetRecordBatchStreamBuilder::new_with_metadata(reader, metadata);
-    let rows = batch_rows(builder.metadata(), payload.row_groups().as_ref(), &schema);
-    builder = builder.with_batch_size(rows);
-    if let Some(range) = payload.row_groups() {
-        let groups = builder.metadata().num_row_groups();
-        if range.start >= range.end || range.end > groups {
-            return Err(ServiceError::Corrupt {
-                key,
-                message: format!("the ticket asks for row groups {range:?} of {groups}"),
-            });
-        }
-        builder = builder.with_row_groups(range.collect());
+    let groups = metadata.metadata().num_row_groups();
+    let selected = payload.row_groups().unwrap_or(0..groups);
+    if selected.start > selected.end || selected.end > groups {
+        return Err(ServiceError::Corrupt {
+            key,
+            message: format!("the ticket asks for row groups {selected:?} of {groups}"),
+        });
     }
-    let stream = builder.build().map_err(|e| read_error(e, &bucket, &key))?;
+    let rows = batch_rows(metadata.metadata(), Some(&selected), &schema);
+    let reader = reader.with_read_ahead(column_chunk_ranges(metadata.metadata(), selected.clone()));
+    let stream = ParquetRecordBatchStreamBuilder::new_with_metadata(reader, metadata)
+        .with_batch_size(rows)
+        .with_row_groups(selected.collect())
+        .build()
+        .map_err(|e| read_error(e, &bucket, &key))?;
 
     let batch_schema = Arc::clone(&schema);
     let read_key = key.clone();

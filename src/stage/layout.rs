@@ -12,7 +12,7 @@ use object_store::path::Path;
 use parquet::errors::ParquetError;
 
 use super::ManifestEntry;
-use crate::store::{ObjectReader, StoreError};
+use crate::store::{ObjectReader, ParquetReadError, StoreError};
 
 /// Footers read at once while planning.
 const FOOTER_READS: usize = 16;
@@ -76,20 +76,13 @@ pub enum LayoutError {
 
 impl LayoutError {
     fn read(error: ParquetError, bucket: &str, key: &str) -> Self {
-        match error {
-            ParquetError::External(source) => match source.downcast::<object_store::Error>() {
-                Ok(e) => Self::Store(StoreError::from_object_store(*e, bucket, key)),
-                Err(other) => Self::corrupt(other.to_string(), bucket, key),
+        match ParquetReadError::classify(error, bucket, key) {
+            ParquetReadError::Store(e) => Self::Store(e),
+            ParquetReadError::Corrupt(message) => Self::Corrupt {
+                bucket: bucket.to_string(),
+                key: key.to_string(),
+                message,
             },
-            other => Self::corrupt(other.to_string(), bucket, key),
-        }
-    }
-
-    fn corrupt(message: String, bucket: &str, key: &str) -> Self {
-        Self::Corrupt {
-            bucket: bucket.to_string(),
-            key: key.to_string(),
-            message,
         }
     }
 }
