@@ -15,7 +15,9 @@ use std::time::{Duration, Instant};
 
 use arrow::array::RecordBatch;
 use arrow_flight::error::FlightError;
-use arrow_flight::{CancelFlightInfoRequest, CancelStatus, FlightClient, FlightDescriptor, Ticket};
+use arrow_flight::{
+    CancelFlightInfoRequest, CancelStatus, FlightClient, FlightDescriptor, FlightInfo, Ticket,
+};
 use common::{config_json, pg, tb, unique};
 use futures::TryStreamExt;
 use redshift_flight::config::{Config, RawConfig};
@@ -384,18 +386,7 @@ async fn session(addr: &str, secrets: &Secrets, table: &str) -> Result<(), Strin
         .get_flight_info(path.clone())
         .await
         .map_err(|e| format!("GetFlightInfo: {e}"))?;
-    let mut rows = 0;
-    for endpoint in &info.endpoint {
-        let ticket = endpoint.ticket.clone().ok_or("endpoint without a ticket")?;
-        let batches: Vec<RecordBatch> = b
-            .do_get(ticket)
-            .await
-            .map_err(|e| format!("DoGet: {e}"))?
-            .try_collect()
-            .await
-            .map_err(|e| format!("DoGet stream: {e}"))?;
-        rows += batches.iter().map(RecordBatch::num_rows).sum::<usize>();
-    }
+    let rows = read_rows(&mut b, &info).await?;
     if rows != 50 {
         return Err(format!("DoGet returned {rows} rows, not 50"));
     }
@@ -422,16 +413,7 @@ async fn session(addr: &str, secrets: &Secrets, table: &str) -> Result<(), Strin
         .as_str()
         .ok_or("no next_cursor")?
         .to_string();
-    for endpoint in &first.endpoint {
-        let ticket = endpoint.ticket.clone().ok_or("endpoint without a ticket")?;
-        let _: Vec<RecordBatch> = a
-            .do_get(ticket)
-            .await
-            .map_err(|e| format!("DoGet: {e}"))?
-            .try_collect()
-            .await
-            .map_err(|e| format!("DoGet stream: {e}"))?;
-    }
+    read_rows(&mut a, &first).await?;
     let second = a
         .get_flight_info(command(Some(&cursor)))
         .await
@@ -523,6 +505,23 @@ fn strip_ansi(text: &str) -> String {
         }
     }
     out
+}
+
+/// Reads every endpoint of `info`; the rows read.
+async fn read_rows(client: &mut FlightClient, info: &FlightInfo) -> Result<usize, String> {
+    let mut rows = 0;
+    for endpoint in &info.endpoint {
+        let ticket = endpoint.ticket.clone().ok_or("endpoint without a ticket")?;
+        let batches: Vec<RecordBatch> = client
+            .do_get(ticket)
+            .await
+            .map_err(|e| format!("DoGet: {e}"))?
+            .try_collect()
+            .await
+            .map_err(|e| format!("DoGet stream: {e}"))?;
+        rows += batches.iter().map(RecordBatch::num_rows).sum::<usize>();
+    }
+    Ok(rows)
 }
 
 async fn do_get_all(client: &mut FlightClient, ticket: Ticket) -> Result<(), FlightError> {

@@ -506,14 +506,18 @@ impl Stager {
         if run_endpoints == 0 {
             return Ok(false);
         }
-        let consumed = self
-            .list_names(run_id, &Path::from(format!("{prefix}consumed/")))
-            .await?;
-        let mut readers = self
-            .list_names(run_id, &Path::from(format!("{prefix}readers/")))
-            .await?;
+        // One listing of the run holds both the markers and the readers.
+        let names = self.list_names(run_id, &Path::from(prefix)).await?;
+        let consumed: Vec<&str> = names
+            .iter()
+            .filter_map(|n| n.strip_prefix("consumed/"))
+            .collect();
+        let mut readers: Vec<&str> = names
+            .iter()
+            .filter_map(|n| n.strip_prefix("readers/"))
+            .collect();
         if readers.is_empty() {
-            readers.push(reader.to_string());
+            readers.push(reader);
         }
         Ok(readers.iter().all(|r| {
             let mine = format!("{r}/");
