@@ -18,7 +18,7 @@ use redshift_flight::plan::cursor::{self, CURSOR_PREFIX, Cursor};
 use redshift_flight::plan::lookback::Lookback;
 use redshift_flight::plan::{FlightRequest, MAX_COMMAND_BYTES, sql};
 use redshift_flight::stage::manifest;
-use redshift_flight::ticket::{TICKET_MAGIC, TICKET_VERSION, TicketCodec, TicketError, unix_ms};
+use redshift_flight::ticket::{TICKET_VERSION, TicketCodec, TicketError, unix_ms};
 
 /// The HMAC key of the fuzz targets; the seed tickets in `fuzz/corpus/ticket_decode/` are signed
 /// with it.
@@ -48,30 +48,10 @@ pub(crate) fn run(target: &str, data: &[u8]) {
     }
 }
 
-/// The outer protobuf of a ticket, `SignedTicket { bytes payload = 1; bytes mac = 2; }`, as
-/// `src/ticket.rs` documents it (the type itself is private there).
-#[derive(Clone, PartialEq, prost::Message)]
-struct SignedTicket {
-    #[prost(bytes = "vec", tag = "1")]
-    payload: Vec<u8>,
-    #[prost(bytes = "vec", tag = "2")]
-    mac: Vec<u8>,
-}
-
-/// A ticket whose payload is `payload` verbatim, correctly signed with `key`.
+/// A ticket whose payload is `payload` verbatim, correctly signed with (the ticket key derived
+/// from) `key`.
 pub(crate) fn sign_raw_payload(key: &[u8], payload: &[u8]) -> Vec<u8> {
-    use hmac::{Hmac, KeyInit, Mac};
-    let mut mac = <Hmac<sha2::Sha256> as KeyInit>::new_from_slice(key)
-        .expect("HMAC accepts keys of any length");
-    mac.update(TICKET_MAGIC);
-    mac.update(payload);
-    let signed = SignedTicket {
-        payload: payload.to_vec(),
-        mac: mac.finalize().into_bytes().to_vec(),
-    };
-    let mut out = TICKET_MAGIC.to_vec();
-    out.extend(prost::Message::encode_to_vec(&signed));
-    out
+    TicketCodec::new(key.to_vec()).sign_payload_bytes(payload)
 }
 
 /// `TicketCodec::decode` on the raw input, and on the input signed as a payload.

@@ -3,10 +3,17 @@
 //! Callers authenticate with a bearer token in the `authorization` header: one of the configured
 //! `auth_tokens` (all tables), a token of the access file (`auth_file`, limited to table patterns),
 //! or a token issued by the Flight Handshake in exchange for Basic credentials of an access-file user
-//! (what pyarrow's `authenticate_basic_token` and ADBC do). Issued tokens are signed with the
-//! server's key and expire (`auth_token_ttl_seconds`), so any replica sharing the key accepts them.
-//! Every comparison of a secret is constant-time; no error says which part of a credential was
-//! wrong, and none echoes it.
+//! (what pyarrow's `authenticate_basic_token` and ADBC do). Issued tokens are signed with a key
+//! derived from `ticket_secret` for this purpose alone (see [`crate::keys`]), name that key by its
+//! id, and expire (`auth_token_ttl_seconds`), so any replica sharing the secret accepts them, also
+//! while the secret is being rotated. Every comparison of a secret is constant-time; no error says
+//! which part of a credential was wrong, and none echoes it.
+//!
+//! Argon2 verification is deliberately slow (and unknown user names cost a full verification too,
+//! against a dummy hash, so timing does not reveal names). It therefore runs on the blocking pool,
+//! at most [`HashLimits::concurrent`] at a time, with a bounded queue: a flood of Handshakes gets
+//! UNAVAILABLE quickly instead of piling up, and never holds up the async workers serving other
+//! clients.
 //!
 //! Each principal may be limited to `schema.table` glob patterns (`sales.*`, `public.orders`).
 //!
@@ -26,6 +33,8 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
 
 use argon2::Argon2;
@@ -34,14 +43,16 @@ use argon2::password_hash::phc::PasswordHash;
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use hmac::{Hmac, KeyInit, Mac};
-use secrecy::{ExposeSecret, SecretSlice, SecretString};
+use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 use tonic::metadata::MetadataMap;
 
-/// Prefix of tokens issued by the Handshake.
-const ISSUED_PREFIX: &str = "rsfb1.";
+use crate::keys::{KEY_ID_LEN, Keyring, Purpose};
+
+/// Prefix of tokens issued by the Handshake: `rsfb2.<key id, hex>.<claims>.<signature>`.
+const ISSUED_PREFIX: &str = "rsfb2.";
 
 /// Why a call was not authenticated or not authorised. Messages never echo a credential.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -65,6 +76,9 @@ pub enum AuthError {
         /// The table.
         table: String,
     },
+    /// Too many Handshakes are verifying passwords: try again shortly.
+    #[error("too many Handshakes in progress: try again shortly")]
+    Busy,
     /// The access file is unusable (start-up only).
     #[error("auth_file {path}: {message}")]
     File {
@@ -194,8 +208,93 @@ pub struct Authenticator {
     users: HashMap<String, User>,
     /// Verified against when the user is unknown, so timing does not reveal user names.
     dummy_hash: String,
-    key: SecretSlice<u8>,
+    keys: Arc<Keyring>,
     token_ttl: Duration,
+    hashing: HashLimiter,
+}
+
+/// Bounds on the Argon2 verifications of the Handshake.
+#[derive(Debug, Clone, Copy)]
+pub struct HashLimits {
+    /// Verifications running at once, on the blocking pool.
+    pub concurrent: usize,
+    /// Handshakes waiting for a turn; more get [`AuthError::Busy`] at once.
+    pub queued: usize,
+    /// Longest wait for a turn before [`AuthError::Busy`].
+    pub max_wait: Duration,
+}
+
+impl Default for HashLimits {
+    /// Half the CPUs (at least one): the other half keeps serving data while a flood of
+    /// Handshakes is verified. At least 32 waiting (16 per running one); at most five seconds'
+    /// wait. A verification takes some 10 to 50 ms, so a waiting Handshake is answered in
+    /// about a second.
+    fn default() -> Self {
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let concurrent = cpus.div_ceil(2);
+        Self {
+            concurrent,
+            queued: (concurrent * 16).max(32),
+            max_wait: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Runs password verifications on the blocking pool within [`HashLimits`].
+#[derive(Debug)]
+struct HashLimiter {
+    limits: HashLimits,
+    permits: Arc<tokio::sync::Semaphore>,
+    waiting: AtomicUsize,
+}
+
+/// Decrements the waiting count when a waiter leaves (got its turn, timed out, or was dropped).
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl HashLimiter {
+    fn new(limits: HashLimits) -> Self {
+        Self {
+            limits,
+            permits: Arc::new(tokio::sync::Semaphore::new(limits.concurrent.max(1))),
+            waiting: AtomicUsize::new(0),
+        }
+    }
+
+    /// Whether `password` matches the PHC string `hash`, verified on the blocking pool.
+    async fn verify(&self, hash: String, password: SecretString) -> Result<bool, AuthError> {
+        let permit = {
+            let waiting = Waiting(&self.waiting);
+            if self.waiting.fetch_add(1, Ordering::SeqCst) >= self.limits.queued {
+                return Err(AuthError::Busy);
+            }
+            let permit = tokio::time::timeout(
+                self.limits.max_wait,
+                Arc::clone(&self.permits).acquire_owned(),
+            )
+            .await;
+            drop(waiting);
+            match permit {
+                Ok(Ok(permit)) => permit,
+                Ok(Err(_)) | Err(_) => return Err(AuthError::Busy),
+            }
+        };
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            PasswordHash::new(&hash).is_ok_and(|parsed| {
+                Argon2::default()
+                    .verify_password(password.expose_secret().as_bytes(), &parsed)
+                    .is_ok()
+            })
+        })
+        .await
+        .map_err(|_| AuthError::Invalid)
+    }
 }
 
 impl fmt::Debug for Authenticator {
@@ -223,11 +322,11 @@ fn patterns(tables: Option<Vec<String>>, whose: &str) -> Result<Tables, String> 
 
 impl Authenticator {
     /// An authenticator accepting `static_tokens` (all tables) and the access file's users and
-    /// tokens; `key` signs issued tokens.
+    /// tokens; `keys` sign issued tokens (with their token keys).
     pub fn new(
         static_tokens: Vec<SecretString>,
         access_file: Option<&Path>,
-        key: Vec<u8>,
+        keys: Arc<Keyring>,
         token_ttl: Duration,
     ) -> Result<Self, AuthError> {
         let mut tokens: Vec<(SecretString, Principal)> = static_tokens
@@ -307,9 +406,16 @@ impl Authenticator {
             tokens,
             users,
             dummy_hash,
-            key: SecretSlice::from(key),
+            keys,
             token_ttl,
+            hashing: HashLimiter::new(HashLimits::default()),
         })
+    }
+
+    /// The same authenticator with other bounds on password verification.
+    pub fn with_hash_limits(mut self, limits: HashLimits) -> Self {
+        self.hashing = HashLimiter::new(limits);
+        self
     }
 
     /// Whether any credential is configured (otherwise every caller is anonymous).
@@ -317,14 +423,15 @@ impl Authenticator {
         !self.tokens.is_empty() || !self.users.is_empty()
     }
 
-    fn mac(&self) -> Hmac<Sha256> {
-        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(self.key.expose_secret())
+    fn mac(key: &[u8], signed_part: &str) -> Hmac<Sha256> {
+        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(key)
             .unwrap_or_else(|_| unreachable!("HMAC accepts keys of any length"));
-        mac.update(ISSUED_PREFIX.as_bytes());
+        mac.update(signed_part.as_bytes());
         mac
     }
 
-    /// Issues a signed token for `user`, valid for the token TTL from `now`.
+    /// Issues a signed token for `user`, valid for the token TTL from `now`:
+    /// `rsfb2.<key id>.<claims>.<HMAC-SHA256(token key, everything before the last dot)>`.
     pub fn issue(&self, user: &str, now: SystemTime) -> String {
         let expiry = now + self.token_ttl;
         let claims = IssuedClaims {
@@ -332,24 +439,36 @@ impl Authenticator {
             e: crate::ticket::unix_ms(expiry).max(0) as u64,
         };
         let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims).unwrap_or_default());
-        let mut mac = self.mac();
-        mac.update(payload.as_bytes());
-        let signature = URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes());
-        format!("{ISSUED_PREFIX}{payload}.{signature}")
+        let (key_id, key) = self.keys.signing(Purpose::Token);
+        let signed_part = format!("{ISSUED_PREFIX}{}.{payload}", hex::encode(key_id));
+        let signature = URL_SAFE_NO_PAD.encode(
+            Self::mac(key, &signed_part)
+                .finalize()
+                .into_bytes(),
+        );
+        format!("{signed_part}.{signature}")
     }
 
     fn verify_issued(&self, token: &str, now: SystemTime) -> Result<Principal, AuthError> {
-        let body = token
+        let (signed_part, signature) = token.rsplit_once('.').ok_or(AuthError::Invalid)?;
+        let body = signed_part
             .strip_prefix(ISSUED_PREFIX)
             .ok_or(AuthError::Invalid)?;
-        let (payload, signature) = body.split_once('.').ok_or(AuthError::Invalid)?;
+        let (key_id, payload) = body.split_once('.').ok_or(AuthError::Invalid)?;
+        let key_id = hex::decode(key_id).map_err(|_| AuthError::Invalid)?;
+        if key_id.len() != KEY_ID_LEN {
+            return Err(AuthError::Invalid);
+        }
         let signature = URL_SAFE_NO_PAD
             .decode(signature)
             .map_err(|_| AuthError::Invalid)?;
-        let mut mac = self.mac();
-        mac.update(payload.as_bytes());
-        mac.verify_slice(&signature)
-            .map_err(|_| AuthError::Invalid)?;
+        let verified = self
+            .keys
+            .verifying(&key_id, Purpose::Token)
+            .any(|key| Self::mac(key, signed_part).verify_slice(&signature).is_ok());
+        if !verified {
+            return Err(AuthError::Invalid);
+        }
         let claims: IssuedClaims = URL_SAFE_NO_PAD
             .decode(payload)
             .ok()
@@ -396,7 +515,9 @@ impl Authenticator {
 
     /// The Handshake: Basic credentials of an access-file user in, a signed bearer token out.
     /// A call that already carries a valid bearer token gets a fresh one for the same principal.
-    pub fn handshake(
+    /// The password is verified on the blocking pool, within the [`HashLimits`]; an unknown user
+    /// costs the same verification (against a dummy hash).
+    pub async fn handshake(
         &self,
         metadata: &MetadataMap,
         now: SystemTime,
@@ -422,14 +543,14 @@ impl Authenticator {
         let decoded = String::from_utf8(decoded).map_err(|_| AuthError::Invalid)?;
         let (user, password) = decoded.split_once(':').ok_or(AuthError::Invalid)?;
         let (hash, known) = match self.users.get(user) {
-            Some(u) => (u.password_hash.as_str(), true),
-            None if !self.dummy_hash.is_empty() => (self.dummy_hash.as_str(), false),
+            Some(u) => (u.password_hash.clone(), true),
+            None if !self.dummy_hash.is_empty() => (self.dummy_hash.clone(), false),
             None => return Err(AuthError::Invalid),
         };
-        let parsed = PasswordHash::new(hash).map_err(|_| AuthError::Invalid)?;
-        let ok = Argon2::default()
-            .verify_password(password.as_bytes(), &parsed)
-            .is_ok();
+        let ok = self
+            .hashing
+            .verify(hash, SecretString::from(password.to_string()))
+            .await?;
         if ok && known {
             Ok(Some(self.issue(user, now)))
         } else {
@@ -477,12 +598,40 @@ mod tests {
         let auth = Authenticator::new(
             vec![SecretString::from("alpha-token")],
             Some(&dir),
-            b"key".to_vec(),
+            keys(&["key"]),
             ttl,
         )
         .unwrap();
         std::fs::remove_file(dir).unwrap();
         auth
+    }
+
+    fn keys(secrets: &[&str]) -> Arc<Keyring> {
+        Arc::new(Keyring::new(secrets))
+    }
+
+    /// The same users and tokens with other signing keys (a replica configured otherwise).
+    fn with_keys(auth: &Authenticator, secrets: &[&str]) -> Authenticator {
+        Authenticator {
+            tokens: auth.tokens.clone(),
+            users: auth
+                .users
+                .iter()
+                .map(|(name, user)| {
+                    (
+                        name.clone(),
+                        User {
+                            password_hash: user.password_hash.clone(),
+                            principal: user.principal.clone(),
+                        },
+                    )
+                })
+                .collect(),
+            dummy_hash: auth.dummy_hash.clone(),
+            keys: keys(secrets),
+            token_ttl: auth.token_ttl,
+            hashing: HashLimiter::new(HashLimits::default()),
+        }
     }
 
     #[test]
@@ -526,12 +675,13 @@ mod tests {
         );
     }
 
-    #[test]
-    fn handshake_issues_expiring_signed_tokens() {
+    #[tokio::test]
+    async fn handshake_issues_expiring_signed_tokens() {
         let auth = authenticator(Duration::from_secs(60));
         let now = SystemTime::now();
         let token = auth
             .handshake(&metadata(Some(&basic("alice", "s3cret-pw"))), now)
+            .await
             .unwrap()
             .unwrap();
         let principal = auth
@@ -558,7 +708,7 @@ mod tests {
         let other_key = Authenticator::new(
             vec![SecretString::from("x")],
             None,
-            b"other".to_vec(),
+            keys(&["other"]),
             Duration::from_secs(60),
         )
         .unwrap();
@@ -574,10 +724,95 @@ mod tests {
             basic("alice", ""),
         ] {
             assert_eq!(
-                auth.handshake(&metadata(Some(&bad)), now).unwrap_err(),
+                auth.handshake(&metadata(Some(&bad)), now)
+                    .await
+                    .unwrap_err(),
                 AuthError::Invalid
             );
         }
+    }
+
+    /// Rotation: a token signed with key A is accepted where A is still configured (after B),
+    /// not where it is gone; the key that signs tickets does not sign tokens.
+    #[tokio::test]
+    async fn issued_tokens_verify_by_key_id_across_rotation() {
+        let a = authenticator(Duration::from_secs(60));
+        let now = SystemTime::now();
+        let token = a.issue("alice", now);
+        assert!(token.starts_with("rsfb2."), "{token}");
+        let bearer = |t: &str| metadata(Some(&format!("Bearer {t}")));
+        let rotated = with_keys(&a, &["b-key", "key"]);
+        assert_eq!(rotated.authenticate(&bearer(&token), now).unwrap().name(), "alice");
+        let retired = with_keys(&a, &["b-key"]);
+        assert_eq!(
+            retired.authenticate(&bearer(&token), now).unwrap_err(),
+            AuthError::Invalid
+        );
+        let fresh = rotated.issue("alice", now);
+        assert_eq!(retired.authenticate(&bearer(&fresh), now).unwrap().name(), "alice");
+        // Another key id in front of a genuine signature does not verify.
+        let parts: Vec<&str> = token.splitn(3, '.').collect();
+        let other_id = hex::encode(Keyring::new(&["b-key"]).signing(Purpose::Token).0);
+        let swapped = format!("rsfb2.{other_id}.{}", parts[2]);
+        assert_eq!(
+            rotated.authenticate(&bearer(&swapped), now).unwrap_err(),
+            AuthError::Invalid
+        );
+        // A ticket signature made with the same secret is not a token signature.
+        let ring = Keyring::new(&["key"]);
+        let (_, ticket_key) = ring.signing(Purpose::Ticket);
+        let (signed_part, _) = token.rsplit_once('.').unwrap();
+        let forged = format!(
+            "{signed_part}.{}",
+            URL_SAFE_NO_PAD.encode(
+                Authenticator::mac(ticket_key, signed_part)
+                    .finalize()
+                    .into_bytes()
+            )
+        );
+        assert_eq!(
+            a.authenticate(&bearer(&forged), now).unwrap_err(),
+            AuthError::Invalid
+        );
+    }
+
+    /// Password checks beyond the queue bound fail at once with `Busy`, and every caller gets
+    /// an answer.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn handshake_floods_are_bounded() {
+        let auth = Arc::new(authenticator(Duration::from_secs(60)).with_hash_limits(HashLimits {
+            concurrent: 1,
+            queued: 2,
+            max_wait: Duration::from_secs(60),
+        }));
+        let now = SystemTime::now();
+        let calls: Vec<_> = (0..12)
+            .map(|i| {
+                let auth = Arc::clone(&auth);
+                tokio::spawn(async move {
+                    let user = if i % 2 == 0 { "alice" } else { "nobody" };
+                    auth.handshake(&metadata(Some(&basic(user, "wrong"))), now)
+                        .await
+                })
+            })
+            .collect();
+        let mut busy = 0;
+        for call in calls {
+            match call.await.unwrap() {
+                Err(AuthError::Busy) => busy += 1,
+                Err(AuthError::Invalid) => {}
+                other => panic!("{other:?}"),
+            }
+        }
+        assert!(busy >= 6, "{busy} of 12 were refused at once");
+        assert_eq!(auth.hashing.waiting.load(Ordering::SeqCst), 0);
+        // Once the flood has passed, the right password works again.
+        assert!(
+            auth.handshake(&metadata(Some(&basic("alice", "s3cret-pw"))), now)
+                .await
+                .unwrap()
+                .is_some()
+        );
     }
 
     #[test]
@@ -592,7 +827,7 @@ mod tests {
                 std::env::temp_dir().join(format!("rsf-auth-bad-{:x}.toml", rand::random::<u64>()));
             std::fs::write(&path, text).unwrap();
             let result =
-                Authenticator::new(vec![], Some(&path), b"k".to_vec(), Duration::from_secs(1));
+                Authenticator::new(vec![], Some(&path), keys(&["k"]), Duration::from_secs(1));
             std::fs::remove_file(&path).unwrap();
             let error = result.unwrap_err().to_string();
             assert!(!error.contains("0123456789abcdefg"), "{error}");

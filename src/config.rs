@@ -61,12 +61,28 @@ fn scalar<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::E
         Some(serde_json::Value::String(s)) => Some(s),
         Some(serde_json::Value::Bool(b)) => Some(b.to_string()),
         Some(serde_json::Value::Number(n)) => Some(n.to_string()),
+        // A list (`ticket_secret`, `auth_tokens`): the comma-separated string form.
+        Some(serde_json::Value::Array(items)) => {
+            let mut parts = Vec::with_capacity(items.len());
+            for item in items {
+                match item {
+                    serde_json::Value::String(s) if !s.contains(',') => parts.push(s),
+                    serde_json::Value::String(_) => {
+                        return Err(serde::de::Error::custom(
+                            "an item of a list may not contain ','",
+                        ));
+                    }
+                    _ => return Err(serde::de::Error::custom("expected a list of strings")),
+                }
+            }
+            Some(parts.join(","))
+        }
         Some(other) => {
             return Err(serde::de::Error::custom(format!(
-                "expected a string, number or boolean, got {}",
+                "expected a string, number, boolean or list of strings, got {}",
                 match other {
-                    serde_json::Value::Array(_) => "an array",
-                    _ => "an object",
+                    serde_json::Value::Object(_) => "an object",
+                    _ => "something else",
                 }
             )));
         }
@@ -163,7 +179,7 @@ raw_config! {
     staging_ttl_seconds: "REDSHIFT_FLIGHT_STAGING_TTL_SECONDS", secret = false;
     /// UNLOAD's MAXFILESIZE in MB (5 to 6200, default 256): bounds one endpoint's size.
     unload_max_file_size_mb: "REDSHIFT_FLIGHT_UNLOAD_MAX_FILE_SIZE_MB", secret = false;
-    /// Secret key for signing tickets; replicas must share it (default: random per process).
+    /// Secret key(s) for signing tickets and issued tokens, at least 32 bytes each; replicas must share them. A comma-separated list (a JSON array in the file) rotates keys: the first signs, all verify (default: random per process).
     ticket_secret: "REDSHIFT_FLIGHT_TICKET_SECRET", secret = true;
     /// Seconds a fully streamed run is kept, for clients retrying a failed stream (default 60).
     staging_grace_seconds: "REDSHIFT_FLIGHT_STAGING_GRACE_SECONDS", secret = false;
@@ -183,7 +199,7 @@ raw_config! {
     auth_file: "REDSHIFT_FLIGHT_AUTH_FILE", secret = false;
     /// Lifetime of tokens issued by the Handshake, in seconds (default 3600).
     auth_token_ttl_seconds: "REDSHIFT_FLIGHT_AUTH_TOKEN_TTL_SECONDS", secret = false;
-    /// File holding the ticket signing key (instead of ticket_secret).
+    /// File holding the ticket signing key(s), one per line, the signing one first (instead of ticket_secret).
     ticket_secret_file: "REDSHIFT_FLIGHT_TICKET_SECRET_FILE", secret = false;
     /// PEM certificate chain for TLS on the Flight port.
     tls_cert: "REDSHIFT_FLIGHT_TLS_CERT", secret = false;
@@ -191,7 +207,7 @@ raw_config! {
     tls_key: "REDSHIFT_FLIGHT_TLS_KEY", secret = false;
     /// PEM CA bundle: when set, clients must present a certificate it signed.
     tls_client_ca: "REDSHIFT_FLIGHT_TLS_CLIENT_CA", secret = false;
-    /// TLS to Redshift: disable, prefer, require or verify-full (default: require, prefer on loopback).
+    /// TLS to Redshift: disable, prefer, require or verify-full (default: verify-full, prefer on loopback).
     redshift_sslmode: "REDSHIFT_FLIGHT_REDSHIFT_SSLMODE", secret = false;
     /// PEM CA bundle trusted for verify-full (in addition to the public roots).
     redshift_ssl_root_cert: "REDSHIFT_FLIGHT_REDSHIFT_SSL_ROOT_CERT", secret = false;
@@ -203,6 +219,10 @@ raw_config! {
     stream_memory_mb: "REDSHIFT_FLIGHT_STREAM_MEMORY_MB", secret = false;
     /// Threads decoding Parquet for DoGet, apart from the gRPC runtime (default 0: one per CPU).
     decode_threads: "REDSHIFT_FLIGHT_DECODE_THREADS", secret = false;
+    /// Redshift connections the server holds at most: UNLOADs, catalog reads and MAX() queries share them (default 0: max_parallel_workers + 4).
+    redshift_pool_size: "REDSHIFT_FLIGHT_REDSHIFT_POOL_SIZE", secret = false;
+    /// Seconds a request waits for a free Redshift connection before it fails with UNAVAILABLE (default 30).
+    redshift_pool_timeout_seconds: "REDSHIFT_FLIGHT_REDSHIFT_POOL_TIMEOUT_SECONDS", secret = false;
     /// `true`: allow listening on a non-loopback address without authentication (a warning is logged).
     insecure: "REDSHIFT_FLIGHT_INSECURE", secret = false, arg(num_args = 0..=1, default_missing_value = "true");
 }
@@ -277,8 +297,9 @@ pub struct Config {
     pub staging_ttl: Duration,
     /// UNLOAD MAXFILESIZE in MB.
     pub unload_max_file_size_mb: u32,
-    /// Ticket signing key.
-    pub ticket_secret: Option<SecretString>,
+    /// Signing secrets for tickets and issued tokens: the first signs, all verify (empty: a
+    /// random key per process).
+    pub ticket_secrets: Vec<SecretString>,
     /// Grace period of consumed runs.
     pub staging_grace: Duration,
     /// Sweeper interval.
@@ -313,6 +334,10 @@ pub struct Config {
     pub stream_memory: Option<u64>,
     /// Parquet decoding threads (0: one per CPU).
     pub decode_threads: usize,
+    /// Redshift connections at most.
+    pub redshift_pool_size: usize,
+    /// Longest wait for a free Redshift connection.
+    pub redshift_pool_timeout: Duration,
     /// Allow an unauthenticated non-loopback listener.
     pub insecure: bool,
 }
@@ -415,6 +440,74 @@ fn is_valid_role_arn(arn: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"+=,.@_-/".contains(&b))
 }
 
+/// Shortest signing secret accepted, in bytes (HMAC-SHA256 keys of fewer bytes are guessable).
+pub const MIN_SECRET_BYTES: usize = 32;
+
+/// The signing secrets of `ticket_secret` (comma-separated) or `ticket_secret_file` (one per
+/// line), the signing one first; each must have [`MIN_SECRET_BYTES`]. Errors never show a secret.
+fn ticket_secrets(
+    inline: Option<String>,
+    file: Option<String>,
+) -> Result<Vec<SecretString>, ConfigError> {
+    let (key, secrets, got) = match (optional(inline), optional(file)) {
+        (Some(_), Some(_)) => {
+            return Err(ConfigError::Invalid {
+                key: "ticket_secret_file",
+                expected: "left out when ticket_secret is given",
+                got: "<set>".into(),
+            });
+        }
+        (Some(text), None) => {
+            let secrets: Vec<String> = text
+                .split(',')
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect();
+            ("ticket_secret", secrets, String::new())
+        }
+        (None, Some(path)) => {
+            let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
+                path: PathBuf::from(&path),
+                source,
+            })?;
+            let secrets: Vec<String> = text
+                .lines()
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect();
+            ("ticket_secret_file", secrets, path)
+        }
+        (None, None) => return Ok(Vec::new()),
+    };
+    let redacted = |what: String| {
+        if got.is_empty() {
+            what
+        } else {
+            format!("{got}: {what}")
+        }
+    };
+    if secrets.is_empty() {
+        return Err(ConfigError::Invalid {
+            key,
+            expected: "at least one secret of at least 32 bytes",
+            got: redacted("<empty>".into()),
+        });
+    }
+    if let Some(i) = secrets.iter().position(|s| s.len() < MIN_SECRET_BYTES) {
+        return Err(ConfigError::Invalid {
+            key,
+            expected: "secrets of at least 32 bytes each (e.g. openssl rand -hex 32)",
+            got: redacted(format!(
+                "secret {} of {} is {} bytes long",
+                i + 1,
+                secrets.len(),
+                secrets[i].len()
+            )),
+        });
+    }
+    Ok(secrets.into_iter().map(SecretString::from).collect())
+}
+
 impl Config {
     /// Validates every key, naming the first one at fault.
     pub fn try_from_raw(raw: RawConfig) -> Result<Self, ConfigError> {
@@ -508,7 +601,8 @@ impl Config {
         let redshift_host = required(raw.redshift_host, "redshift_host")?;
         let redshift_sslmode = match optional(raw.redshift_sslmode) {
             None if is_loopback_host(&redshift_host) => SslMode::Prefer,
-            None => SslMode::Require,
+            // Redshift's certificates chain to public roots: verify them unless told otherwise.
+            None => SslMode::VerifyFull,
             Some(mode) => match mode.trim().to_ascii_lowercase().as_str() {
                 "disable" => SslMode::Disable,
                 "prefer" => SslMode::Prefer,
@@ -554,35 +648,7 @@ impl Config {
                 flag: flag_name("tls_cert"),
             });
         }
-        let ticket_secret = match (
-            optional(raw.ticket_secret),
-            optional(raw.ticket_secret_file),
-        ) {
-            (Some(_), Some(_)) => {
-                return Err(ConfigError::Invalid {
-                    key: "ticket_secret_file",
-                    expected: "left out when ticket_secret is given",
-                    got: "<set>".into(),
-                });
-            }
-            (Some(secret), None) => Some(SecretString::from(secret)),
-            (None, Some(path)) => {
-                let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
-                    path: PathBuf::from(&path),
-                    source,
-                })?;
-                let secret = text.trim().to_string();
-                if secret.len() < 16 {
-                    return Err(ConfigError::Invalid {
-                        key: "ticket_secret_file",
-                        expected: "a file holding a secret of at least 16 characters",
-                        got: path,
-                    });
-                }
-                Some(SecretString::from(secret))
-            }
-            (None, None) => None,
-        };
+        let ticket_secrets = ticket_secrets(raw.ticket_secret, raw.ticket_secret_file)?;
         Ok(Self {
             auth_file: optional(raw.auth_file).map(PathBuf::from),
             auth_token_ttl: Duration::from_secs(parse_number(
@@ -658,7 +724,7 @@ impl Config {
                 256,
                 5..=6200,
             )?,
-            ticket_secret,
+            ticket_secrets,
             staging_grace: Duration::from_secs(parse_number(
                 raw.staging_grace_seconds,
                 "staging_grace_seconds",
@@ -722,6 +788,20 @@ impl Config {
                 0,
                 0..=256,
             )?,
+            redshift_pool_size: parse_number(
+                raw.redshift_pool_size,
+                "redshift_pool_size",
+                "a number of connections from 0 (max_parallel_workers + 4) to 1024",
+                0,
+                0..=1024,
+            )?,
+            redshift_pool_timeout: Duration::from_secs(parse_number(
+                raw.redshift_pool_timeout_seconds,
+                "redshift_pool_timeout_seconds",
+                "a number of seconds from 1 to 3600",
+                30,
+                1..=3600,
+            )?),
             keepalive: Duration::from_secs(parse_number(
                 raw.keepalive_seconds,
                 "keepalive_seconds",
@@ -787,8 +867,8 @@ mod tests {
         assert_eq!(config.listen_address, "127.0.0.1:8815".parse().unwrap());
         assert_eq!(
             config.redshift_sslmode,
-            SslMode::Require,
-            "require for non-loopback hosts"
+            SslMode::VerifyFull,
+            "certificates are verified for non-loopback hosts"
         );
         assert!(!config.insecure);
         assert_eq!(RawConfig::KEYS.len(), 43);
@@ -875,6 +955,80 @@ mod tests {
         let mut json = seed_json();
         json["redshfit_host"] = "typo".into();
         assert!(serde_json::from_value::<RawConfig>(json).is_err());
+    }
+
+    #[test]
+    fn ticket_secrets_are_long_lists_in_every_form() {
+        use secrecy::ExposeSecret;
+        let a = "a".repeat(32);
+        let b = "b".repeat(40);
+        let secrets = |config: Config| -> Vec<String> {
+            config
+                .ticket_secrets
+                .iter()
+                .map(|s| s.expose_secret().to_string())
+                .collect()
+        };
+        let mut json = seed_json();
+        json["ticket_secret"] = format!(" {b} , {a} ").into();
+        assert_eq!(secrets(parse(json).unwrap()), [b.clone(), a.clone()]);
+        let mut json = seed_json();
+        json["ticket_secret"] = serde_json::json!([b, a]);
+        assert_eq!(secrets(parse(json).unwrap()), [b.clone(), a.clone()]);
+        let mut json = seed_json();
+        json["ticket_secret"] = serde_json::json!([b, "x,y"]);
+        assert!(serde_json::from_value::<RawConfig>(json).is_err());
+        assert!(secrets(parse(seed_json()).unwrap()).is_empty());
+
+        let file = std::env::temp_dir().join(format!("rsf-secrets-{:x}", rand::random::<u64>()));
+        std::fs::write(&file, format!("{b}\n\n{a}\n")).unwrap();
+        let mut json = seed_json();
+        json["ticket_secret_file"] = file.to_string_lossy().into_owned().into();
+        assert_eq!(secrets(parse(json).unwrap()), [b.clone(), a.clone()]);
+
+        // Short secrets are refused in every form, without showing them.
+        let short = "short-secret-0123456789abcdef"; // 29 bytes
+        for (key, value) in [
+            ("ticket_secret", serde_json::json!(short)),
+            ("ticket_secret", serde_json::json!(format!("{a},{short}"))),
+            ("ticket_secret", serde_json::json!([a, short])),
+            ("ticket_secret", serde_json::json!(",")),
+        ] {
+            let mut json = seed_json();
+            json[key] = value.clone();
+            let error = parse(json).unwrap_err().to_string();
+            assert!(error.starts_with("ticket_secret must be"), "{error}");
+            assert!(!error.contains(short) && !error.contains(&a), "{error}");
+        }
+        std::fs::write(&file, format!("{a}\n{short}\n")).unwrap();
+        let mut json = seed_json();
+        json["ticket_secret_file"] = file.to_string_lossy().into_owned().into();
+        let error = parse(json).unwrap_err().to_string();
+        assert!(error.starts_with("ticket_secret_file must be"), "{error}");
+        assert!(error.contains("secret 2 of 2 is 29 bytes"), "{error}");
+        assert!(!error.contains(short), "{error}");
+        std::fs::remove_file(file).unwrap();
+    }
+
+    #[test]
+    fn sslmode_defaults_to_verify_full_except_on_loopback() {
+        for (host, mode, want) in [
+            ("example.redshift.amazonaws.com", None, SslMode::VerifyFull),
+            ("10.0.0.5", None, SslMode::VerifyFull),
+            ("localhost", None, SslMode::Prefer),
+            ("127.0.0.1", None, SslMode::Prefer),
+            ("::1", None, SslMode::Prefer),
+            ("example.redshift.amazonaws.com", Some("require"), SslMode::Require),
+            ("example.redshift.amazonaws.com", Some("disable"), SslMode::Disable),
+            ("localhost", Some("verify-full"), SslMode::VerifyFull),
+        ] {
+            let mut json = seed_json();
+            json["redshift_host"] = host.into();
+            if let Some(mode) = mode {
+                json["redshift_sslmode"] = mode.into();
+            }
+            assert_eq!(parse(json).unwrap().redshift_sslmode, want, "{host} {mode:?}");
+        }
     }
 
     #[test]

@@ -27,6 +27,13 @@ pub struct DeletionLabels {
     pub reason: &'static str,
 }
 
+/// Which catalog query ran.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CatalogQueryLabels {
+    /// `schemas` (the list of schema names) or `tables` (one schema's tables and columns).
+    pub query: &'static str,
+}
+
 /// Every metric of the server.
 #[derive(Debug)]
 pub struct Metrics {
@@ -45,6 +52,10 @@ pub struct Metrics {
     pub deletions: Family<DeletionLabels, Counter>,
     /// GetFlightInfo answered with a run staged for an identical request.
     pub snapshot_reuses: Counter,
+    /// Catalog reads sent to Redshift (cache misses), by query.
+    pub catalog_queries: Family<CatalogQueryLabels, Counter>,
+    /// Schemas in the catalog cache (bounded; refreshed whenever a schema is loaded).
+    pub catalog_cached_schemas: Gauge,
 }
 
 impl Default for Metrics {
@@ -88,9 +99,23 @@ impl Default for Metrics {
             "GetFlightInfo requests answered with a run staged for an identical request",
             snapshot_reuses.clone(),
         );
+        let catalog_queries = Family::<CatalogQueryLabels, Counter>::default();
+        registry.register(
+            "catalog_queries",
+            "Catalog reads sent to Redshift (cache misses), by query",
+            catalog_queries.clone(),
+        );
+        let catalog_cached_schemas = Gauge::default();
+        registry.register(
+            "catalog_cached_schemas",
+            "Schemas held in the catalog cache",
+            catalog_cached_schemas.clone(),
+        );
         Self {
             registry,
             snapshot_reuses,
+            catalog_queries,
+            catalog_cached_schemas,
             requests,
             rows_sent,
             bytes_sent,
@@ -114,6 +139,13 @@ impl Metrics {
                 rpc,
                 code: format!("{code:?}"),
             })
+            .inc();
+    }
+
+    /// Counts a catalog read sent to Redshift.
+    pub fn catalog_query(&self, query: &'static str) {
+        self.catalog_queries
+            .get_or_create(&CatalogQueryLabels { query })
             .inc();
     }
 

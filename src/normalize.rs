@@ -5,6 +5,11 @@
 //! through untouched; compatible ones are cast (e.g. an INT96 or nanosecond timestamp to
 //! microseconds, dictionary strings to plain); TIMESTAMPTZ is re-labelled UTC; the text forms of
 //! TIME, VARBYTE and GEOMETRY are decoded back to Time64, Binary and WKB.
+//!
+//! Some conversions cannot wait until a batch has been read: parquet reads an INT96 timestamp as
+//! nanoseconds by default, which wraps around outside 1677-09-21 .. 2262-04-11 (Redshift allows
+//! years 1 to 294276), so [`reader_schema`] is the hint given to the Parquet reader, making it
+//! read those columns straight into the promised unit.
 
 use std::sync::Arc;
 
@@ -12,8 +17,10 @@ use arrow::array::{
     Array, ArrayRef, AsArray, BinaryBuilder, RecordBatch, StringArray, Time64MicrosecondBuilder,
 };
 use arrow::compute::{CastOptions, cast_with_options};
-use arrow::datatypes::{DataType, SchemaRef, TimeUnit, TimestampMicrosecondType};
+use arrow::datatypes::{DataType, Schema, SchemaRef, TimeUnit, TimestampMicrosecondType};
 use arrow::util::display::FormatOptions;
+use parquet::basic::Type as PhysicalType;
+use parquet::schema::types::SchemaDescriptor;
 
 use crate::catalog::RedshiftType;
 
@@ -60,6 +67,54 @@ pub fn normalize_batch(
         column: String::new(),
         message: e.to_string(),
     })
+}
+
+/// The Arrow schema to ask the Parquet reader for (`ArrowReaderOptions::with_schema`): the file's
+/// own schema `file` (whose Parquet schema is `parquet`), except that
+/// * an INT96 column promised as a timestamp is read in the promised unit and zone (the default,
+///   nanoseconds, overflows for years before 1677 or after 2262);
+/// * with `dictionary`, a string column promised as a dictionary is read as one (the reader then
+///   keeps the file's dictionary pages instead of expanding them).
+///
+/// Columns are matched by position, like [`normalize_batch`] does. Other columns keep the
+/// file's type: normalisation converts them batch by batch.
+pub fn reader_schema(
+    file: &SchemaRef,
+    parquet: &SchemaDescriptor,
+    promised: &SchemaRef,
+    dictionary: bool,
+) -> SchemaRef {
+    // Staged files are flat: one leaf per top-level field.
+    let flat = parquet.num_columns() == file.fields().len();
+    let fields: Vec<_> = file
+        .fields()
+        .iter()
+        .zip(promised.fields())
+        .enumerate()
+        .map(|(i, (field, want))| {
+            let int96 = false && flat && parquet.column(i).physical_type() == PhysicalType::INT96;
+            match (field.data_type(), want.data_type()) {
+                (DataType::Timestamp(TimeUnit::Nanosecond, None), DataType::Timestamp(unit, tz))
+                    if int96 && *unit != TimeUnit::Nanosecond =>
+                {
+                    Arc::new(
+                        field
+                            .as_ref()
+                            .clone()
+                            .with_data_type(DataType::Timestamp(*unit, tz.clone())),
+                    )
+                }
+                (DataType::Utf8, DataType::Dictionary(..)) if dictionary => Arc::new(
+                    field
+                        .as_ref()
+                        .clone()
+                        .with_data_type(want.data_type().clone()),
+                ),
+                _ => Arc::clone(field),
+            }
+        })
+        .collect();
+    Arc::new(Schema::new_with_metadata(fields, file.metadata().clone()))
 }
 
 fn cast_strict(array: &ArrayRef, to: &DataType) -> Result<ArrayRef, String> {

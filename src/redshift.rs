@@ -50,6 +50,16 @@ pub enum RedshiftError {
         /// Redshift's message.
         message: String,
     },
+    /// Every pooled connection stayed busy for the whole wait (`redshift_pool_timeout_seconds`).
+    #[error(
+        "all {size} Redshift connections stayed busy for {waited:?} (redshift_pool_timeout_seconds); try again later, or raise redshift_pool_size"
+    )]
+    PoolTimeout {
+        /// `redshift_pool_size` in effect.
+        size: usize,
+        /// How long the request waited.
+        waited: Duration,
+    },
     /// Redshift ran the statement and reported an error.
     #[error("Redshift error {code}: {message}")]
     Sql {
@@ -97,7 +107,8 @@ impl RedshiftError {
                 !(message.contains("TLS") || message.to_ascii_lowercase().contains("certificate"))
             }
             Self::Sql { code, .. } => code == "40001",
-            Self::Authentication { .. } => false,
+            // Waiting again would hold the caller for several timeouts; it fails fast instead.
+            Self::Authentication { .. } | Self::PoolTimeout { .. } => false,
         }
     }
 }
@@ -233,6 +244,7 @@ pub fn tls_connector(
 pub struct Redshift {
     tls: MakeRustlsConnect,
     pool: Pool,
+    pool_timeout: Duration,
     address: String,
     user: String,
     retry: RetrySettings,
@@ -299,9 +311,15 @@ impl Redshift {
                 recycling_method: RecyclingMethod::Verified,
             },
         );
-        // One connection per concurrent UNLOAD plus a few for catalog and MAX queries.
+        // By default one connection per concurrent UNLOAD plus a few for catalog and MAX queries.
+        // Whoever finds them all busy waits at most `redshift_pool_timeout_seconds`.
+        let size = match config.redshift_pool_size {
+            0 => config.max_parallel_workers + 4,
+            size => size,
+        };
         let pool = Pool::builder(manager)
-            .max_size(config.max_parallel_workers + 4)
+            .max_size(size)
+            .wait_timeout(Some(config.redshift_pool_timeout))
             .runtime(Runtime::Tokio1)
             .create_timeout(Some(Duration::from_secs(15)))
             .recycle_timeout(Some(Duration::from_secs(15)))
@@ -310,6 +328,7 @@ impl Redshift {
         Ok(Self {
             tls,
             pool,
+            pool_timeout: config.redshift_pool_timeout,
             address: format!("{}:{}", config.redshift_host, config.redshift_port),
             user: config.redshift_user.clone(),
             retry: RetrySettings::default(),
@@ -330,6 +349,10 @@ impl Redshift {
     async fn connection(&self) -> Result<Object, RedshiftError> {
         self.pool.get().await.map_err(|e| match e {
             PoolError::Backend(e) => RedshiftError::from_pg(e, &self.address, &self.user),
+            PoolError::Timeout(deadpool_postgres::TimeoutType::Wait) => RedshiftError::PoolTimeout {
+                size: self.pool.status().max_size,
+                waited: self.pool_timeout,
+            },
             other => RedshiftError::Unreachable {
                 address: self.address.clone(),
                 message: other.to_string(),
@@ -389,5 +412,36 @@ impl Redshift {
     /// Runs one statement once (no retry): for statements whose retry needs cleanup first.
     pub async fn execute_once(&self, sql: &Sql) -> Result<Vec<TextRow>, RedshiftError> {
         self.run_once(sql).await
+    }
+
+    /// Runs an UNLOAD once (no retry) and then, on the same session, `SELECT
+    /// pg_last_unload_count()`: the rows Redshift says that UNLOAD wrote, checked by the stager
+    /// against the manifest so that a lost manifest is never taken for zero rows.
+    pub async fn unload_counted(&self, unload: &Sql) -> Result<u64, RedshiftError> {
+        let client = self.connection().await?;
+        let mut guard = CancelOnDrop {
+            token: Some(client.cancel_token()),
+            tls: self.tls.clone(),
+        };
+        let pg = |e| RedshiftError::from_pg(e, &self.address, &self.user);
+        client.simple_query(unload.as_str()).await.map_err(pg)?;
+        let messages = client
+            .simple_query("SELECT pg_last_unload_count()")
+            .await
+            .map_err(pg)?;
+        guard.token = None;
+        let count = messages.iter().find_map(|m| match m {
+            SimpleQueryMessage::Row(row) => row.get(0).map(str::to_string),
+            _ => None,
+        });
+        count
+            .as_deref()
+            .and_then(|text| text.trim().parse::<u64>().ok())
+            .ok_or_else(|| RedshiftError::Sql {
+                code: "XX000".into(),
+                message: format!(
+                    "pg_last_unload_count() returned {count:?}, not a row count"
+                ),
+            })
     }
 }

@@ -15,6 +15,8 @@ use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_layer::{Identity, Stack};
 
 use crate::auth::{AuthError, Authenticator};
 use crate::catalog::spec::{SpecError, TableSpec};
@@ -22,6 +24,7 @@ use crate::catalog::{Catalog, RedshiftCatalog};
 use crate::config::Config;
 use crate::flight::{RedshiftFlightService, Service};
 use crate::metrics::Metrics;
+use crate::panics::PanicToStatus;
 use crate::redshift::{Redshift, RedshiftError, RetrySettings};
 use crate::stage::{StageSettings, Stager};
 use crate::store::{StoreError, build_s3, error_chain};
@@ -34,6 +37,17 @@ const MAX_CONCURRENT_CALLS_PER_CONNECTION: usize = 64;
 /// HTTP/2 keep-alive pings, so idle connections (a long UNLOAD behind GetFlightInfo) stay open
 /// through proxies.
 const HTTP2_KEEPALIVE: Duration = Duration::from_secs(20);
+
+/// The gRPC server every listener uses: limits per connection, HTTP/2 keep-alive, and the layer
+/// that turns a panicking call into `INTERNAL` for that call alone ([`crate::panics`]). Public so
+/// tests can serve their own services through the very same stack.
+pub fn grpc_server() -> Server<Stack<CatchPanicLayer<PanicToStatus>, Identity>> {
+    Server::builder()
+        .concurrency_limit_per_connection(MAX_CONCURRENT_CALLS_PER_CONNECTION)
+        .max_concurrent_streams(Some(MAX_CONCURRENT_CALLS_PER_CONNECTION as u32))
+        .http2_keepalive_interval(Some(HTTP2_KEEPALIVE))
+        .layer(crate::panics::layer())
+}
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -125,14 +139,17 @@ impl Parts {
                 .map(TableSpec::from_file)
                 .transpose()?
         };
-        let catalog: Arc<dyn Catalog> = Arc::new(RedshiftCatalog::new(
-            Arc::clone(&redshift),
-            config.redshift_schema.clone(),
-            config.catalog_ttl,
-            spec,
-        ));
-        let store = build_s3(config)?;
         let metrics = Metrics::new();
+        let catalog: Arc<dyn Catalog> = Arc::new(
+            RedshiftCatalog::new(
+                Arc::clone(&redshift),
+                config.redshift_schema.clone(),
+                config.catalog_ttl,
+                spec,
+            )
+            .with_metrics(Arc::clone(&metrics)),
+        );
+        let store = build_s3(config)?;
         let stager = Arc::new(Stager::new(
             Arc::clone(&redshift) as _,
             Arc::clone(&store),
@@ -197,20 +214,26 @@ impl Application {
     pub async fn build(config: Config) -> Result<Self, StartError> {
         let parts = Parts::build(&config)?;
         parts.check_reachable(&config).await?;
-        let key: Vec<u8> = match &config.ticket_secret {
-            Some(secret) => secret.expose_secret().as_bytes().to_vec(),
-            None => {
-                tracing::warn!(
-                    "no ticket_secret configured: using a random key, so tickets and issued tokens are only valid on this process (replicas cannot share them)"
-                );
-                rand::random::<[u8; 32]>().to_vec()
-            }
+        let keys = if config.ticket_secrets.is_empty() {
+            tracing::warn!(
+                "no ticket_secret configured: using a random key, so tickets and issued tokens are only valid on this process (replicas cannot share them)"
+            );
+            crate::keys::Keyring::random()
+        } else {
+            let secrets: Vec<&[u8]> = config
+                .ticket_secrets
+                .iter()
+                .map(|s| s.expose_secret().as_bytes())
+                .collect();
+            crate::keys::Keyring::new(&secrets)
         };
-        let tickets = TicketCodec::new(key.clone());
+        let keys = Arc::new(keys);
+        tracing::info!(key_ids = ?keys.key_ids(), "signing keys (the first signs)");
+        let tickets = TicketCodec::with_keys(Arc::clone(&keys));
         let auth = Authenticator::new(
             config.auth_tokens.clone(),
             config.auth_file.as_deref(),
-            key,
+            keys,
             config.auth_token_ttl,
         )?;
         if !auth.enabled() {
@@ -264,6 +287,7 @@ impl Application {
             decoder: crate::decode::Decoder::new(config.decode_threads)
                 .map_err(StartError::Decoder)?,
             stream_memory: config.stream_memory.map(crate::store::MemoryBudget::new),
+            columns: crate::stage::columns::ColumnsCache::default(),
         });
         let bind = |address: SocketAddr| async move {
             TcpListener::bind(address)
@@ -337,7 +361,7 @@ impl Application {
                 .max_encoding_message_size(usize::MAX);
 
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let mut builder = Server::builder();
+        let mut builder = grpc_server();
         if let Some(tls) = self.tls {
             builder = builder.tls_config(tls)?;
         }
@@ -345,9 +369,6 @@ impl Application {
         // incoming stream, or small responses wait out delayed ACKs (~40 ms per unary call).
         let incoming = TcpIncoming::from(self.listener).with_nodelay(Some(true));
         let serve = builder
-            .concurrency_limit_per_connection(MAX_CONCURRENT_CALLS_PER_CONNECTION)
-            .max_concurrent_streams(Some(MAX_CONCURRENT_CALLS_PER_CONNECTION as u32))
-            .http2_keepalive_interval(Some(HTTP2_KEEPALIVE))
             .add_service(health_service)
             .add_service(flight)
             .serve_with_incoming_shutdown(incoming, async move {

@@ -1,63 +1,56 @@
 //! The ticket: a versioned, signed, expiring wire format carrying everything DoGet needs, so any
 //! replica sharing the signing key can serve any ticket without shared state.
 //!
-//! # Wire format (version 1) — do not change without the clients
+//! # Wire format (version 2) — do not change without the clients
 //!
 //! ```text
-//! ticket  = "RSF1" || SignedTicket           (protobuf, prost)
-//! SignedTicket { bytes payload = 1; bytes mac = 2; }
-//! mac     = HMAC-SHA256(key, "RSF1" || payload)
+//! ticket  = "RSF2" || SignedTicket           (protobuf, prost)
+//! SignedTicket { bytes payload = 1; bytes mac = 2; bytes key_id = 3; }
+//! mac     = HMAC-SHA256(ticket key, "RSF2" || key_id || payload)
+//! key_id  = 8 bytes naming the secret that signed (see `crate::keys`: the ticket key and the key
+//!           id are derived from `ticket_secret` with HKDF-SHA256; the verifier picks the key by id)
 //! payload = TicketPayload {
-//!   uint32 version = 1;            // 1
+//!   uint32 version = 1;            // 2
 //!   string schema = 2; string table = 3;
 //!   string run_id = 4;             // staged run
 //!   string key = 5;                // object key of the Parquet file
 //!   uint64 file_size = 6;          // bytes, from the manifest (no HEAD request needed)
 //!   uint64 rows = 7;               // rows in the file, from the manifest
-//!   repeated Column columns = 8;   // the promised schema: name, Redshift type, nullability
+//!   //    8: version 1's column list, now in the run's columns object (see columns_sha256)
 //!   int64 expires_at_ms = 9;       // Unix milliseconds
-//!   repeated string primary_key = 10;
+//!   //   10: version 1's primary key, now in the run's columns object
 //!   uint32 run_endpoints = 11;     // endpoints of the whole run (to know when all were streamed)
 //!   uint32 row_group_start = 12;   // this endpoint's row groups: start..end of the file's;
 //!   uint32 row_group_end = 13;     //   end = 0 means the whole file
 //!   uint64 footer_len = 14;        // Parquet metadata + 8-byte tail (0: unknown): one ranged GET
 //!   string reader = 15;            // the FlightInfo this ticket belongs to (runs may be shared)
 //!   bool dictionary = 16;          // CHAR/VARCHAR as dictionary<int32, utf8>
+//!   bytes columns_sha256 = 17;     // SHA-256 of the run's `<run prefix>columns.json`: the
+//!                                  //   promised schema, stored once per run
 //! }
-//! Column { string name = 1; string catalog_type = 2; bool nullable = 3; }
 //! ```
 //!
-//! Anything that does not decode, does not verify (a flipped bit, truncation, another key) or has
-//! expired is rejected before any I/O.
+//! A ticket's size does not depend on the table's width: it stays under 1 KiB for names up to
+//! Redshift's 127 bytes. Anything that does not decode, does not verify (a flipped bit,
+//! truncation, another key) or has expired is rejected before any I/O. Version 1 tickets
+//! (`RSF1...`) are refused as malformed, with "call GetFlightInfo again".
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use hmac::{Hmac, KeyInit, Mac};
 use prost::Message;
-use secrecy::{ExposeSecret, SecretSlice};
 use sha2::Sha256;
 
-/// Magic prefix and version of the ticket format.
-pub const TICKET_MAGIC: &[u8; 4] = b"RSF1";
-/// Payload version this build writes and reads.
-pub const TICKET_VERSION: u32 = 1;
-/// Largest ticket accepted, in bytes.
-pub const MAX_TICKET_BYTES: usize = 256 * 1024;
+use crate::keys::{KEY_ID_LEN, Keyring, Purpose};
 
-/// A column of the promised schema.
-#[derive(Clone, PartialEq, Eq, Message)]
-pub struct TicketColumn {
-    /// Column name.
-    #[prost(string, tag = "1")]
-    pub name: String,
-    /// Redshift type as `format_type` prints it.
-    #[prost(string, tag = "2")]
-    pub catalog_type: String,
-    /// Nullability.
-    #[prost(bool, tag = "3")]
-    pub nullable: bool,
-}
+/// Magic prefix and version of the ticket format.
+pub const TICKET_MAGIC: &[u8; 4] = b"RSF2";
+/// Payload version this build writes and reads.
+pub const TICKET_VERSION: u32 = 2;
+/// Largest ticket accepted, in bytes (issued tickets stay under 1 KiB).
+pub const MAX_TICKET_BYTES: usize = 8 * 1024;
 
 /// What DoGet needs to stream one staged file.
 #[derive(Clone, PartialEq, Eq, Message)]
@@ -83,15 +76,9 @@ pub struct TicketPayload {
     /// Rows in the file.
     #[prost(uint64, tag = "7")]
     pub rows: u64,
-    /// Promised schema.
-    #[prost(message, repeated, tag = "8")]
-    pub columns: Vec<TicketColumn>,
     /// Expiry, Unix milliseconds.
     #[prost(int64, tag = "9")]
     pub expires_at_ms: i64,
-    /// Primary-key columns (schema metadata).
-    #[prost(string, repeated, tag = "10")]
-    pub primary_key: Vec<String>,
     /// Number of endpoints in the whole run.
     #[prost(uint32, tag = "11")]
     pub run_endpoints: u32,
@@ -110,6 +97,9 @@ pub struct TicketPayload {
     /// CHAR and VARCHAR columns as dictionaries.
     #[prost(bool, tag = "16")]
     pub dictionary: bool,
+    /// SHA-256 of the run's columns object (the promised schema, see `crate::stage::columns`).
+    #[prost(bytes = "vec", tag = "17")]
+    pub columns_sha256: Vec<u8>,
 }
 
 impl TicketPayload {
@@ -135,6 +125,8 @@ struct SignedTicket {
     payload: Vec<u8>,
     #[prost(bytes = "vec", tag = "2")]
     mac: Vec<u8>,
+    #[prost(bytes = "vec", tag = "3")]
+    key_id: Vec<u8>,
 }
 
 /// A ticket DoGet cannot accept.
@@ -153,45 +145,58 @@ pub enum TicketError {
     Expired(Duration),
 }
 
-/// Signs and verifies tickets with one HMAC key.
+/// Signs tickets with the keyring's first key and verifies them with whichever key they name.
 pub struct TicketCodec {
-    key: SecretSlice<u8>,
+    keys: Arc<Keyring>,
 }
 
 impl fmt::Debug for TicketCodec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TicketCodec").finish_non_exhaustive()
+        f.debug_struct("TicketCodec")
+            .field("keys", &self.keys)
+            .finish()
     }
 }
 
+fn mac(key: &[u8], key_id: &[u8]) -> Hmac<Sha256> {
+    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(key)
+        .unwrap_or_else(|_| unreachable!("HMAC accepts keys of any length"));
+    mac.update(TICKET_MAGIC);
+    mac.update(key_id);
+    mac
+}
+
 impl TicketCodec {
-    /// A codec with the given key bytes.
-    pub fn new(key: impl Into<Vec<u8>>) -> Self {
-        Self {
-            key: SecretSlice::from(key.into()),
-        }
+    /// A codec over one secret (its derived ticket key signs and verifies).
+    pub fn new(secret: impl Into<Vec<u8>>) -> Self {
+        Self::with_keys(Arc::new(Keyring::new(&[secret.into()])))
+    }
+
+    /// A codec over a keyring: the first key signs, every key verifies.
+    pub fn with_keys(keys: Arc<Keyring>) -> Self {
+        Self { keys }
     }
 
     /// A codec with a random 256-bit key (tickets then only work on this process).
     pub fn random() -> Self {
-        Self::new(rand::random::<[u8; 32]>().to_vec())
-    }
-
-    fn mac(&self) -> Hmac<Sha256> {
-        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(self.key.expose_secret())
-            .unwrap_or_else(|_| unreachable!("HMAC accepts keys of any length"));
-        mac.update(TICKET_MAGIC);
-        mac
+        Self::with_keys(Arc::new(Keyring::random()))
     }
 
     /// Encodes and signs a payload.
     pub fn encode(&self, payload: &TicketPayload) -> Vec<u8> {
-        let payload = payload.encode_to_vec();
-        let mut mac = self.mac();
-        mac.update(&payload);
+        self.sign_payload_bytes(&payload.encode_to_vec())
+    }
+
+    /// A ticket whose payload is `payload` verbatim, signed with the signing key (what
+    /// [`TicketCodec::encode`] does after encoding; public for fuzzing and tests).
+    pub fn sign_payload_bytes(&self, payload: &[u8]) -> Vec<u8> {
+        let (key_id, key) = self.keys.signing(Purpose::Ticket);
+        let mut mac = mac(key, &key_id);
+        mac.update(payload);
         let signed = SignedTicket {
-            payload,
+            payload: payload.to_vec(),
             mac: mac.finalize().into_bytes().to_vec(),
+            key_id: key_id.to_vec(),
         };
         let mut out = TICKET_MAGIC.to_vec();
         signed
@@ -208,15 +213,35 @@ impl TicketCodec {
                 ticket.len()
             )));
         }
+        if ticket.starts_with(b"RSF1") {
+            return Err(TicketError::Malformed(
+                "a version 1 ticket, from an older server version; call GetFlightInfo again"
+                    .into(),
+            ));
+        }
         let body = ticket.strip_prefix(TICKET_MAGIC).ok_or_else(|| {
             TicketError::Malformed("not a redshift-flight ticket (bad magic)".into())
         })?;
         let signed = SignedTicket::decode(body)
             .map_err(|e| TicketError::Malformed(format!("cannot decode: {e}")))?;
-        let mut mac = self.mac();
-        mac.update(&signed.payload);
-        mac.verify_slice(&signed.mac)
-            .map_err(|_| TicketError::BadSignature)?;
+        if signed.key_id.len() != KEY_ID_LEN {
+            return Err(TicketError::Malformed(format!(
+                "the key id has {} bytes, not {KEY_ID_LEN}",
+                signed.key_id.len()
+            )));
+        }
+        // An unknown key id verifies with no key: the same answer as a wrong signature.
+        let verified = self
+            .keys
+            .verifying(&signed.key_id, Purpose::Ticket)
+            .any(|key| {
+                let mut mac = mac(key, &signed.key_id);
+                mac.update(&signed.payload);
+                mac.verify_slice(&signed.mac).is_ok()
+            });
+        if !verified {
+            return Err(TicketError::BadSignature);
+        }
         let payload = TicketPayload::decode(signed.payload.as_slice())
             .map_err(|e| TicketError::Malformed(format!("cannot decode payload: {e}")))?;
         if payload.version != TICKET_VERSION {
@@ -255,24 +280,23 @@ mod tests {
             key: "redshift-flight/20261125T121700Z-00000000000000ff/0000_part_00.parquet".into(),
             file_size: 1234,
             rows: 10,
-            columns: vec![TicketColumn {
-                name: "id".into(),
-                catalog_type: "integer".into(),
-                nullable: false,
-            }],
             expires_at_ms: 1_900_000_000_000,
-            primary_key: vec!["id".into()],
             run_endpoints: 3,
             row_group_start: 2,
             row_group_end: 5,
             footer_len: 777,
             reader: "0123456789abcdef".into(),
             dictionary: true,
+            columns_sha256: vec![0xab; 32],
         }
     }
 
     fn at(ms: i64) -> SystemTime {
         UNIX_EPOCH + Duration::from_millis(ms as u64)
+    }
+
+    fn ring(secrets: &[&str]) -> TicketCodec {
+        TicketCodec::with_keys(Arc::new(Keyring::new(secrets)))
     }
 
     #[test]
@@ -290,20 +314,15 @@ mod tests {
     fn golden_bytes() {
         let codec = TicketCodec::new(b"golden-key".to_vec());
         let minimal = TicketPayload {
-            version: 1,
+            version: 2,
             schema: "s".into(),
             table: "t".into(),
             run_id: "r".into(),
             key: "k".into(),
             file_size: 2,
             rows: 3,
-            columns: vec![TicketColumn {
-                name: "c".into(),
-                catalog_type: "integer".into(),
-                nullable: true,
-            }],
             expires_at_ms: 4,
-            primary_key: vec![],
+            columns_sha256: vec![0x11; 32],
             ..TicketPayload::default()
         };
         let ticket = codec.encode(&minimal);
@@ -320,7 +339,47 @@ mod tests {
         );
     }
 
-    const GOLDEN_HEX: &str = "525346310a2408011201731a01742201722a016b30023803420e0a01631207696e7465676572180148041220ae5756c28432ff842a1d440772527f0dded6e316ac47be9779b6b29e99b1fca6";
+    const GOLDEN_HEX: &str = "525346320a3708021201731a01742201722a016b3002380348048a01201111111111111111111111111111111111111111111111111111111111111111122096f1b05b2abfe2d809ca2abf17f751128c1ebddf3b1fc1c8f77adecec9a69a241a08af6528a1f4cc1be1";
+
+    /// Rotation: a ticket signed by key A verifies where A is still listed (after B), not where
+    /// it is gone; and the server signs with the first key.
+    #[test]
+    fn rotated_keys_verify_by_key_id() {
+        let a = ring(&["key-a"]);
+        let ticket = a.encode(&payload());
+        let now = at(0);
+        assert_eq!(ring(&["key-b", "key-a"]).decode(&ticket, now), Ok(payload()));
+        assert_eq!(ring(&["key-b"]).decode(&ticket, now), Err(TicketError::BadSignature));
+        let rotated = ring(&["key-b", "key-a"]).encode(&payload());
+        assert_eq!(ring(&["key-b"]).decode(&rotated, now), Ok(payload()));
+        assert_eq!(a.decode(&rotated, now), Err(TicketError::BadSignature));
+        // The raw secret is not the HMAC key: the derived ticket key is.
+        let signed = SignedTicket::decode(&ticket[4..]).unwrap();
+        let mut raw = <Hmac<Sha256> as KeyInit>::new_from_slice(b"key-a").unwrap();
+        raw.update(TICKET_MAGIC);
+        raw.update(&signed.key_id);
+        raw.update(&signed.payload);
+        assert!(raw.verify_slice(&signed.mac).is_err());
+    }
+
+    /// A ticket's size does not grow with the table: under 1 KiB with Redshift's longest names
+    /// (127 bytes) and a long staging prefix.
+    #[test]
+    fn tickets_stay_under_one_kibibyte() {
+        let mut long = payload();
+        long.schema = "s".repeat(127);
+        long.table = "t".repeat(127);
+        long.key = format!("{}/{}/0127_part_99_000.parquet", "p".repeat(120), long.run_id);
+        long.file_size = u64::MAX;
+        long.rows = u64::MAX;
+        long.expires_at_ms = i64::MAX;
+        long.run_endpoints = u32::MAX;
+        long.row_group_start = u32::MAX;
+        long.row_group_end = u32::MAX;
+        long.footer_len = u64::MAX;
+        let ticket = TicketCodec::new(b"k".to_vec()).encode(&long);
+        assert!(ticket.len() < 1024, "{} bytes", ticket.len());
+    }
 
     #[test]
     fn every_flipped_bit_is_rejected() {
@@ -343,7 +402,7 @@ mod tests {
     }
 
     #[test]
-    fn other_key_expired_and_oversized_are_rejected() {
+    fn other_key_expired_old_and_oversized_are_rejected() {
         let ticket = TicketCodec::new(b"a".to_vec()).encode(&payload());
         let codec = TicketCodec::new(b"b".to_vec());
         assert_eq!(codec.decode(&ticket, at(0)), Err(TicketError::BadSignature));
@@ -360,5 +419,9 @@ mod tests {
             codec.decode(b"garbage", at(0)),
             Err(TicketError::Malformed(_))
         ));
+        // Version 1 (the golden ticket of that format) asks for a new FlightInfo.
+        let v1 = hex::decode("525346310a2408011201731a01742201722a016b30023803420e0a01631207696e7465676572180148041220ae5756c28432ff842a1d440772527f0dded6e316ac47be9779b6b29e99b1fca6").unwrap();
+        let error = codec.decode(&v1, at(0)).unwrap_err().to_string();
+        assert!(error.contains("call GetFlightInfo again"), "{error}");
     }
 }

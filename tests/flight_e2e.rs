@@ -521,7 +521,7 @@ async fn bad_requests_get_clear_statuses() {
         do_get_code(flight.do_get(Ticket::new(tampered)).await),
         Code::PermissionDenied | Code::InvalidArgument
     ));
-    let other_server = TestServer::start(&[("ticket_secret", "another-secret")]).await;
+    let other_server = TestServer::start(&[("ticket_secret", "another-secret-0123456789abcdef-xyz")]).await;
     let mut other = other_server.client().await;
     assert_eq!(
         do_get_code(other.do_get(good.clone()).await),
@@ -566,12 +566,12 @@ async fn a_cleaned_up_run_says_call_get_flight_info_again() {
     let config = redshift_flight::config::Config::try_from_raw(common::raw_config(&[])).unwrap();
     let store = redshift_flight::store::build_s3(&config).unwrap();
     let manifest =
-        object_store::path::Path::from(format!("redshift-flight-tests/{run_id}/manifest"));
+        object_store::path::Path::from(format!("redshift-flight-tests/{run_id}/data/manifest"));
     let manifest_json = store.get(&manifest).await.unwrap().bytes().await.unwrap();
     let entries = redshift_flight::stage::manifest::parse(
         &manifest_json,
         &config.s3_bucket,
-        &format!("redshift-flight-tests/{run_id}/"),
+        &format!("redshift-flight-tests/{run_id}/data/"),
     )
     .unwrap();
     for entry in entries {
@@ -644,7 +644,7 @@ async fn files_of_many_row_groups_stream_whole_and_a_disconnect_is_harmless() {
 
     // The staged files really hold many row groups.
     let app: serde_json::Value = serde_json::from_slice(&info.app_metadata).unwrap();
-    let run_prefix = format!("redshift-flight-tests/{}/", app["run_id"].as_str().unwrap());
+    let run_prefix = format!("redshift-flight-tests/{}/data/", app["run_id"].as_str().unwrap());
     let config = redshift_flight::config::Config::try_from_raw(common::raw_config(&[])).unwrap();
     let store = redshift_flight::store::build_s3(&config).unwrap();
     let manifest = store

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use redshift_flight::plan::cursor::Cursor;
-use redshift_flight::ticket::{TICKET_VERSION, TicketCodec, TicketColumn, TicketPayload};
+use redshift_flight::ticket::{TICKET_VERSION, TicketCodec, TicketPayload};
 
 fn corpus_dir(target: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -126,26 +126,14 @@ fn seed_payload() -> TicketPayload {
         key: "redshift-flight/20261125T121700Z-00000000000000ff/0000_part_00.parquet".into(),
         file_size: 1234,
         rows: 10,
-        columns: vec![
-            TicketColumn {
-                name: "id".into(),
-                catalog_type: "integer".into(),
-                nullable: false,
-            },
-            TicketColumn {
-                name: "O'Brien \"x\"".into(),
-                catalog_type: "numeric(38,10)".into(),
-                nullable: true,
-            },
-        ],
         expires_at_ms: SEED_EXPIRY_MS,
-        primary_key: vec!["id".into()],
         run_endpoints: 3,
         row_group_start: 1,
         row_group_end: 2,
         footer_len: 512,
         reader: "00000000000000ff".into(),
         dictionary: true,
+        columns_sha256: vec![0x5a; 32],
     }
 }
 
@@ -177,20 +165,15 @@ fn write_seed_corpus() {
     let valid = codec.encode(&seed_payload());
     write("ticket_decode", "valid", &valid);
     let minimal = TicketPayload {
-        version: 1,
+        version: TICKET_VERSION,
         schema: "s".into(),
         table: "t".into(),
         run_id: "r".into(),
         key: "k".into(),
         file_size: 2,
         rows: 3,
-        columns: vec![TicketColumn {
-            name: "c".into(),
-            catalog_type: "integer".into(),
-            nullable: true,
-        }],
         expires_at_ms: SEED_EXPIRY_MS,
-        primary_key: vec![],
+        columns_sha256: vec![0x11; 32],
         ..TicketPayload::default()
     };
     write("ticket_decode", "valid-minimal", &codec.encode(&minimal));

@@ -44,7 +44,7 @@ impl Secrets {
         Self {
             redshift_password: tb("TESTBED_REDSHIFT_PASSWORD"),
             aws_secret_access_key: tb("AWS_SECRET_ACCESS_KEY"),
-            ticket_secret: format!("TicketSecret-{}", r()),
+            ticket_secret: format!("TicketSecret-{}{}", r(), r()),
             token_a: format!("TokenAlpha-{}", r()),
             token_b: format!("TokenBeta-{}", r()),
             wrong_password: format!("WrongPassword-{}", r()),

@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 use arrow::datatypes::{DataType, Schema, SchemaRef};
 use tokio::sync::Mutex;
 
+use crate::metrics::Metrics;
+
 use crate::plan::sql::{self, QuoteError, Sql};
 use crate::redshift::{Redshift, RedshiftError, TextRow};
 pub use types::RedshiftType;
@@ -281,18 +283,33 @@ struct CachedSchema {
     tables: Vec<Arc<TableInfo>>,
 }
 
+/// The schema names Redshift has, as last read.
+struct SchemaNames {
+    loaded: Instant,
+    names: Arc<Vec<String>>,
+}
+
+/// Most schemas the catalog cache holds at once, least recently used evicted first. Only schemas
+/// that exist are cached: a name a client makes up is answered from the list of schema names.
+pub const SCHEMA_CACHE_ENTRIES: u64 = 256;
+
 /// A lookup that misses the cache reloads the schema at most this often, so a table created a
 /// moment ago is found at once, while a stream of requests for unknown tables cannot turn into a
 /// stream of catalog queries.
 const MISS_RELOAD_INTERVAL: Duration = Duration::from_secs(2);
 
-/// Discovery against Redshift's catalog, cached per schema.
+/// Discovery against Redshift's catalog, cached per schema (at most [`SCHEMA_CACHE_ENTRIES`],
+/// each for the catalog TTL). Which schemas exist is cached too: a request naming an unknown
+/// schema costs no query, except that the list of names is re-read at most every
+/// [`MISS_RELOAD_INTERVAL`] (so a schema created a moment ago is found).
 pub struct RedshiftCatalog {
     redshift: Arc<Redshift>,
     default_schema: String,
     ttl: Duration,
     spec: Option<spec::TableSpec>,
-    cache: Mutex<HashMap<String, CachedSchema>>,
+    cache: moka::future::Cache<String, Arc<CachedSchema>>,
+    names: Mutex<Option<SchemaNames>>,
+    metrics: Arc<Metrics>,
 }
 
 impl fmt::Debug for RedshiftCatalog {
@@ -318,8 +335,77 @@ impl RedshiftCatalog {
             default_schema,
             ttl,
             spec,
-            cache: Mutex::new(HashMap::new()),
+            cache: moka::future::Cache::builder()
+                .max_capacity(SCHEMA_CACHE_ENTRIES)
+                .time_to_live(ttl)
+                .build(),
+            names: Mutex::new(None),
+            metrics: Metrics::new(),
         }
+    }
+
+    /// Counts catalog queries and cached schemas in `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    /// Schemas in the cache now.
+    pub async fn cached_schemas(&self) -> u64 {
+        self.cache.run_pending_tasks().await;
+        self.cache.entry_count()
+    }
+
+    /// Redshift's schema names, read again if the list is older than `max_age`. The lock is held
+    /// while reading, so concurrent misses share one query.
+    async fn schema_names(&self, max_age: Duration) -> Result<Arc<Vec<String>>, CatalogError> {
+        let mut cached = self.names.lock().await;
+        if let Some(names) = cached.as_ref()
+            && names.loaded.elapsed() < max_age
+        {
+            return Ok(Arc::clone(&names.names));
+        }
+        self.metrics.catalog_query("schemas");
+        let rows = self
+            .redshift
+            .query(&Sql::new(
+                "SELECT nspname FROM pg_catalog.pg_namespace ORDER BY nspname".to_string(),
+            ))
+            .await
+            .map_err(|source| CatalogError::Redshift {
+                schema: "(schema names)".to_string(),
+                source,
+            })?;
+        let names: Arc<Vec<String>> = Arc::new(
+            rows.into_iter()
+                .filter_map(|r| r.into_iter().next().flatten())
+                .collect(),
+        );
+        *cached = Some(SchemaNames {
+            loaded: Instant::now(),
+            names: Arc::clone(&names),
+        });
+        Ok(names)
+    }
+
+    /// The schema name `schema` stands for (exactly, or else case-insensitively when `exact` is
+    /// false), or `None` if Redshift has no such schema. Known names are trusted for the catalog
+    /// TTL; a name not found re-reads the list at most every [`MISS_RELOAD_INTERVAL`], which is
+    /// how long a negative answer is cached.
+    async fn find_schema(&self, schema: &str, exact: bool) -> Result<Option<String>, CatalogError> {
+        let find = |names: &[String]| {
+            if exact {
+                names.iter().find(|n| *n == schema).cloned()
+            } else {
+                find_by_name(names, schema, |n| n).cloned()
+            }
+        };
+        let names = self.schema_names(self.ttl.max(MISS_RELOAD_INTERVAL)).await?;
+        if let Some(found) = find(&names) {
+            return Ok(Some(found));
+        }
+        let names = self.schema_names(MISS_RELOAD_INTERVAL).await?;
+        Ok(find(&names))
     }
 
     async fn load(&self, schema: &str) -> Result<Vec<Arc<TableInfo>>, CatalogError> {
@@ -328,6 +414,7 @@ impl RedshiftCatalog {
             source,
         };
         let schema_literal = sql::literal(schema)?;
+        self.metrics.catalog_query("tables");
         let columns = self
             .redshift
             .query(&Sql::new(format!(
@@ -449,23 +536,30 @@ impl RedshiftCatalog {
         schema: &str,
         max_age: Duration,
     ) -> Result<Vec<Arc<TableInfo>>, CatalogError> {
+        if let Some(cached) = self.cache.get(schema).await
+            && cached.loaded.elapsed() < max_age
         {
-            let cache = self.cache.lock().await;
-            if let Some(cached) = cache.get(schema)
-                && cached.loaded.elapsed() < max_age
-            {
-                return Ok(cached.tables.clone());
-            }
+            return Ok(cached.tables.clone());
         }
-        // Loading outside the lock: two concurrent misses may both load; the later one wins.
+        // An unknown schema serves no tables; nothing is cached under a name a client made up.
+        if self.find_schema(schema, true).await?.is_none() {
+            return Ok(Vec::new());
+        }
+        // Two concurrent misses may both load; the later one wins.
         let tables = self.load(schema).await?;
-        self.cache.lock().await.insert(
-            schema.to_string(),
-            CachedSchema {
-                loaded: Instant::now(),
-                tables: tables.clone(),
-            },
-        );
+        self.cache
+            .insert(
+                schema.to_string(),
+                Arc::new(CachedSchema {
+                    loaded: Instant::now(),
+                    tables: tables.clone(),
+                }),
+            )
+            .await;
+        let cached = self.cached_schemas().await;
+        self.metrics
+            .catalog_cached_schemas
+            .set(i64::try_from(cached).unwrap_or(i64::MAX));
         Ok(tables)
     }
 }
@@ -496,26 +590,13 @@ impl Catalog for RedshiftCatalog {
     }
 
     async fn invalidate(&self, schema: &str) {
-        self.cache.lock().await.remove(schema);
+        self.cache.invalidate(schema).await;
     }
 
     async fn resolve_schema(&self, schema: &str) -> Result<String, CatalogError> {
-        let rows = self
-            .redshift
-            .query(&Sql::new(
-                "SELECT nspname FROM pg_catalog.pg_namespace ORDER BY nspname".to_string(),
-            ))
-            .await
-            .map_err(|source| CatalogError::Redshift {
-                schema: schema.to_string(),
-                source,
-            })?;
-        let names: Vec<String> = rows
-            .into_iter()
-            .filter_map(|r| r.into_iter().next().flatten())
-            .collect();
-        Ok(find_by_name(&names, schema, |n| n)
-            .cloned()
+        Ok(self
+            .find_schema(schema, false)
+            .await?
             .unwrap_or_else(|| schema.to_string()))
     }
 }

@@ -1,7 +1,8 @@
 //! DoAction: `CancelFlightInfo` deletes a flight's staged run at once; `RenewFlightEndpoint`
 //! extends an endpoint's life (a new ticket with a later expiry, and a lease on the run so the
-//! sweeper keeps it). Both find the run through the endpoints' signed tickets, never through
-//! anything the client could forge.
+//! sweeper keeps it). Both find the run through the endpoints' signed, unexpired tickets, never
+//! through anything the client could forge, and both check that the caller may read the ticket's
+//! table (access may have been revoked since the ticket was issued).
 
 use std::time::SystemTime;
 
@@ -61,10 +62,10 @@ pub(super) async fn do_action(
                     .ticket
                     .as_ref()
                     .ok_or_else(|| bad("an endpoint has no ticket"))?;
-                // Expired tickets may still cancel: the point is to clean up.
-                let payload = service
-                    .tickets
-                    .decode(&ticket.ticket, SystemTime::UNIX_EPOCH)?;
+                // Only a caller who may read the table, holding a live ticket, may delete its
+                // run: an expired ticket's run is the sweeper's to delete.
+                let payload = service.tickets.decode(&ticket.ticket, SystemTime::now())?;
+                principal.check(&payload.schema, &payload.table)?;
                 let run = (payload.run_id, payload.reader, payload.run_endpoints);
                 if !runs.contains(&run) {
                     runs.push(run);

@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
 use arrow::array::RecordBatch;
-use arrow::datatypes::{DataType, Schema, SchemaRef};
+use arrow::datatypes::{Schema, SchemaRef};
 use arrow_flight::encode::{DictionaryHandling, FlightDataEncoderBuilder};
 use arrow_flight::error::FlightError;
 use arrow_flight::{FlightData, Ticket};
@@ -36,7 +36,8 @@ use crate::catalog::{
     ColumnInfo, RedshiftType, TableRef, promised_schema, with_dictionary_strings,
 };
 use crate::decode::Decoder;
-use crate::normalize::normalize_batch;
+use crate::normalize::{normalize_batch, reader_schema};
+use crate::stage::columns::ColumnsError;
 use crate::store::{ObjectReader, ParquetReadError};
 
 /// Arrow bytes a record batch aims at: one gRPC message each (the encoder splits batches above
@@ -107,16 +108,17 @@ fn with_keepalive(
 }
 
 /// Runs `items` on the decode runtime, at most [`PREFETCH_MESSAGES`] ahead of the consumer; stops
-/// after the first error.
-fn run_ahead<T, E>(
+/// after the first error. A panic there becomes a final `INTERNAL` item: without that, the task's
+/// end would close the channel and the stream would look complete.
+fn run_ahead<T>(
     decoder: &Decoder,
-    items: impl Stream<Item = Result<T, E>> + Send + 'static,
-) -> impl Stream<Item = Result<T, E>> + Send + 'static
+    items: impl Stream<Item = Result<T, Status>> + Send + 'static,
+) -> impl Stream<Item = Result<T, Status>> + Send + 'static
 where
     T: Send + 'static,
-    E: Send + 'static,
 {
     let (tx, rx) = tokio::sync::mpsc::channel(PREFETCH_MESSAGES);
+    let items = crate::panics::catch_stream_panics(items, "DoGet decode task");
     let task = decoder.spawn(async move {
         let mut items = std::pin::pin!(items);
         while let Some(item) = items.next().await {
@@ -151,23 +153,33 @@ fn column_chunk_ranges(metadata: &ParquetMetaData, groups: Range<usize>) -> Vec<
         .collect()
 }
 
-/// The file's own Arrow schema with the columns promised as dictionaries asked as dictionaries.
-fn dictionary_hint(file: &SchemaRef, promised: &SchemaRef) -> SchemaRef {
-    let fields: Vec<_> = file
-        .fields()
-        .iter()
-        .zip(promised.fields())
-        .map(|(field, want)| match want.data_type() {
-            DataType::Dictionary(..) if field.data_type() == &DataType::Utf8 => Arc::new(
-                field
-                    .as_ref()
-                    .clone()
-                    .with_data_type(want.data_type().clone()),
-            ),
-            _ => Arc::clone(field),
-        })
-        .collect();
-    Arc::new(Schema::new_with_metadata(fields, file.metadata().clone()))
+/// The footer's metadata with the reader asked for the types [`reader_schema`] chooses (INT96
+/// timestamps in the promised unit; with `dictionary`, strings promised as dictionaries kept as
+/// dictionaries). If the dictionary part is refused, the file still streams (normalisation casts);
+/// the timestamp part is always accepted by the reader.
+fn hinted_metadata(
+    metadata: ArrowReaderMetadata,
+    promised: &SchemaRef,
+    dictionary: bool,
+) -> Result<ArrowReaderMetadata, ParquetError> {
+    let file = Arc::clone(metadata.schema());
+    let parquet = metadata.metadata().file_metadata().schema_descr();
+    let mut last = None;
+    for dictionary in [dictionary, false] {
+        let hint = reader_schema(&file, parquet, promised, dictionary);
+        if hint == file {
+            return Ok(metadata);
+        }
+        let options = ArrowReaderOptions::new().with_schema(hint);
+        match ArrowReaderMetadata::try_new(Arc::clone(metadata.metadata()), options) {
+            Ok(hinted) => return Ok(hinted),
+            Err(error) => {
+                tracing::debug!(%error, dictionary, "the Parquet reader refused a type hint");
+                last = Some(error);
+            }
+        }
+    }
+    Err(last.unwrap_or_else(|| ParquetError::General("no type hint applied".to_owned())))
 }
 
 fn read_error(error: ParquetError, bucket: &str, key: &str) -> ServiceError {
@@ -193,13 +205,25 @@ pub(super) async fn do_get(
     span.record("table", tracing::field::display(&table));
     span.record("run_id", payload.run_id.as_str());
 
-    let columns: Vec<ColumnInfo> = payload
+    // The promised schema is stored once per run; the ticket carries its fingerprint.
+    let run_prefix = service.stager.run_prefix(&payload.run_id)?;
+    let stored = service
         .columns
-        .iter()
-        .map(|c| ColumnInfo::new(c.name.clone(), c.catalog_type.clone(), c.nullable))
-        .collect();
+        .get_or_read(
+            &service.store,
+            service.stager.bucket(),
+            &payload.run_id,
+            &run_prefix,
+            &payload.columns_sha256,
+        )
+        .await
+        .map_err(|error| match error {
+            ColumnsError::Store(source) => ServiceError::Store(source),
+            ColumnsError::Invalid { key, message, .. } => ServiceError::Corrupt { key, message },
+        })?;
+    let columns: Vec<ColumnInfo> = stored.column_infos();
     let types: Vec<RedshiftType> = columns.iter().map(|c| c.redshift_type.clone()).collect();
-    let mut schema = promised_schema(&table, &payload.primary_key, &columns);
+    let mut schema = promised_schema(&table, &stored.primary_key, &columns);
     if payload.dictionary {
         schema = with_dictionary_strings(&schema, &types);
     }
@@ -213,20 +237,11 @@ pub(super) async fn do_get(
     )
     .with_footer_len((payload.footer_len > 0).then_some(payload.footer_len))
     .with_budget(service.stream_memory.clone());
-    let mut metadata = ArrowReaderMetadata::load_async(&mut reader, ArrowReaderOptions::new())
+    let metadata = ArrowReaderMetadata::load_async(&mut reader, ArrowReaderOptions::new())
         .await
         .map_err(|e| read_error(e, &bucket, &key))?;
-    if payload.dictionary {
-        // Ask the Parquet reader for dictionaries where strings are promised as dictionaries: it
-        // then keeps the file's dictionary pages instead of expanding them. A file whose schema
-        // does not allow it still streams: normalisation casts.
-        let hint = dictionary_hint(metadata.schema(), &schema);
-        let options = ArrowReaderOptions::new().with_schema(hint);
-        match ArrowReaderMetadata::try_new(Arc::clone(metadata.metadata()), options) {
-            Ok(with_dictionaries) => metadata = with_dictionaries,
-            Err(error) => tracing::debug!(%error, "strings will be dictionary-encoded by a cast"),
-        }
-    }
+    let metadata = hinted_metadata(metadata, &schema, payload.dictionary)
+        .map_err(|e| read_error(e, &bucket, &key))?;
     let groups = metadata.metadata().num_row_groups();
     let selected = payload.row_groups().unwrap_or(0..groups);
     if selected.start > selected.end || selected.end > groups {
@@ -314,6 +329,22 @@ mod tests {
     use parquet::file::serialized_reader::SerializedFileReader;
 
     use super::*;
+
+    /// A panic on the decode runtime ends the stream with INTERNAL; before, the task's end
+    /// closed the channel and the stream looked complete.
+    #[tokio::test]
+    async fn a_panic_on_the_decode_runtime_ends_the_stream_with_internal() {
+        let decoder = Decoder::new(1).unwrap();
+        let items = futures::stream::iter([1, 2, 3]).map(|i| {
+            assert!(i < 2, "panic while producing item {i}");
+            Ok::<_, Status>(i)
+        });
+        let got: Vec<_> = run_ahead(&decoder, items)
+            .map(|item| item.map_err(|status| status.code()))
+            .collect()
+            .await;
+        assert_eq!(got, vec![Ok(1), Err(tonic::Code::Internal)]);
+    }
 
     fn metadata(batch: &RecordBatch, rows_per_group: usize) -> ParquetMetaData {
         let bytes = crate::testing::parquet_bytes(batch, rows_per_group);

@@ -1,8 +1,16 @@
-//! The one place where errors become gRPC statuses. The match is exhaustive (no wildcard arm), so
-//! a new error variant is a compile error until someone decides its status. User mistakes are
-//! logged at info, server faults at warn; messages carry the whole cause chain, truncated.
+//! The one place where errors become gRPC statuses. The matches are exhaustive (no wildcard arm),
+//! so a new error variant is a compile error until someone decides its status and reason.
+//!
+//! Every status carries a `google.rpc.ErrorInfo` detail (`grpc-status-details-bin`) with a stable
+//! reason code (`TABLE_NOT_FOUND`, `STALE_CURSOR`, `RUN_EXPIRED`, `UNLOAD_FAILED`, ...), the domain
+//! `redshift-flight` and a `request_id`. A client's own mistake gets the whole explanation in the
+//! message. A server fault gets a stable message that names the table and the reason but nothing
+//! of the infrastructure (no host:port, bucket or key, no Redshift detail text); its whole cause
+//! chain goes to the log (warn) under the same request id, which the message also shows, so an
+//! operator can find it. User mistakes are logged at info.
 
 use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
 
 use crate::auth::AuthError;
 use crate::catalog::CatalogError;
@@ -15,6 +23,14 @@ use crate::ticket::TicketError;
 
 /// Longest status message sent to a client.
 const MAX_MESSAGE: usize = 2048;
+
+/// `ErrorInfo.domain` of every status this server sends.
+pub const ERROR_DOMAIN: &str = "redshift-flight";
+
+/// A fresh request id: 64 random bits in hex, logged with the error and sent to the client.
+pub fn new_request_id() -> String {
+    format!("{:016x}", rand::random::<u64>())
+}
 
 /// Everything an RPC can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +67,16 @@ pub enum ServiceError {
     /// No or wrong credentials.
     #[error(transparent)]
     Auth(#[from] AuthError),
+    /// The FlightInfo would exceed gRPC's default 4 MiB message limit (too many endpoints).
+    #[error(
+        "the FlightInfo would be {bytes} bytes with {endpoints} endpoints, over gRPC's default 4 MiB message limit: the staged run was dropped; raise endpoint_rows or unload_max_file_size_mb on the server so that fewer endpoints are needed, or read fewer columns or rows"
+    )]
+    FlightInfoTooLarge {
+        /// Encoded size.
+        bytes: usize,
+        /// Endpoints.
+        endpoints: usize,
+    },
     /// An Arrow encoding failure.
     #[error("arrow: {0}")]
     Arrow(#[from] arrow::error::ArrowError),
@@ -59,6 +85,7 @@ pub enum ServiceError {
 fn redshift_code(error: &RedshiftError) -> Code {
     match error {
         RedshiftError::Unreachable { .. } => Code::Unavailable,
+        RedshiftError::PoolTimeout { .. } => Code::Unavailable,
         // The server's own login failed: an operator problem, not the client's.
         RedshiftError::Authentication { .. } => Code::Unavailable,
         RedshiftError::Sql { code, .. } => match code.as_str() {
@@ -106,7 +133,9 @@ impl ServiceError {
             Self::Catalog(CatalogError::Unexpected { .. }) => (Code::Internal, false),
             Self::Stage(StageError::Unload { source, .. }) => (redshift_code(source), false),
             Self::Stage(StageError::Store { source, .. }) => (store_code(source), false),
-            Self::Stage(StageError::Manifest { .. }) => (Code::Internal, false),
+            Self::Stage(StageError::Manifest { .. } | StageError::RowCount { .. }) => {
+                (Code::Internal, false)
+            }
             Self::Stage(StageError::Layout {
                 source: LayoutError::Store(source),
                 ..
@@ -125,6 +154,8 @@ impl ServiceError {
             Self::Corrupt { .. } | Self::Normalize(_) | Self::Arrow(_) => (Code::Internal, false),
             Self::Auth(AuthError::Forbidden { .. }) => (Code::PermissionDenied, true),
             Self::Auth(AuthError::File { .. }) => (Code::Internal, false),
+            Self::Auth(AuthError::Busy) => (Code::Unavailable, true),
+            Self::FlightInfoTooLarge { .. } => (Code::ResourceExhausted, true),
             Self::Auth(AuthError::Missing | AuthError::Invalid | AuthError::Expired) => {
                 (Code::Unauthenticated, true)
             }
@@ -132,28 +163,176 @@ impl ServiceError {
     }
 }
 
+impl ServiceError {
+    /// The stable reason code sent in `ErrorInfo.reason` (documented in proto-docs/).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Plan(PlanError::Unsupported(_)) => "UNSUPPORTED",
+            Self::Plan(PlanError::Descriptor(_) | PlanError::Name(_)) => "INVALID_REQUEST",
+            Self::Plan(PlanError::UnknownColumn { .. } | PlanError::Columns(_)) => {
+                "INVALID_COLUMNS"
+            }
+            Self::Plan(PlanError::Cursor(_) | PlanError::CursorMismatch { .. }) => {
+                "INVALID_CURSOR"
+            }
+            Self::Plan(PlanError::CursorStale { .. }) => "STALE_CURSOR",
+            Self::Plan(PlanError::NoReplicationKey { .. } | PlanError::KeyType { .. }) => {
+                "INVALID_REPLICATION_KEY"
+            }
+            Self::Plan(PlanError::Lookback(_)) => "INVALID_LOOKBACK",
+            Self::Plan(PlanError::BadMax { .. }) => "MAX_QUERY_FAILED",
+            Self::TableNotFound(_) => "TABLE_NOT_FOUND",
+            Self::Catalog(CatalogError::Name(_)) => "INVALID_REQUEST",
+            Self::Catalog(CatalogError::Redshift { source, .. }) => redshift_reason(source, "CATALOG_FAILED"),
+            Self::Catalog(CatalogError::Unexpected { .. }) => "CATALOG_FAILED",
+            Self::Stage(StageError::Max { source, .. }) => redshift_reason(source, "MAX_QUERY_FAILED"),
+            Self::Stage(StageError::Unload { source, .. }) => redshift_reason(source, "UNLOAD_FAILED"),
+            Self::Stage(StageError::RowCount { .. }) => "STAGING_INCOMPLETE",
+            Self::Stage(
+                StageError::Store { .. }
+                | StageError::Manifest { .. }
+                | StageError::Layout { .. }
+                | StageError::RunState { .. },
+            ) => "STAGING_FAILED",
+            Self::Stage(StageError::Sql { .. }) => "INVALID_REQUEST",
+            Self::Stage(StageError::RunId(_)) => "INVALID_TICKET",
+            Self::Ticket(TicketError::Malformed(_)) => "INVALID_TICKET",
+            Self::Ticket(TicketError::BadSignature) => "BAD_TICKET_SIGNATURE",
+            Self::Ticket(TicketError::Expired(_)) => "TICKET_EXPIRED",
+            Self::Store(StoreError::NotFound { .. }) => "RUN_EXPIRED",
+            Self::Store(StoreError::Unavailable { .. }) => "STORAGE_UNAVAILABLE",
+            Self::Store(StoreError::Denied { .. } | StoreError::Config(_)) => "STORAGE_FAILED",
+            Self::Corrupt { .. } | Self::Arrow(_) => "STAGED_FILE_INVALID",
+            Self::Normalize(_) => "VALUE_NOT_REPRESENTABLE",
+            Self::Auth(AuthError::Forbidden { .. }) => "PERMISSION_DENIED",
+            Self::Auth(AuthError::Missing | AuthError::Invalid) => "UNAUTHENTICATED",
+            Self::Auth(AuthError::Expired) => "TOKEN_EXPIRED",
+            Self::Auth(AuthError::File { .. }) => "INTERNAL",
+            Self::Auth(AuthError::Busy) => "HANDSHAKE_BUSY",
+            Self::FlightInfoTooLarge { .. } => "FLIGHT_INFO_TOO_LARGE",
+        }
+    }
+
+    /// What a client is told of a server fault: stable, naming the table where there is one and
+    /// what failed, never the infrastructure (addresses, buckets, keys, Redshift's detail text).
+    fn public_message(&self) -> String {
+        let redshift = |what: String, source: &RedshiftError| match source {
+            RedshiftError::Unreachable { .. } => format!("{what}: Redshift is unreachable"),
+            RedshiftError::Authentication { .. } => {
+                format!("{what}: the server's Redshift login was refused")
+            }
+            RedshiftError::Sql { code, .. } => format!("{what}: Redshift reported error {code}"),
+            // Names the setting and nothing of the infrastructure.
+            RedshiftError::PoolTimeout { .. } => format!("{what}: {source}"),
+        };
+        match self {
+            Self::Catalog(CatalogError::Redshift { schema, source }) => {
+                redshift(format!("reading the catalog of schema {schema} failed"), source)
+            }
+            Self::Catalog(CatalogError::Unexpected { .. }) => {
+                "reading the catalog failed: Redshift answered unexpectedly".into()
+            }
+            Self::Stage(StageError::Max { table, source }) => redshift(
+                format!("SELECT MAX of the replication key of {table} failed"),
+                source,
+            ),
+            Self::Stage(StageError::Unload { table, source }) => {
+                redshift(format!("UNLOAD of {table} failed"), source)
+            }
+            Self::Stage(StageError::Store { table, source })
+            | Self::Stage(StageError::Layout {
+                table,
+                source: LayoutError::Store(source),
+            }) => format!(
+                "staging {table} failed: {}",
+                store_summary(source)
+            ),
+            Self::Stage(StageError::Manifest { table, .. } | StageError::Layout { table, .. }) => {
+                format!("staging {table} failed: the staged files are not what UNLOAD should write")
+            }
+            Self::Stage(StageError::RunState { source, .. }) => {
+                format!("updating a staged run failed: {}", store_summary(source))
+            }
+            Self::Store(source) => format!("reading staged data failed: {}", store_summary(source)),
+            Self::Corrupt { .. } | Self::Arrow(_) => {
+                "a staged file of the run cannot be decoded".into()
+            }
+            // Everything else is either the client's own doing or says nothing of the
+            // infrastructure (row counts, column names and values the caller may read).
+            other => error_chain(other),
+        }
+    }
+}
+
+/// What an S3 failure was, without bucket or key.
+fn store_summary(error: &StoreError) -> &'static str {
+    match error {
+        StoreError::NotFound { .. } => "a staged object does not exist",
+        StoreError::Denied { .. } => "S3 denied access",
+        StoreError::Unavailable { .. } => "S3 is unavailable",
+        StoreError::Config(_) => "the S3 configuration is invalid",
+    }
+}
+
+/// The reason of a Redshift failure: unreachable (or our login refused) is
+/// `WAREHOUSE_UNAVAILABLE`, a column or table gone is `TABLE_CHANGED`, else `otherwise`.
+fn redshift_reason(error: &RedshiftError, otherwise: &'static str) -> &'static str {
+    match error {
+        RedshiftError::Unreachable { .. } | RedshiftError::Authentication { .. } => {
+            "WAREHOUSE_UNAVAILABLE"
+        }
+        RedshiftError::PoolTimeout { .. } => "WAREHOUSE_BUSY",
+        RedshiftError::Sql { code, .. } => match code.as_str() {
+            "42703" | "42P01" | "3F000" => "TABLE_CHANGED",
+            "42501" => "WAREHOUSE_PERMISSION_DENIED",
+            "57014" => "CANCELLED",
+            _ => otherwise,
+        },
+    }
+}
+
+fn truncate(message: &mut String) {
+    if message.len() > MAX_MESSAGE {
+        let mut end = MAX_MESSAGE;
+        while !message.is_char_boundary(end) {
+            end -= 1;
+        }
+        message.truncate(end);
+        message.push('…');
+    }
+}
+
 impl From<ServiceError> for Status {
     fn from(error: ServiceError) -> Self {
         let (code, client_fault) = error.classify();
-        let mut message = error_chain(&error);
-        if let ServiceError::Store(StoreError::NotFound { .. }) = &error {
-            message
-                .push_str(": the staged run expired or was cleaned up; call GetFlightInfo again");
-        }
-        if message.len() > MAX_MESSAGE {
-            let mut end = MAX_MESSAGE;
-            while !message.is_char_boundary(end) {
-                end -= 1;
+        let reason = error.reason();
+        let request_id = new_request_id();
+        let chain = error_chain(&error);
+        let mut message = if client_fault {
+            match &error {
+                ServiceError::Store(StoreError::NotFound { .. }) => {
+                    "the staged run expired or was cleaned up; call GetFlightInfo again".into()
+                }
+                _ => chain.clone(),
             }
-            message.truncate(end);
-            message.push('…');
-        }
-        if client_fault {
-            tracing::info!(?code, %message, "request rejected");
         } else {
-            tracing::warn!(?code, %message, "request failed");
+            format!(
+                "{} (request id {request_id}: the server's log has the details)",
+                error.public_message()
+            )
+        };
+        truncate(&mut message);
+        if client_fault {
+            tracing::info!(?code, reason, request_id, message = %chain, "request rejected");
+        } else {
+            tracing::warn!(?code, reason, request_id, error = %chain, "request failed");
         }
-        Status::new(code, message)
+        let details = ErrorDetails::with_error_info(
+            reason,
+            ERROR_DOMAIN,
+            [("request_id".to_string(), request_id)],
+        );
+        Status::with_error_details(code, message, details)
     }
 }
 

@@ -10,8 +10,12 @@ use super::{Service, ServiceError};
 use crate::auth::Principal;
 use crate::plan::{FlightRequest, Mode, Plan, PlanError, Window};
 use crate::redshift::RedshiftError;
+use crate::stage::columns::{self, RunColumns};
 use crate::stage::{StageError, StagedRun, new_reader_id};
-use crate::ticket::{TICKET_VERSION, TicketColumn, TicketPayload, unix_ms};
+use crate::ticket::{TICKET_VERSION, TicketPayload, unix_ms};
+
+/// Largest FlightInfo sent: gRPC clients refuse bigger messages by default.
+pub(crate) const MAX_FLIGHT_INFO_BYTES: usize = 4 << 20;
 
 /// FlightInfo.app_metadata, as JSON (documented in proto-docs/).
 #[derive(Debug, Serialize)]
@@ -80,13 +84,29 @@ pub(super) async fn get_flight_info(
         .with_descriptor(descriptor)
         .with_ordered(false)
         .with_app_metadata(serde_json::to_vec(&metadata).unwrap_or_default());
-    Ok(match run {
-        None => info.with_total_records(0).with_total_bytes(0),
-        Some(run) => info
-            .with_endpoints(endpoints(service, &plan, &run, &reader))
-            .with_total_records(run.total_rows() as i64)
-            .with_total_bytes(run.total_bytes() as i64),
-    })
+    let Some(run) = run else {
+        return Ok(info.with_total_records(0).with_total_bytes(0));
+    };
+    let info = info
+        .with_endpoints(endpoints(service, &plan, &run, &reader))
+        .with_total_records(run.total_rows() as i64)
+        .with_total_bytes(run.total_bytes() as i64);
+    // A FlightInfo clients would refuse is never sent; its run is dropped at once.
+    let bytes = prost::Message::encoded_len(&info);
+    if bytes > MAX_FLIGHT_INFO_BYTES {
+        if let Err(error) = service
+            .stager
+            .cancel_run(&run.run_id, &reader, run.parts.len() as u32)
+            .await
+        {
+            tracing::warn!(%error, "could not drop the run of an oversized FlightInfo");
+        }
+        return Err(ServiceError::FlightInfoTooLarge {
+            bytes,
+            endpoints: run.parts.len(),
+        });
+    }
+    Ok(info)
 }
 
 /// The snapshot for `request`, with this FlightInfo's reader id and whether the run is shared
@@ -183,7 +203,37 @@ async fn plan_and_stage(
         Window::Read => Some(service.stager.stage(&plan).await?),
         Window::NothingNew => None,
     };
+    if let Some(run) = &run {
+        store_columns(service, &plan, run).await?;
+    }
     Ok((plan, run))
+}
+
+/// Writes the run's columns object (tickets carry only its fingerprint) and caches it; when that
+/// fails, the run is dropped.
+async fn store_columns(
+    service: &Service,
+    plan: &Plan,
+    run: &StagedRun,
+) -> Result<(), ServiceError> {
+    let columns = std::sync::Arc::new(RunColumns::new(&plan.columns, &plan.table.primary_key));
+    let result = match service.stager.run_prefix(&run.run_id) {
+        Ok(prefix) => {
+            columns::write(&service.store, service.stager.bucket(), &prefix, &columns)
+                .await
+                .map_err(|source| StageError::RunState {
+                    run_id: run.run_id.clone(),
+                    source,
+                })
+        }
+        Err(error) => Err(error),
+    };
+    if let Err(error) = result {
+        service.stager.delete_run(&run.prefix, "failed").await;
+        return Err(error.into());
+    }
+    service.columns.insert(&run.run_id, columns);
+    Ok(())
 }
 
 /// Redshift says a column or table of the plan does not exist, or MAX(key) is not of the cached
@@ -204,15 +254,9 @@ fn is_stale_catalog(error: &ServiceError) -> bool {
 fn endpoints(service: &Service, plan: &Plan, run: &StagedRun, reader: &str) -> Vec<FlightEndpoint> {
     let expires_at_ms = unix_ms(run.expires_at);
     let expiration = super::timestamp_ms(expires_at_ms);
-    let columns: Vec<TicketColumn> = plan
-        .columns
-        .iter()
-        .map(|c| TicketColumn {
-            name: c.name.clone(),
-            catalog_type: c.catalog_type.clone(),
-            nullable: c.nullable,
-        })
-        .collect();
+    let columns_sha256 = RunColumns::new(&plan.columns, &plan.table.primary_key)
+        .fingerprint()
+        .to_vec();
     run.parts
         .iter()
         .map(|part| {
@@ -228,15 +272,14 @@ fn endpoints(service: &Service, plan: &Plan, run: &StagedRun, reader: &str) -> V
                 key: file.key.clone(),
                 file_size: file.size,
                 rows: part.rows,
-                columns: columns.clone(),
                 expires_at_ms,
-                primary_key: plan.table.primary_key.clone(),
                 run_endpoints: run.parts.len() as u32,
                 row_group_start: if whole { 0 } else { part.row_groups.start },
                 row_group_end: if whole { 0 } else { part.row_groups.end },
                 footer_len: layout.footer_len,
                 reader: reader.to_string(),
                 dictionary: plan.dictionary,
+                columns_sha256: columns_sha256.clone(),
             };
             FlightEndpoint::new()
                 .with_ticket(Ticket::new(service.tickets.encode(&payload)))

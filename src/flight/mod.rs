@@ -55,6 +55,8 @@ pub struct Service {
     pub decoder: crate::decode::Decoder,
     /// Row-group bytes all DoGet streams may hold at once.
     pub stream_memory: Option<crate::store::MemoryBudget>,
+    /// Runs' columns objects already read or written (tickets carry only their fingerprint).
+    pub columns: crate::stage::columns::ColumnsCache,
 }
 
 /// A Flight `expiration_time` from Unix milliseconds.
@@ -147,10 +149,12 @@ impl FlightService for RedshiftFlightService {
         &self,
         request: Request<Streaming<HandshakeRequest>>,
     ) -> Result<Response<Self::HandshakeStream>, Status> {
+        // The password check runs on the blocking pool, bounded (see `crate::auth`).
         let result = self
             .inner
             .auth
             .handshake(request.metadata(), std::time::SystemTime::now())
+            .await
             .map_err(|e| Status::from(ServiceError::Auth(e)))
             .and_then(|token| {
                 let payload = token.clone().unwrap_or_default().into_bytes();
@@ -259,7 +263,10 @@ impl FlightService for RedshiftFlightService {
             let stream = do_get::do_get(Arc::clone(&self.inner), &principal, ticket, span.clone())
                 .instrument(span)
                 .await?;
-            Ok(Response::new(stream))
+            // The stream runs after this handler returned, outside the panic layer's reach.
+            Ok(Response::new(
+                crate::panics::catch_stream_panics(stream, "DoGet stream").boxed(),
+            ))
         }
         .await;
         self.observe("do_get", result)

@@ -116,7 +116,7 @@ fn is_date(text: &str) -> bool {
 }
 
 fn y_nonzero(text: &str) -> bool {
-    &text[..4] != "0000"
+    !text.starts_with("0000")
 }
 
 /// `HH:MM:SS[.f{1,6}]`.
@@ -136,11 +136,15 @@ fn is_offset(text: &str) -> bool {
     let Some(rest) = text.strip_prefix('+').or_else(|| text.strip_prefix('-')) else {
         return false;
     };
-    let (h, m) = match rest.len() {
-        2 => (rest, "00"),
-        4 => (&rest[..2], &rest[2..]),
-        5 if &rest[2..3] == ":" => (&rest[..2], &rest[3..]),
-        _ => return false,
+    // `str::get` rather than indexing: the text is the client's, and a multi-byte character
+    // where a digit belongs must be rejected, not panic.
+    let (h, m) = match rest.split_once(':') {
+        Some(parts) => parts,
+        None if rest.len() == 2 => (rest, "00"),
+        None => match (rest.get(..2), rest.get(2..)) {
+            (Some(h), Some(m)) => (h, m),
+            _ => return false,
+        },
     };
     digits(h, 2) && digits(m, 2) && h <= "15" && m <= "59"
 }
@@ -258,5 +262,48 @@ mod tests {
             assert!(Cursor::decode(bad).is_err(), "{bad}");
         }
         assert!(Cursor::decode(&"x".repeat(MAX_CURSOR_BYTES + 1)).is_err());
+    }
+
+    /// Valid bounds of every key type, with one character replaced by a multi-byte one at each
+    /// position: rejected, never a panic (issue 11: `+1é1` panicked in `is_offset`).
+    #[test]
+    fn multi_byte_characters_anywhere_are_rejected() {
+        let valid = [
+            ("timestamp with time zone", "2024-01-01 12:34:56.000001+05:30"),
+            ("timestamp with time zone", "2024-01-01 12:34:56+0530"),
+            ("timestamp with time zone", "2024-01-01 12:34:56-05"),
+            ("timestamp without time zone", "2024-01-01 12:34:56.123456"),
+            ("date", "2024-01-01"),
+            ("bigint", "-9223372036854775808"),
+            ("numeric(38,10)", "12345.6789"),
+        ];
+        for (ty, bound) in valid {
+            assert!(validate_bound(&RedshiftType::from_format_type(ty), bound).is_ok());
+            for (i, _) in bound.char_indices() {
+                for wide in ['é', '€', '𝟙', '\u{0661}'] {
+                    let mut text = String::from(&bound[..i]);
+                    text.push(wide);
+                    text.push_str(&bound[i + 1..]);
+                    let c = cursor(ty, &text);
+                    assert!(Cursor::decode(&c.encode()).is_err(), "{ty} {text:?}");
+                }
+            }
+        }
+        assert!(
+            Cursor::decode(&cursor("timestamp with time zone", "2024-01-01 00:00:00+1é1").encode())
+                .is_err()
+        );
+    }
+
+    proptest::proptest! {
+        /// Any text as a bound of any key type: an answer, never a panic.
+        #[test]
+        fn validate_bound_never_panics(bound in "\\PC{0,40}", ty in 0usize..9) {
+            let types = [
+                "timestamp with time zone", "timestamp without time zone", "date", "bigint",
+                "integer", "smallint", "numeric(12,3)", "character varying(9)", "character(3)",
+            ];
+            let _ = validate_bound(&RedshiftType::from_format_type(types[ty]), &bound);
+        }
     }
 }

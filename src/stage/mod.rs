@@ -4,21 +4,24 @@
 //! to Redshift so that staging can be tested without a network.
 //!
 //! A run lives under `<s3_prefix>/<run id>/`; the run id starts with its creation time
-//! (`20261125T121700Z-<random>`), so the sweeper can tell expired runs from their names alone.
-//! Beside the data files and the manifest, a run may hold `lease` (a renewed expiry, Unix
-//! milliseconds) and `consumed/<file>` markers (one per file streamed to the end). All this state
+//! (`20261125T121700Z-<random>`, taken when an UNLOAD slot is free), so the sweeper can tell
+//! expired runs from their names alone. UNLOAD writes the data files and the manifest under
+//! `data/`; beside it a run holds `lease` (its expiry, Unix milliseconds: renewed while a long
+//! UNLOAD runs, then the end of the UNLOAD plus the TTL, extended by renewals),
+//! `consumed/<reader>/<endpoint>` markers (one per endpoint streamed to the end) and
+//! `readers/<reader>` (when several FlightInfos share the run). All this state
 //! lives in S3, so any replica can serve, renew, cancel or sweep any run. Nothing outside
 //! `s3_prefix` is ever deleted.
 
+pub mod columns;
 pub mod layout;
 pub mod manifest;
 
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
 
-use backon::{ExponentialBuilder, Retryable};
+use backon::{BackoffBuilder, ExponentialBuilder};
 use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
@@ -36,8 +39,9 @@ pub use manifest::ManifestEntry;
 /// Runs the statements staging needs on Redshift.
 #[async_trait::async_trait]
 pub trait Unloader: Send + Sync + fmt::Debug {
-    /// Runs one UNLOAD to completion, once (the stager retries, cleaning up in between).
-    async fn unload(&self, sql: &Sql) -> Result<(), RedshiftError>;
+    /// Runs one UNLOAD to completion, once (the stager retries, into a fresh prefix), and returns
+    /// the rows it wrote as Redshift counts them on the same session (`pg_last_unload_count()`).
+    async fn unload(&self, sql: &Sql) -> Result<u64, RedshiftError>;
 
     /// Runs a query returning one value (`SELECT MAX(key) ...`) as Redshift's text; NULL is `None`.
     async fn query_value(&self, sql: &Sql) -> Result<Option<String>, RedshiftError>;
@@ -45,8 +49,8 @@ pub trait Unloader: Send + Sync + fmt::Debug {
 
 #[async_trait::async_trait]
 impl Unloader for Redshift {
-    async fn unload(&self, sql: &Sql) -> Result<(), RedshiftError> {
-        self.execute_once(sql).await.map(drop)
+    async fn unload(&self, sql: &Sql) -> Result<u64, RedshiftError> {
+        self.unload_counted(sql).await
     }
 
     async fn query_value(&self, sql: &Sql) -> Result<Option<String>, RedshiftError> {
@@ -109,6 +113,19 @@ pub enum StageError {
         table: String,
         /// What is wrong.
         source: LayoutError,
+    },
+    /// Redshift's count of unloaded rows disagrees with the manifest: a manifest lost or cut
+    /// short must never pass for fewer rows, so the run is deleted and the request fails.
+    #[error(
+        "UNLOAD of {table} wrote {unloaded} rows (pg_last_unload_count) but its manifest lists {listed}: the staged run is incomplete, so it was deleted and nothing was served (the cursor does not move; try again)"
+    )]
+    RowCount {
+        /// The table.
+        table: String,
+        /// Rows Redshift says it unloaded.
+        unloaded: u64,
+        /// Rows the manifest lists (0 when there is no manifest).
+        listed: u64,
     },
     /// A run id that is not one of ours.
     #[error("invalid run id {0:?}")]
@@ -196,6 +213,13 @@ struct PendingDelete {
     prefix: String,
     run_endpoints: u32,
     reader: String,
+}
+
+/// Where UNLOAD writes a run's data files and manifest: `data/` inside the run prefix, so that
+/// the run's own state (`lease`, `consumed/`, `readers/`) never makes Redshift find the UNLOAD's
+/// destination "not empty", even when the lease is written while the UNLOAD waits in a queue.
+pub fn data_prefix(run_prefix: &str) -> String {
+    format!("{run_prefix}data/")
 }
 
 /// A reader id as a path component: 1 to 32 hex digits; empty (tickets without one) is `_`.
@@ -305,9 +329,9 @@ impl Stager {
         Ok(format!("{}/{run_id}/", self.settings.prefix))
     }
 
-    /// The UNLOAD statement for `plan` into the run prefix `run_prefix`.
+    /// The UNLOAD statement for `plan` into the run prefix `run_prefix` (its `data/` folder).
     pub fn unload_sql(&self, plan: &Plan, run_prefix: &str) -> Result<Sql, StageError> {
-        let destination = format!("s3://{}/{}", self.settings.bucket, run_prefix);
+        let destination = format!("s3://{}/{}", self.settings.bucket, data_prefix(run_prefix));
         plan.unload_sql(
             &destination,
             &self.settings.iam_role,
@@ -335,70 +359,104 @@ impl Stager {
             .map_err(|source| StageError::Max { table, source })
     }
 
-    /// Runs the plan's UNLOAD into a fresh prefix and returns the staged files. Transient failures
-    /// are retried after deleting what the failed attempt wrote; when UNLOAD fails for good, or the
-    /// caller gives up, whatever it wrote is deleted.
+    /// Runs the plan's UNLOAD into a fresh prefix and returns the staged files.
+    ///
+    /// The run's clock starts when the UNLOAD has finished: the run id (which carries a creation
+    /// time the sweeper reads) is taken only once an UNLOAD slot is free, a lease is renewed while
+    /// a long UNLOAD runs, and the finished run gets a lease of `ttl` from its end, which is also
+    /// when its tickets expire. Every attempt writes to a prefix of its own: a transient failure
+    /// (a reset connection, say) may leave the first statement running on Redshift, so its prefix
+    /// is deleted and nothing renews it; whatever it writes later is swept. Redshift's count of
+    /// unloaded rows must match the manifest (a missing manifest is zero rows only if Redshift
+    /// unloaded none). When UNLOAD fails for good, or the caller gives up, whatever it wrote is
+    /// deleted.
     pub async fn stage(&self, plan: &Plan) -> Result<StagedRun, StageError> {
         let table = plan.table.table.to_string();
-        let now = SystemTime::now();
-        let run_id = new_run_id(now);
-        let prefix = format!("{}/{run_id}/", self.settings.prefix);
-        let sql = self.unload_sql(plan, &prefix)?;
+        // Bounded, FIFO: further requests queue here instead of failing, without ageing a run.
+        let permit = self.permits.acquire().await;
+        let started = std::time::Instant::now();
         let mut guard = DeleteRunOnDrop {
             store: Arc::clone(&self.store),
-            prefix: Some(prefix.clone()),
+            prefix: None,
         };
-        {
-            // Bounded, FIFO: further requests queue here instead of failing.
-            let _permit = self.permits.acquire().await;
-            let started = std::time::Instant::now();
+        let mut backoff = ExponentialBuilder::default()
+            .with_min_delay(self.settings.retry.min_delay)
+            .with_max_delay(self.settings.retry.max_delay)
+            .with_max_times(self.settings.retry.max_retries)
+            .with_jitter()
+            .build();
+        let (run_id, prefix, unloaded) = loop {
+            let run_id = new_run_id(SystemTime::now());
+            let prefix = format!("{}/{run_id}/", self.settings.prefix);
+            let sql = self.unload_sql(plan, &prefix)?;
+            guard.prefix = Some(prefix.clone());
             tracing::info!(%table, run_id, "UNLOAD started");
-            let attempts = AtomicUsize::new(0);
-            let result = (|| async {
-                if attempts.fetch_add(1, Ordering::SeqCst) > 0 {
+            match self.unload_leased(&sql, &run_id).await {
+                Ok(unloaded) => break (run_id, prefix, unloaded),
+                Err(error) => {
+                    guard.prefix = None;
                     self.delete_run(&prefix, "failed").await;
+                    match backoff.next() {
+                        Some(delay) if error.is_transient() => {
+                            tracing::warn!(%error, ?delay, run_id, "transient UNLOAD failure; retrying into a fresh prefix");
+                            tokio::time::sleep(delay).await;
+                        }
+                        _ => {
+                            self.metrics
+                                .unload_seconds
+                                .observe(started.elapsed().as_secs_f64());
+                            return Err(StageError::Unload { table, source: error });
+                        }
+                    }
                 }
-                self.unloader.unload(&sql).await
-            })
-            .retry(
-                ExponentialBuilder::default()
-                    .with_min_delay(self.settings.retry.min_delay)
-                    .with_max_delay(self.settings.retry.max_delay)
-                    .with_max_times(self.settings.retry.max_retries)
-                    .with_jitter(),
-            )
-            .when(RedshiftError::is_transient)
-            .notify(
-                |error, delay| tracing::warn!(%error, ?delay, "transient UNLOAD failure, retrying"),
-            )
-            .await;
-            self.metrics
-                .unload_seconds
-                .observe(started.elapsed().as_secs_f64());
-            if let Err(source) = result {
-                guard.prefix = None;
-                self.delete_run(&prefix, "failed").await;
-                return Err(StageError::Unload { table, source });
             }
-            tracing::info!(%table, run_id, elapsed_ms = started.elapsed().as_millis() as u64, "UNLOAD finished");
-        }
+        };
+        drop(permit);
+        let expires_at = SystemTime::now() + self.settings.ttl;
+        self.metrics
+            .unload_seconds
+            .observe(started.elapsed().as_secs_f64());
+        tracing::info!(%table, run_id, unloaded, elapsed_ms = started.elapsed().as_millis() as u64, "UNLOAD finished");
+
         let files = match self.read_manifest(&prefix).await {
             Ok(files) => files,
-            Err(source) => {
+            Err(ManifestRead::Store(source)) => {
                 guard.prefix = None;
-                self.delete_run(&prefix, "failed").await;
-                return Err(match source {
-                    ManifestRead::Store(source) => StageError::Store { table, source },
-                    ManifestRead::Invalid(source) => StageError::Manifest { table, source },
-                });
+                return self.abandon(&prefix, StageError::Store { table, source }).await;
+            }
+            Err(ManifestRead::Invalid(source)) => {
+                guard.prefix = None;
+                return self.abandon(&prefix, StageError::Manifest { table, source }).await;
             }
         };
-        let layouts = match layout::read_layouts(&self.store, &self.settings.bucket, &files).await {
-            Ok(layouts) => layouts,
-            Err(source) => {
+        let listed: u64 = files.iter().map(|f| f.rows).sum();
+        if listed != unloaded {
+            guard.prefix = None;
+            return self.abandon(&prefix, StageError::RowCount {
+                table,
+                unloaded,
+                listed,
+            })
+            .await;
+        }
+        let layouts = if files.is_empty() {
+            Vec::new()
+        } else {
+            // The lease makes the sweeper keep the run as long as its tickets live.
+            let (layouts, lease) = tokio::join!(
+                layout::read_layouts(&self.store, &self.settings.bucket, &files),
+                self.renew_run(&run_id, expires_at)
+            );
+            if let Err(error) = lease {
                 guard.prefix = None;
-                self.delete_run(&prefix, "failed").await;
-                return Err(StageError::Layout { table, source });
+                return self.abandon(&prefix, error).await;
+            }
+            match layouts {
+                Ok(layouts) => layouts,
+                Err(source) => {
+                    guard.prefix = None;
+                    return self.abandon(&prefix, StageError::Layout { table, source }).await;
+                }
             }
         };
         let parts = layout::split(&layouts, self.settings.endpoint_rows);
@@ -412,11 +470,40 @@ impl Stager {
             files,
             layouts,
             parts,
-            expires_at: now + self.settings.ttl,
+            expires_at,
         })
     }
 
+    /// Deletes a run whose staging failed after its UNLOAD, and returns the error.
+    async fn abandon<T>(&self, prefix: &str, error: StageError) -> Result<T, StageError> {
+        self.delete_run(prefix, "failed").await;
+        Err(error)
+    }
+
+    /// Runs one UNLOAD attempt; while it runs longer than a quarter of the TTL, the run's lease is renewed
+    /// so that the sweeper does not delete a run that is still being written.
+    async fn unload_leased(&self, sql: &Sql, run_id: &str) -> Result<u64, RedshiftError> {
+        let ttl = self.settings.ttl;
+        let unload = self.unloader.unload(sql);
+        tokio::pin!(unload);
+        let period = (ttl / 4).max(Duration::from_millis(50));
+        // From a quarter of the TTL on: the run id's creation time is rounded down to the second.
+        let mut renew = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        loop {
+            tokio::select! {
+                result = &mut unload => return result,
+                _ = renew.tick() => {
+                    if let Err(error) = self.renew_run(run_id, SystemTime::now() + ttl).await {
+                        tracing::warn!(run_id, error = %error_chain(&error), "could not renew the lease of a run being written");
+                    }
+                }
+            }
+        }
+    }
+
     async fn read_manifest(&self, prefix: &str) -> Result<Vec<ManifestEntry>, ManifestRead> {
+        let prefix = data_prefix(prefix);
+        let prefix = prefix.as_str();
         let manifest_path = Path::from(format!("{prefix}manifest"));
         match self.store.get(&manifest_path).await {
             Ok(result) => {
@@ -633,7 +720,7 @@ impl Stager {
                 .map_err(|e| self.state_error(run_id, e, &path))?;
         }
         // A run cancelled or deleted meanwhile cannot be shared.
-        let manifest = Path::from(format!("{prefix}manifest"));
+        let manifest = Path::from(format!("{}manifest", data_prefix(&prefix)));
         self.store
             .head(&manifest)
             .await
@@ -769,6 +856,7 @@ enum ManifestRead {
 mod tests {
     use super::*;
     use object_store::memory::InMemory;
+    use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Mutex;
 
     #[test]
@@ -804,15 +892,23 @@ mod tests {
         store: Arc<dyn ObjectStore>,
         failures: Mutex<Vec<RedshiftError>>,
         calls: AtomicUsize,
+        /// Destination prefix of every call.
+        prefixes: Mutex<Vec<String>>,
+        /// How long each UNLOAD takes.
+        delay: Duration,
+        /// Write the data but no manifest (a lost manifest), still reporting the rows.
+        lose_manifest: bool,
     }
 
     #[async_trait::async_trait]
     impl Unloader for FakeUnloader {
-        async fn unload(&self, sql: &Sql) -> Result<(), RedshiftError> {
+        async fn unload(&self, sql: &Sql) -> Result<u64, RedshiftError> {
             self.calls.fetch_add(1, Ordering::SeqCst);
             let text = sql.as_str();
             let start = text.find("TO 's3://b/").unwrap() + "TO 's3://b/".len();
             let prefix = &text[start..start + text[start..].find('\'').unwrap()];
+            self.prefixes.lock().unwrap().push(prefix.to_string());
+            tokio::time::sleep(self.delay).await;
             let data = Path::from(format!("{prefix}0000_part_00.parquet"));
             let bytes = parquet_file(&[1], 1);
             let size = bytes.len();
@@ -822,6 +918,9 @@ mod tests {
                 .unwrap();
             if let Some(error) = self.failures.lock().unwrap().pop() {
                 return Err(error);
+            }
+            if self.lose_manifest {
+                return Ok(1);
             }
             let manifest = format!(
                 r#"{{"entries":[{{"url":"s3://b/{data}","meta":{{"content_length":{size},"record_count":1}}}}]}}"#
@@ -833,7 +932,7 @@ mod tests {
                 )
                 .await
                 .unwrap();
-            Ok(())
+            Ok(1)
         }
 
         async fn query_value(&self, _sql: &Sql) -> Result<Option<String>, RedshiftError> {
@@ -844,18 +943,30 @@ mod tests {
     fn fixture(
         failures: Vec<RedshiftError>,
     ) -> (Arc<Stager>, Arc<dyn ObjectStore>, Arc<FakeUnloader>) {
+        fixture_with(failures, Duration::ZERO, false, Duration::from_secs(60))
+    }
+
+    fn fixture_with(
+        failures: Vec<RedshiftError>,
+        delay: Duration,
+        lose_manifest: bool,
+        ttl: Duration,
+    ) -> (Arc<Stager>, Arc<dyn ObjectStore>, Arc<FakeUnloader>) {
         let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
         let unloader = Arc::new(FakeUnloader {
             store: Arc::clone(&store),
             failures: Mutex::new(failures),
             calls: AtomicUsize::new(0),
+            prefixes: Mutex::new(Vec::new()),
+            delay,
+            lose_manifest,
         });
         let settings = StageSettings {
             bucket: "b".into(),
             prefix: "stage".into(),
             iam_role: IamRole::Default,
             max_file_size_mb: 256,
-            ttl: Duration::from_secs(60),
+            ttl,
             grace: Duration::from_millis(10),
             max_parallel: 2,
             endpoint_rows: 0,
@@ -913,10 +1024,18 @@ mod tests {
         let run = stager.stage(&plan()).await.unwrap();
         assert_eq!(unloader.calls.load(Ordering::SeqCst), 2);
         assert_eq!(run.files.len(), 1);
+        let prefixes = unloader.prefixes.lock().unwrap().clone();
+        assert_eq!(prefixes.len(), 2);
+        assert_ne!(prefixes[0], prefixes[1], "every attempt writes to a fresh prefix");
+        assert_eq!(prefixes[1], data_prefix(&run.prefix));
         assert_eq!(
-            keys(&store).await.len(),
-            2,
-            "data file and manifest of the successful attempt only"
+            keys(&store).await,
+            vec![
+                format!("{}data/0000_part_00.parquet", run.prefix),
+                format!("{}data/manifest", run.prefix),
+                format!("{}lease", run.prefix),
+            ],
+            "the successful attempt's files and lease only: the abandoned prefix is gone"
         );
 
         let sql_error = RedshiftError::Sql {
@@ -991,5 +1110,42 @@ mod tests {
         stager.delete_run("other/", "cancelled").await;
         stager.delete_run("stage/../other/", "cancelled").await;
         assert!(keys(&store).await.contains(&"other/keep.txt".to_string()));
+    }
+
+    #[tokio::test]
+    async fn a_lost_manifest_is_not_zero_rows() {
+        let (stager, store, _) = fixture_with(vec![], Duration::ZERO, true, Duration::from_secs(60));
+        let error = stager.stage(&plan()).await.unwrap_err();
+        assert!(
+            matches!(error, StageError::RowCount { unloaded: 1, listed: 0, .. }),
+            "{error}"
+        );
+        assert!(keys(&store).await.is_empty(), "the incomplete run is deleted");
+    }
+
+    #[tokio::test]
+    async fn the_clock_starts_when_the_unload_finishes_and_a_long_unload_is_not_swept() {
+        let ttl = Duration::from_millis(400);
+        let (stager, store, _) = fixture_with(vec![], Duration::from_millis(1200), false, ttl);
+        let staging = tokio::spawn({
+            let stager = Arc::clone(&stager);
+            async move { stager.stage(&plan()).await }
+        });
+        // Sweep while the UNLOAD runs three TTLs long: its lease keeps it.
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(1100);
+        while tokio::time::Instant::now() < deadline {
+            assert_eq!(stager.sweep(SystemTime::now()).await.unwrap(), 0);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let run = staging.await.unwrap().unwrap();
+        let finished = SystemTime::now();
+        assert!(
+            run.expires_at + Duration::from_millis(100) >= finished + ttl,
+            "tickets live a full TTL after the UNLOAD finished"
+        );
+        assert_eq!(stager.sweep(SystemTime::now()).await.unwrap(), 0);
+        assert!(!keys(&store).await.is_empty());
+        assert_eq!(stager.sweep(run.expires_at + Duration::from_millis(1)).await.unwrap(), 1);
+        assert!(keys(&store).await.is_empty());
     }
 }

@@ -112,7 +112,7 @@ pub fn config_json(extra: &[(&str, &str)]) -> serde_json::Value {
         "max_parallel_workers": "4",
         "s3_endpoint": tb("TESTBED_S3_ENDPOINT"),
         "listen_address": "127.0.0.1:0",
-        "ticket_secret": "test-ticket-secret",
+        "ticket_secret": "test-ticket-secret-0123456789abcdef",
     });
     for (k, v) in extra {
         json[*k] = serde_json::Value::String(v.to_string());

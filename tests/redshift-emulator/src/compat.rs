@@ -7,7 +7,9 @@
 //! * domains in `public`: `super` (jsonb), `varbyte` (bytea), `geometry` (bytea holding EWKB),
 //!   `hllsketch` (text);
 //! * functions `json_serialize(jsonb) -> text`, `to_hex(bytea) -> text`,
-//!   `st_ashexewkb(bytea) -> text`;
+//!   `st_ashexewkb(bytea) -> text`, and `pg_last_unload_count() -> bigint` (the rows the
+//!   session's last UNLOAD unloaded, which the emulator keeps in the backend session setting
+//!   [`LAST_UNLOAD_COUNT_SETTING`](crate::unload::LAST_UNLOAD_COUNT_SETTING); 0 before any);
 //! * the view `public.svv_table_info` with Redshift's main columns for ordinary tables in
 //!   non-system schemas (`tbl_rows` from the planner statistics, `size` in 1 MB blocks).
 
@@ -49,6 +51,12 @@ CREATE OR REPLACE FUNCTION public.to_hex(bytea) RETURNS text
 
 CREATE OR REPLACE FUNCTION public.st_ashexewkb(bytea) RETURNS text
   LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$ SELECT upper(encode($1, 'hex')) $$;
+
+-- the setting is written by the emulator after each UNLOAD (unload::record_count)
+CREATE OR REPLACE FUNCTION public.pg_last_unload_count() RETURNS bigint
+  LANGUAGE sql VOLATILE PARALLEL SAFE AS $$
+    SELECT coalesce(nullif(current_setting('redshift_emulator.last_unload_count', true), ''), '0')::bigint
+  $$;
 
 CREATE OR REPLACE VIEW public.svv_table_info AS
 SELECT current_database()::text AS database,
@@ -107,4 +115,15 @@ pub async fn install(pg_url: &str) -> Result<(), Error> {
     drop(client);
     let _ = conn.await;
     result
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_count_function_reads_the_setting_the_emulator_writes() {
+        assert!(super::COMPAT_SQL.contains(&format!(
+            "current_setting('{}', true)",
+            crate::unload::LAST_UNLOAD_COUNT_SETTING
+        )));
+    }
 }

@@ -51,6 +51,13 @@ pub struct FaultSettings {
     pub fail_after_files: Option<u64>,
     /// Drop the client's connection when an UNLOAD starts (after the delay).
     pub drop_connection_on_unload: bool,
+    /// "Lose" the manifest: write the data files but no manifest, and still report success.
+    pub skip_manifest: bool,
+    /// Write the manifest, then delete it before reporting success.
+    pub delete_manifest: bool,
+    /// Write TIMESTAMP and TIMESTAMPTZ columns as Parquet INT96 (as some writers do) instead of
+    /// INT64 microseconds.
+    pub int96_timestamps: bool,
 }
 
 /// The knobs shared by all sessions of one emulator: the current settings plus the start-up

@@ -4,6 +4,9 @@
 //! EMULATOR SET unload_delay_ms = 500          -- or TO instead of =
 //! EMULATOR SET fail_after_files = 2           -- NONE / OFF / -1 disables
 //! EMULATOR SET drop_connection_on_unload = true
+//! EMULATOR SET skip_manifest = true           -- data files, no manifest, success reported
+//! EMULATOR SET delete_manifest = true         -- manifest written, then deleted, success reported
+//! EMULATOR SET int96_timestamps = true        -- TIMESTAMP[TZ] columns written as Parquet INT96
 //! EMULATOR RESET [knob]                       -- back to the start-up values
 //! ```
 //!
@@ -29,13 +32,27 @@ pub(crate) enum Knob {
     UnloadDelayMs(u64),
     FailAfterFiles(Option<u64>),
     DropConnectionOnUnload(bool),
+    SkipManifest(bool),
+    DeleteManifest(bool),
+    Int96Timestamps(bool),
 }
 
-const KNOBS: [&str; 3] = [
+const KNOBS: [&str; 6] = [
     "unload_delay_ms",
     "fail_after_files",
     "drop_connection_on_unload",
+    "skip_manifest",
+    "delete_manifest",
+    "int96_timestamps",
 ];
+
+fn parse_bool(value: &str) -> Option<bool> {
+    match value.to_ascii_lowercase().as_str() {
+        "true" | "on" | "1" => Some(true),
+        "false" | "off" | "0" => Some(false),
+        _ => None,
+    }
+}
 
 fn syntax(msg: impl Into<String>) -> StatementError {
     StatementError::Syntax(msg.into())
@@ -100,11 +117,12 @@ pub(crate) fn parse_control(text: &str) -> Result<Control, StatementError> {
                         v => Some(v.parse().map_err(|_| bad())?),
                     })
                 }
-                _ => Knob::DropConnectionOnUnload(match value.to_ascii_lowercase().as_str() {
-                    "true" | "on" | "1" => true,
-                    "false" | "off" | "0" => false,
-                    _ => return Err(bad()),
-                }),
+                "drop_connection_on_unload" => {
+                    Knob::DropConnectionOnUnload(parse_bool(&value).ok_or_else(bad)?)
+                }
+                "skip_manifest" => Knob::SkipManifest(parse_bool(&value).ok_or_else(bad)?),
+                "delete_manifest" => Knob::DeleteManifest(parse_bool(&value).ok_or_else(bad)?),
+                _ => Knob::Int96Timestamps(parse_bool(&value).ok_or_else(bad)?),
             };
             Ok(Control::Set(knob))
         }
@@ -120,11 +138,19 @@ pub(crate) fn apply(control: &Control, knobs: &FaultKnobs, initial: &FaultSettin
         Control::Set(Knob::DropConnectionOnUnload(v)) => {
             knobs.update(|s| s.drop_connection_on_unload = *v)
         }
+        Control::Set(Knob::SkipManifest(v)) => knobs.update(|s| s.skip_manifest = *v),
+        Control::Set(Knob::DeleteManifest(v)) => knobs.update(|s| s.delete_manifest = *v),
+        Control::Set(Knob::Int96Timestamps(v)) => knobs.update(|s| s.int96_timestamps = *v),
         Control::Reset(None) => knobs.reset(),
         Control::Reset(Some(name)) => knobs.update(|s| match *name {
             "unload_delay_ms" => s.unload_delay_ms = initial.unload_delay_ms,
             "fail_after_files" => s.fail_after_files = initial.fail_after_files,
-            _ => s.drop_connection_on_unload = initial.drop_connection_on_unload,
+            "drop_connection_on_unload" => {
+                s.drop_connection_on_unload = initial.drop_connection_on_unload
+            }
+            "skip_manifest" => s.skip_manifest = initial.skip_manifest,
+            "delete_manifest" => s.delete_manifest = initial.delete_manifest,
+            _ => s.int96_timestamps = initial.int96_timestamps,
         }),
     }
 }
@@ -150,6 +176,18 @@ mod tests {
         assert_eq!(
             parse_control("emulator set drop_connection_on_unload = 'true'").unwrap(),
             Control::Set(Knob::DropConnectionOnUnload(true))
+        );
+        assert_eq!(
+            parse_control("EMULATOR SET skip_manifest = on").unwrap(),
+            Control::Set(Knob::SkipManifest(true))
+        );
+        assert_eq!(
+            parse_control("EMULATOR SET delete_manifest TO false").unwrap(),
+            Control::Set(Knob::DeleteManifest(false))
+        );
+        assert_eq!(
+            parse_control("EMULATOR SET int96_timestamps = true").unwrap(),
+            Control::Set(Knob::Int96Timestamps(true))
         );
         assert_eq!(
             parse_control("EMULATOR RESET").unwrap(),

@@ -10,6 +10,8 @@
 //! * **`UNLOAD ('select ...') TO 's3://bucket/prefix' ... FORMAT AS PARQUET`** runs the SELECT
 //!   through a server-side cursor and writes SNAPPY Parquet to S3 with Redshift's file layout,
 //!   MANIFEST [VERBOSE], MAXFILESIZE splits and Redshift's rejections (see [`unload`]).
+//! * **`pg_last_unload_count()`** returns the rows the session's last UNLOAD unloaded, as on
+//!   Redshift.
 //! * **Compatibility objects** (`super`, `varbyte`, `geometry`, `hllsketch` domains, a few
 //!   functions, `svv_table_info`) are created in the backend at start-up (see [`compat`]).
 //!
@@ -23,6 +25,8 @@
 //! | `unload_delay_ms` | `EMULATOR SET unload_delay_ms = 500` | sleep before each UNLOAD (a CancelRequest interrupts it) |
 //! | `fail_after_files` | `EMULATOR SET fail_after_files = 2` | fail each UNLOAD with XX000 once that many data files are written; the files stay, no manifest (`none` disables) |
 //! | `drop_connection_on_unload` | `EMULATOR SET drop_connection_on_unload = true` | close the client's TCP connection when an UNLOAD starts (after the delay) |
+//! | `skip_manifest` | `EMULATOR SET skip_manifest = true` | write the data files but no manifest, report success |
+//! | `delete_manifest` | `EMULATOR SET delete_manifest = true` | write the manifest, delete it, report success |
 //!
 //! `EMULATOR RESET [knob]` restores the start-up values.
 //!

@@ -52,6 +52,15 @@ struct Args {
     /// Fault: drop the client connection when an UNLOAD starts.
     #[arg(long, env = "EMULATOR_DROP_CONNECTION_ON_UNLOAD")]
     drop_connection_on_unload: bool,
+    /// Fault: write the data files but no manifest, and report success.
+    #[arg(long, env = "EMULATOR_SKIP_MANIFEST")]
+    skip_manifest: bool,
+    /// Fault: delete the manifest right after writing it, and report success.
+    #[arg(long, env = "EMULATOR_DELETE_MANIFEST")]
+    delete_manifest: bool,
+    /// Write TIMESTAMP / TIMESTAMPTZ columns as Parquet INT96 instead of INT64 microseconds.
+    #[arg(long, env = "EMULATOR_INT96_TIMESTAMPS")]
+    int96_timestamps: bool,
 }
 
 #[tokio::main]
@@ -75,6 +84,9 @@ async fn main() -> ExitCode {
             unload_delay_ms: args.unload_delay_ms,
             fail_after_files: args.fail_after_files,
             drop_connection_on_unload: args.drop_connection_on_unload,
+            skip_manifest: args.skip_manifest,
+            delete_manifest: args.delete_manifest,
+            int96_timestamps: args.int96_timestamps,
         });
     let config = match args.s3_endpoint {
         Some(endpoint) => config.with_s3_endpoint(endpoint),

@@ -470,8 +470,13 @@ impl Session {
                     faults,
                     cancel: &self.cancel.flag,
                 };
-                unload::execute(backend, text, &env).await?;
-                Ok("UNLOAD")
+                // a syntax error leaves pg_last_unload_count() as it was
+                let prepared = unload::prepare(text)?;
+                let result = unload::execute(backend, &prepared, &env).await;
+                if let Some(rows) = unload::count_after(&result) {
+                    unload::record_count(backend, rows).await?;
+                }
+                result.map(|_| "UNLOAD")
             }
         }
     }

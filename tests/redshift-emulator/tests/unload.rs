@@ -877,3 +877,162 @@ async fn fault_drop_connection_on_unload() {
         .unwrap();
     assert_eq!(list_keys(&emu.bed.store(), &prefix).await.len(), 1);
 }
+
+/// `pg_last_unload_count()` through the extended protocol (tokio-postgres `query_one`).
+async fn last_unload_count(client: &Client) -> i64 {
+    client
+        .query_one("select pg_last_unload_count()", &[])
+        .await
+        .expect("pg_last_unload_count()")
+        .get(0)
+}
+
+#[tokio::test]
+async fn pg_last_unload_count_follows_redshift() {
+    let emu = Emulator::start_with(|c| c.with_slices(3).with_fetch_rows(100)).await;
+    let client = emu.client().await;
+    let table = numbers_table(&client, 1234).await;
+    // 0 before any UNLOAD of the session
+    assert_eq!(last_unload_count(&client).await, 0);
+
+    client
+        .batch_execute(&emu.unload(
+            &format!("select * from {table}"),
+            &format!("{}/a_", unique("count")),
+            "PARQUET MANIFEST",
+        ))
+        .await
+        .unwrap();
+    assert_eq!(last_unload_count(&client).await, 1234);
+    // the simple protocol sees it too, with Redshift's column name and type
+    let rows = client
+        .simple_query("SELECT pg_last_unload_count()")
+        .await
+        .unwrap();
+    let tokio_postgres::SimpleQueryMessage::Row(row) = &rows[1] else {
+        panic!("no row: {rows:?}");
+    };
+    assert_eq!(row.columns()[0].name(), "pg_last_unload_count");
+    assert_eq!(row.get(0), Some("1234"));
+    // per session: another session has unloaded nothing
+    assert_eq!(last_unload_count(&emu.client().await).await, 0);
+
+    // a syntax error or a missing relation keeps the previous count
+    unload_error(&emu, &client, "UNLOAD ('select 1') TO").await;
+    unload_error(
+        &emu,
+        &client,
+        &emu.unload(
+            &format!("select * from {table}_missing"),
+            &format!("{}/b_", unique("count")),
+            "PARQUET",
+        ),
+    )
+    .await;
+    assert_eq!(last_unload_count(&client).await, 1234);
+
+    // a filtered UNLOAD, then one that fails while unloading: 0
+    client
+        .batch_execute(&emu.unload(
+            &format!("select * from {table} where id <= 7"),
+            &format!("{}/c_", unique("count")),
+            "PARQUET",
+        ))
+        .await
+        .unwrap();
+    assert_eq!(last_unload_count(&client).await, 7);
+    unload_error(
+        &emu,
+        &client,
+        &emu.unload(
+            &format!("select id / (id - 500) from {table}"),
+            &format!("{}/d_", unique("count")),
+            "PARQUET",
+        ),
+    )
+    .await;
+    assert_eq!(last_unload_count(&client).await, 0);
+
+    // zero rows: 0, and inside a client transaction the count is the UNLOAD's
+    client
+        .batch_execute(&emu.unload(
+            &format!("select * from {table} where id < 0"),
+            &format!("{}/e_", unique("count")),
+            "PARQUET",
+        ))
+        .await
+        .unwrap();
+    assert_eq!(last_unload_count(&client).await, 0);
+    client.batch_execute("BEGIN").await.unwrap();
+    client
+        .batch_execute(&emu.unload(
+            &format!("select * from {table} where id <= 42"),
+            &format!("{}/f_", unique("count")),
+            "PARQUET",
+        ))
+        .await
+        .unwrap();
+    assert_eq!(last_unload_count(&client).await, 42);
+    client.batch_execute("COMMIT").await.unwrap();
+    assert_eq!(last_unload_count(&client).await, 42);
+}
+
+/// An UNLOAD with MANIFEST VERBOSE under a manifest fault knob: it succeeds, its data files are
+/// all there, the manifest is not, and `pg_last_unload_count()` still tells the truth.
+async fn unload_loses_its_manifest(knob: &str) {
+    let emu = Emulator::start_with(|c| c.with_slices(4).with_fetch_rows(100)).await;
+    let client = emu.client().await;
+    let table = numbers_table(&client, 1000).await;
+    client
+        .batch_execute(&format!("EMULATOR SET {knob} = true"))
+        .await
+        .unwrap();
+    let prefix = format!("{}/m_", unique(knob));
+    client
+        .batch_execute(&emu.unload(
+            &format!("select * from {table}"),
+            &prefix,
+            "PARQUET MANIFEST VERBOSE",
+        ))
+        .await
+        .unwrap();
+    let store = emu.bed.store();
+    let (keys, batch) = read_all(&store, &prefix).await;
+    assert_eq!(keys.len(), 4, "{keys:?}");
+    assert_eq!(batch.map(|b| b.num_rows()), Some(1000));
+    assert!(
+        list_keys(&store, &prefix)
+            .await
+            .iter()
+            .all(|k| !k.ends_with("manifest"))
+    );
+    assert_eq!(last_unload_count(&client).await, 1000);
+
+    // the knob resets, and the manifest is back
+    client
+        .batch_execute(&format!("EMULATOR RESET {knob}"))
+        .await
+        .unwrap();
+    assert_eq!(emu.running.knobs().get(), FaultSettings::default());
+    let prefix = format!("{}/n_", unique(knob));
+    client
+        .batch_execute(&emu.unload(
+            &format!("select * from {table}"),
+            &prefix,
+            "PARQUET MANIFEST VERBOSE",
+        ))
+        .await
+        .unwrap();
+    let manifest = get_json(&store, &format!("{prefix}manifest")).await;
+    assert_eq!(manifest["meta"]["record_count"], 1000);
+}
+
+#[tokio::test]
+async fn fault_skip_manifest() {
+    unload_loses_its_manifest("skip_manifest").await;
+}
+
+#[tokio::test]
+async fn fault_delete_manifest() {
+    unload_loses_its_manifest("delete_manifest").await;
+}

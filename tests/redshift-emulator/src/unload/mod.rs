@@ -16,6 +16,7 @@
 //! `<prefix>000.parquet`, `<prefix>001.parquet`, ...; `EXTENSION 'ext'` replaces `.parquet`.
 
 pub mod convert;
+mod int96;
 pub mod parse;
 
 use std::sync::Arc;
@@ -106,12 +107,51 @@ fn s3_err(e: object_store::Error) -> StatementError {
     StatementError::S3(e.to_string())
 }
 
-/// Parses, validates and executes one UNLOAD on `backend`.
-pub(crate) async fn execute(
-    backend: &mut Backend,
-    sql_text: &str,
-    env: &UnloadEnv<'_>,
-) -> Result<(), StatementError> {
+/// The backend session setting that holds the count `pg_last_unload_count()` returns (the
+/// compatibility function of the same name reads it, see [`crate::compat`]).
+pub const LAST_UNLOAD_COUNT_SETTING: &str = "redshift_emulator.last_unload_count";
+
+/// What `pg_last_unload_count()` reports after an UNLOAD ended with `result`, following
+/// Redshift: the rows unloaded on success; unchanged (`None`) when the statement failed on a
+/// syntax error or missing privileges (SQLSTATE class 42); 0 when it failed while unloading.
+pub(crate) fn count_after(result: &Result<u64, StatementError>) -> Option<u64> {
+    match result {
+        Ok(rows) => Some(*rows),
+        Err(StatementError::Syntax(_)) | Err(StatementError::BackendLost(_)) => None,
+        Err(StatementError::Backend(info)) if info.code.starts_with("42") => None,
+        Err(_) => Some(0),
+    }
+}
+
+/// Stores `rows` as the session's last UNLOAD count in the backend session, where
+/// `pg_last_unload_count()` reads it. A session whose transaction already failed keeps the
+/// previous value (nothing can run there until ROLLBACK).
+pub(crate) async fn record_count(backend: &mut Backend, rows: u64) -> Result<(), StatementError> {
+    if backend.status == TransactionStatus::Error {
+        return Ok(());
+    }
+    let recorded = backend
+        .simple(&format!(
+            "SELECT pg_catalog.set_config('{LAST_UNLOAD_COUNT_SETTING}', '{rows}', false)"
+        ))
+        .await
+        .map_err(lost)?;
+    if let Err(e) = recorded {
+        tracing::warn!(error = %e.message, "cannot record pg_last_unload_count()");
+    }
+    Ok(())
+}
+
+/// An UNLOAD that parsed and passed the checks Redshift makes before it runs anything.
+#[derive(Debug)]
+pub(crate) struct PreparedUnload {
+    st: UnloadStatement,
+    select: String,
+}
+
+/// Parses and validates one UNLOAD. A failure here is a syntax error or a rejection of the
+/// statement itself (Redshift leaves `pg_last_unload_count()` unchanged then).
+pub(crate) fn prepare(sql_text: &str) -> Result<PreparedUnload, StatementError> {
     let st = parse_unload(sql_text).map_err(|e| StatementError::Syntax(e.message))?;
     st.validate().map_err(StatementError::Rejected)?;
     let select = st
@@ -122,7 +162,17 @@ pub(crate) async fn execute(
     if sql::has_outer_limit(&select).map_err(|e| StatementError::Syntax(e.to_string()))? {
         return Err(StatementError::Rejected(LIMIT_NOT_SUPPORTED.to_owned()));
     }
-    let store = make_store(&st, env.config)?;
+    Ok(PreparedUnload { st, select })
+}
+
+/// Executes a prepared UNLOAD on `backend`; returns the number of rows unloaded.
+pub(crate) async fn execute(
+    backend: &mut Backend,
+    prepared: &PreparedUnload,
+    env: &UnloadEnv<'_>,
+) -> Result<u64, StatementError> {
+    let PreparedUnload { st, select } = prepared;
+    let store = make_store(st, env.config)?;
     tracing::info!(
         bucket = %st.destination.bucket,
         prefix = %st.destination.prefix,
@@ -144,17 +194,17 @@ pub(crate) async fn execute(
         .map_err(lost)?
         .map_err(StatementError::Backend)?;
 
-    let result = run_in_transaction(backend, &st, &select, Arc::clone(&store), env).await;
+    let result = run_in_transaction(backend, st, select, Arc::clone(&store), env).await;
 
     let end = match (&result, own_transaction) {
-        (Ok(()), true) => "COMMIT".to_owned(),
+        (Ok(_), true) => "COMMIT".to_owned(),
         (Err(_), true) => "ROLLBACK".to_owned(),
         // nothing the SELECT did needs to survive; the settings must not leak
         (_, false) => format!("ROLLBACK TO SAVEPOINT {SAVEPOINT}; RELEASE SAVEPOINT {SAVEPOINT}"),
     };
     if !matches!(result, Err(StatementError::BackendLost(_))) {
         let closed = backend.simple(&end).await.map_err(lost)?;
-        if let (Ok(()), Err(e)) = (&result, closed) {
+        if let (Ok(_), Err(e)) = (&result, closed) {
             return Err(StatementError::Backend(e));
         }
     }
@@ -167,7 +217,7 @@ async fn run_in_transaction(
     select: &str,
     store: Arc<dyn ObjectStore>,
     env: &UnloadEnv<'_>,
-) -> Result<(), StatementError> {
+) -> Result<u64, StatementError> {
     let setup = format!(
         "SET LOCAL TimeZone = 'UTC'; SET LOCAL DateStyle = 'ISO, MDY'; \
          SET LOCAL extra_float_digits = 1; SET LOCAL IntervalStyle = 'postgres'; \
@@ -216,14 +266,30 @@ async fn run_in_transaction(
     if let Some(kind) = st.manifest
         && !written.is_empty()
     {
-        write_manifest(&store, st, kind, &columns, &written).await?;
+        if env.faults.skip_manifest {
+            tracing::info!("not writing the manifest (skip_manifest)");
+        } else {
+            write_manifest(&store, st, kind, &columns, &written).await?;
+            if env.faults.delete_manifest {
+                tracing::info!("deleting the manifest just written (delete_manifest)");
+                store
+                    .delete(&key_path(&manifest_key(st)))
+                    .await
+                    .map_err(s3_err)?;
+            }
+        }
     }
     backend
         .simple(&format!("CLOSE {CURSOR}"))
         .await
         .map_err(lost)?
         .map_err(StatementError::Backend)?;
-    Ok(())
+    Ok(written.iter().map(|f| f.rows).sum())
+}
+
+/// The key of an UNLOAD's manifest.
+fn manifest_key(st: &UnloadStatement) -> String {
+    format!("{}manifest", st.destination.prefix)
 }
 
 /// For a bytea column read straight from a table, the name of its domain (`geometry`,
@@ -440,8 +506,47 @@ pub(crate) struct WrittenFile {
     content_length: u64,
 }
 
+/// The Parquet writer of one file: parquet's Arrow writer, or the INT96 one when the knob
+/// `int96_timestamps` is on and the file has a timestamp column.
+enum FileWriter {
+    Arrow(AsyncArrowWriter<BufWriter>),
+    Int96(Box<int96::Int96Writer>),
+}
+
+impl FileWriter {
+    fn size(&self) -> usize {
+        match self {
+            Self::Arrow(w) => w.bytes_written() + w.in_progress_size(),
+            Self::Int96(w) => w.bytes_written() + w.in_progress_size(),
+        }
+    }
+
+    async fn write(&mut self, batch: &RecordBatch) -> Result<(), StatementError> {
+        match self {
+            Self::Arrow(w) => w.write(batch).await,
+            Self::Int96(w) => w.write(batch).await,
+        }
+        .map_err(|e| StatementError::Parquet(e.to_string()))
+    }
+
+    async fn close(self) -> Result<(), StatementError> {
+        match self {
+            Self::Arrow(w) => w.close().await.map(|_| ()),
+            Self::Int96(w) => w.close().await,
+        }
+        .map_err(|e| StatementError::Parquet(e.to_string()))
+    }
+
+    fn into_inner(self) -> BufWriter {
+        match self {
+            Self::Arrow(w) => w.into_inner(),
+            Self::Int96(w) => w.into_inner(),
+        }
+    }
+}
+
 struct OpenFile {
-    writer: AsyncArrowWriter<BufWriter>,
+    writer: FileWriter,
     key: String,
     rows: u64,
 }
@@ -467,6 +572,8 @@ struct FileSet {
     slices: Vec<Slice>,
     written: Vec<WrittenFile>,
     fail_after_files: Option<u64>,
+    /// Set when timestamps are written as INT96: the row-group limit that writer applies.
+    int96: Option<int96::RowGroupLimit>,
 }
 
 impl FileSet {
@@ -514,6 +621,11 @@ impl FileSet {
                 .collect(),
             written: Vec::new(),
             fail_after_files: env.faults.fail_after_files,
+            int96: env.faults.int96_timestamps.then_some(if env.config.row_group_rows > 0 {
+                int96::RowGroupLimit::Rows(env.config.row_group_rows)
+            } else {
+                int96::RowGroupLimit::Bytes(row_group_bytes)
+            }),
         }
     }
 
@@ -531,10 +643,10 @@ impl FileSet {
         // split before the file would grow past MAXFILESIZE
         let must_close = {
             let slice = &self.slices[slice_no];
-            slice.open.as_ref().is_some_and(|f| {
-                let size = f.writer.bytes_written() + f.writer.in_progress_size();
-                f.rows > 0 && size + slice.last_growth > max
-            })
+            slice
+                .open
+                .as_ref()
+                .is_some_and(|f| f.rows > 0 && f.writer.size() + slice.last_growth > max)
         };
         if must_close {
             self.close_slice(slice_no).await?;
@@ -543,14 +655,32 @@ impl FileSet {
             let part = self.slices[slice_no].next_part;
             let key = self.file_key(self.slices[slice_no].index, part);
             let buf = BufWriter::new(Arc::clone(&self.store), key_path(&key));
-            let writer = AsyncArrowWriter::try_new_with_options(
-                buf,
-                Arc::clone(&self.schema),
-                ArrowWriterOptions::new()
-                    .with_properties(self.props.clone())
-                    .with_skip_arrow_metadata(true),
-            )
-            .map_err(|e| StatementError::Parquet(e.to_string()))?;
+            let has_timestamps = self
+                .schema
+                .fields()
+                .iter()
+                .any(|f| matches!(f.data_type(), arrow::datatypes::DataType::Timestamp(..)));
+            let writer = match self.int96 {
+                Some(limit) if has_timestamps => FileWriter::Int96(Box::new(
+                    int96::Int96Writer::try_new(
+                        buf,
+                        Arc::clone(&self.schema),
+                        self.props.clone(),
+                        limit,
+                    )
+                    .map_err(|e| StatementError::Parquet(e.to_string()))?,
+                )),
+                _ => FileWriter::Arrow(
+                    AsyncArrowWriter::try_new_with_options(
+                        buf,
+                        Arc::clone(&self.schema),
+                        ArrowWriterOptions::new()
+                            .with_properties(self.props.clone())
+                            .with_skip_arrow_metadata(true),
+                    )
+                    .map_err(|e| StatementError::Parquet(e.to_string()))?,
+                ),
+            };
             let slice = &mut self.slices[slice_no];
             slice.next_part += 1;
             slice.open = Some(OpenFile {
@@ -563,12 +693,9 @@ impl FileSet {
         let Some(file) = slice.open.as_mut() else {
             return Err(StatementError::Parquet("no open file".to_owned()));
         };
-        let before = file.writer.bytes_written() + file.writer.in_progress_size();
-        file.writer
-            .write(batch)
-            .await
-            .map_err(|e| StatementError::Parquet(e.to_string()))?;
-        let after = file.writer.bytes_written() + file.writer.in_progress_size();
+        let before = file.writer.size();
+        file.writer.write(batch).await?;
+        let after = file.writer.size();
         slice.last_growth = after.saturating_sub(before);
         file.rows += batch.num_rows() as u64;
         Ok(())
@@ -578,10 +705,7 @@ impl FileSet {
         let Some(file) = self.slices[slice_no].open.take() else {
             return Ok(());
         };
-        file.writer
-            .close()
-            .await
-            .map_err(|e| StatementError::Parquet(e.to_string()))?;
+        file.writer.close().await?;
         let meta = self
             .store
             .head(&key_path(&file.key))
@@ -708,7 +832,7 @@ async fn write_manifest(
     };
     let body = serde_json::to_vec_pretty(&manifest)
         .map_err(|e| StatementError::S3(format!("cannot encode the manifest: {e}")))?;
-    let key = format!("{}manifest", st.destination.prefix);
+    let key = manifest_key(st);
     store
         .put(&key_path(&key), PutPayload::from(body))
         .await
