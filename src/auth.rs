@@ -441,11 +441,8 @@ impl Authenticator {
         let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims).unwrap_or_default());
         let (key_id, key) = self.keys.signing(Purpose::Token);
         let signed_part = format!("{ISSUED_PREFIX}{}.{payload}", hex::encode(key_id));
-        let signature = URL_SAFE_NO_PAD.encode(
-            Self::mac(key, &signed_part)
-                .finalize()
-                .into_bytes(),
-        );
+        let signature =
+            URL_SAFE_NO_PAD.encode(Self::mac(key, &signed_part).finalize().into_bytes());
         format!("{signed_part}.{signature}")
     }
 
@@ -742,14 +739,20 @@ mod tests {
         assert!(token.starts_with("rsfb2."), "{token}");
         let bearer = |t: &str| metadata(Some(&format!("Bearer {t}")));
         let rotated = with_keys(&a, &["b-key", "key"]);
-        assert_eq!(rotated.authenticate(&bearer(&token), now).unwrap().name(), "alice");
+        assert_eq!(
+            rotated.authenticate(&bearer(&token), now).unwrap().name(),
+            "alice"
+        );
         let retired = with_keys(&a, &["b-key"]);
         assert_eq!(
             retired.authenticate(&bearer(&token), now).unwrap_err(),
             AuthError::Invalid
         );
         let fresh = rotated.issue("alice", now);
-        assert_eq!(retired.authenticate(&bearer(&fresh), now).unwrap().name(), "alice");
+        assert_eq!(
+            retired.authenticate(&bearer(&fresh), now).unwrap().name(),
+            "alice"
+        );
         // Another key id in front of a genuine signature does not verify.
         let parts: Vec<&str> = token.splitn(3, '.').collect();
         let other_id = hex::encode(Keyring::new(&["b-key"]).signing(Purpose::Token).0);
@@ -780,11 +783,13 @@ mod tests {
     /// an answer.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn handshake_floods_are_bounded() {
-        let auth = Arc::new(authenticator(Duration::from_secs(60)).with_hash_limits(HashLimits {
-            concurrent: 1,
-            queued: 2,
-            max_wait: Duration::from_secs(60),
-        }));
+        let auth = Arc::new(
+            authenticator(Duration::from_secs(60)).with_hash_limits(HashLimits {
+                concurrent: 1,
+                queued: 2,
+                max_wait: Duration::from_secs(60),
+            }),
+        );
         let now = SystemTime::now();
         let calls: Vec<_> = (0..12)
             .map(|i| {

@@ -871,7 +871,9 @@ mod tests {
             "certificates are verified for non-loopback hosts"
         );
         assert!(!config.insecure);
-        assert_eq!(RawConfig::KEYS.len(), 43);
+        assert_eq!(config.redshift_pool_size, 0, "max_parallel_workers + 4");
+        assert_eq!(config.redshift_pool_timeout, Duration::from_secs(30));
+        assert_eq!(RawConfig::KEYS.len(), 45);
     }
 
     #[test]
@@ -1018,8 +1020,16 @@ mod tests {
             ("localhost", None, SslMode::Prefer),
             ("127.0.0.1", None, SslMode::Prefer),
             ("::1", None, SslMode::Prefer),
-            ("example.redshift.amazonaws.com", Some("require"), SslMode::Require),
-            ("example.redshift.amazonaws.com", Some("disable"), SslMode::Disable),
+            (
+                "example.redshift.amazonaws.com",
+                Some("require"),
+                SslMode::Require,
+            ),
+            (
+                "example.redshift.amazonaws.com",
+                Some("disable"),
+                SslMode::Disable,
+            ),
             ("localhost", Some("verify-full"), SslMode::VerifyFull),
         ] {
             let mut json = seed_json();
@@ -1027,7 +1037,11 @@ mod tests {
             if let Some(mode) = mode {
                 json["redshift_sslmode"] = mode.into();
             }
-            assert_eq!(parse(json).unwrap().redshift_sslmode, want, "{host} {mode:?}");
+            assert_eq!(
+                parse(json).unwrap().redshift_sslmode,
+                want,
+                "{host} {mode:?}"
+            );
         }
     }
 

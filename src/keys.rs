@@ -139,7 +139,10 @@ mod tests {
 
     #[test]
     fn keys_are_separate_per_purpose_and_ids_are_stable() {
-        let ring = Keyring::new(&[b"secret-a-0123456789abcdef0123456789", b"secret-b-0123456789abcdef0123456789"]);
+        let ring = Keyring::new(&[
+            b"secret-a-0123456789abcdef0123456789",
+            b"secret-b-0123456789abcdef0123456789",
+        ]);
         let (id, ticket) = ring.signing(Purpose::Ticket);
         let (id2, token) = ring.signing(Purpose::Token);
         assert_eq!(id, id2);
@@ -155,7 +158,10 @@ mod tests {
         assert_eq!(ring.verifying(&second, Purpose::Ticket).count(), 1);
         assert_eq!(ring.verifying(b"unknown!", Purpose::Ticket).count(), 0);
         let debug = format!("{ring:?}");
-        assert!(debug.contains(&ids[0]) && !debug.contains("secret-a"), "{debug}");
+        assert!(
+            debug.contains(&ids[0]) && !debug.contains("secret-a"),
+            "{debug}"
+        );
     }
 
     /// Golden values: replicas of other builds must derive the same keys (RFC 5869 HKDF-SHA256).
@@ -171,8 +177,6 @@ mod tests {
     }
 
     const GOLDEN_ID: &str = "af6528a1f4cc1be1";
-    const GOLDEN_TICKET: &str =
-        "4a33d3ed9adae274d658804fd0b9ffbe6b85e7b7b2add57df93b2ba9eaac93b7";
-    const GOLDEN_TOKEN: &str =
-        "cf34680df51bcba0416a2dff8d1420aee8b829c8fb0d84e1fde486f4c0e090ee";
+    const GOLDEN_TICKET: &str = "4a33d3ed9adae274d658804fd0b9ffbe6b85e7b7b2add57df93b2ba9eaac93b7";
+    const GOLDEN_TOKEN: &str = "cf34680df51bcba0416a2dff8d1420aee8b829c8fb0d84e1fde486f4c0e090ee";
 }

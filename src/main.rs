@@ -120,6 +120,7 @@ async fn run(cli: Cli) -> Result<(), String> {
                 replication_key: None,
                 lookback: None,
                 dictionary: false,
+                geometry: redshift_flight::plan::GeometryEncoding::Wkb,
             };
             let plan = Plan::try_new(
                 info,

@@ -11,6 +11,7 @@
 //! years 1 to 294276), so [`reader_schema`] is the hint given to the Parquet reader, making it
 //! read those columns straight into the promised unit.
 
+use std::ops::Range;
 use std::sync::Arc;
 
 use arrow::array::{
@@ -23,6 +24,7 @@ use parquet::basic::Type as PhysicalType;
 use parquet::schema::types::SchemaDescriptor;
 
 use crate::catalog::RedshiftType;
+use crate::plan::chunks::continuation_alias;
 
 /// A staged value that cannot be turned into the promised type.
 #[derive(Debug, thiserror::Error)]
@@ -41,23 +43,37 @@ pub fn normalize_batch(
     schema: &SchemaRef,
     types: &[RedshiftType],
 ) -> Result<RecordBatch, NormalizeError> {
-    if batch.num_columns() != schema.fields().len() || types.len() != schema.fields().len() {
+    if types.len() != schema.fields().len() {
         return Err(NormalizeError {
             column: String::new(),
             message: format!(
-                "staged file has {} columns, the promised schema {}",
-                batch.num_columns(),
+                "{} column types for a promised schema of {} columns",
+                types.len(),
                 schema.fields().len()
             ),
         });
     }
+    let groups = staged_groups(&batch.schema(), types)?;
     let columns = schema
         .fields()
         .iter()
         .zip(types)
-        .zip(batch.columns())
-        .map(|((field, rtype), array)| {
-            normalize_column(array, field.data_type(), rtype).map_err(|message| NormalizeError {
+        .zip(groups)
+        .map(|((field, rtype), group)| {
+            let staged = &batch.columns()[group];
+            let column = match rtype {
+                RedshiftType::Geometry
+                    if field
+                        .metadata()
+                        .get(crate::catalog::META_GEOMETRY_ENCODING)
+                        .is_some_and(|e| e == "ewkb") =>
+                {
+                    normalize_chunked(staged, &RedshiftType::Varbyte)
+                }
+                RedshiftType::Varbyte | RedshiftType::Geometry => normalize_chunked(staged, rtype),
+                _ => normalize_column(&staged[0], field.data_type(), rtype),
+            };
+            column.map_err(|message| NormalizeError {
                 column: field.name().clone(),
                 message,
             })
@@ -69,6 +85,76 @@ pub fn normalize_batch(
     })
 }
 
+/// Which staged columns make up each promised column (whose Redshift types are `types`): one
+/// each, except that a VARBYTE or GEOMETRY column is followed by its further hex chunks, named
+/// [`continuation_alias`] (see `crate::plan::chunks`).
+pub fn staged_groups(
+    staged: &Schema,
+    types: &[RedshiftType],
+) -> Result<Vec<Range<usize>>, NormalizeError> {
+    let fields = staged.fields();
+    let mut groups = Vec::with_capacity(types.len());
+    let mut next = 0;
+    for (i, rtype) in types.iter().enumerate() {
+        let start = next;
+        if start >= fields.len() {
+            break;
+        }
+        next += 1;
+        if matches!(rtype, RedshiftType::Varbyte | RedshiftType::Geometry) {
+            let mut k = 1;
+            while next < fields.len() && fields[next].name() == &continuation_alias(i, k) {
+                next += 1;
+                k += 1;
+            }
+        }
+        groups.push(start..next);
+    }
+    if groups.len() != types.len() || next != fields.len() {
+        return Err(NormalizeError {
+            column: String::new(),
+            message: format!(
+                "staged file has {} columns, which do not make up the {} promised columns",
+                fields.len(),
+                types.len()
+            ),
+        });
+    }
+    Ok(groups)
+}
+
+/// Joins the hex chunks of a VARBYTE or GEOMETRY value (a NULL first chunk is a NULL value) and
+/// decodes them.
+fn normalize_chunked(chunks: &[ArrayRef], rtype: &RedshiftType) -> Result<ArrayRef, String> {
+    let texts = chunks.iter().map(as_text).collect::<Result<Vec<_>, _>>()?;
+    let rows = texts.first().map_or(0, StringArray::len);
+    let mut builder = BinaryBuilder::with_capacity(rows, 0);
+    let mut hex_text = String::new();
+    for row in 0..rows {
+        if texts[0].is_null(row) {
+            builder.append_null();
+            continue;
+        }
+        hex_text.clear();
+        for text in &texts {
+            if !text.is_null(row) {
+                hex_text.push_str(text.value(row));
+            }
+        }
+        let bytes = hex::decode(&hex_text).map_err(|e| {
+            format!(
+                "cannot decode a hex value of {} characters: {e}",
+                hex_text.len()
+            )
+        })?;
+        match rtype {
+            RedshiftType::Geometry => builder.append_value(ewkb_to_wkb(&bytes)?),
+            _ => builder.append_value(bytes),
+        }
+    }
+    Ok(Arc::new(builder.finish()))
+}
+
 /// The Arrow schema to ask the Parquet reader for (`ArrowReaderOptions::with_schema`): the file's
 /// own schema `file` (whose Parquet schema is `parquet`), except that
 /// * an INT96 column promised as a timestamp is read in the promised unit and zone (the default,
@@ -76,34 +162,44 @@ pub fn normalize_batch(
 /// * with `dictionary`, a string column promised as a dictionary is read as one (the reader then
 ///   keeps the file's dictionary pages instead of expanding them).
 ///
-/// Columns are matched by position, like [`normalize_batch`] does. Other columns keep the
+/// Columns are matched like [`normalize_batch`] does ([`staged_groups`]). Other columns keep the
 /// file's type: normalisation converts them batch by batch.
 pub fn reader_schema(
     file: &SchemaRef,
     parquet: &SchemaDescriptor,
     promised: &SchemaRef,
+    types: &[RedshiftType],
     dictionary: bool,
 ) -> SchemaRef {
     // Staged files are flat: one leaf per top-level field.
     let flat = parquet.num_columns() == file.fields().len();
+    // The promised field each staged column starts (continuation chunks start none).
+    let mut wanted = vec![None; file.fields().len()];
+    if let Ok(groups) = staged_groups(file, types) {
+        for (group, want) in groups.iter().zip(promised.fields()) {
+            wanted[group.start] = Some(want);
+        }
+    }
     let fields: Vec<_> = file
         .fields()
         .iter()
-        .zip(promised.fields())
+        .zip(wanted)
         .enumerate()
         .map(|(i, (field, want))| {
-            let int96 = false && flat && parquet.column(i).physical_type() == PhysicalType::INT96;
+            let Some(want) = want else {
+                return Arc::clone(field);
+            };
+            let int96 = flat && parquet.column(i).physical_type() == PhysicalType::INT96;
             match (field.data_type(), want.data_type()) {
-                (DataType::Timestamp(TimeUnit::Nanosecond, None), DataType::Timestamp(unit, tz))
-                    if int96 && *unit != TimeUnit::Nanosecond =>
-                {
-                    Arc::new(
-                        field
-                            .as_ref()
-                            .clone()
-                            .with_data_type(DataType::Timestamp(*unit, tz.clone())),
-                    )
-                }
+                (
+                    DataType::Timestamp(TimeUnit::Nanosecond, None),
+                    DataType::Timestamp(unit, tz),
+                ) if int96 && *unit != TimeUnit::Nanosecond => Arc::new(
+                    field
+                        .as_ref()
+                        .clone()
+                        .with_data_type(DataType::Timestamp(*unit, tz.clone())),
+                ),
                 (DataType::Utf8, DataType::Dictionary(..)) if dictionary => Arc::new(
                     field
                         .as_ref()

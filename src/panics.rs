@@ -108,6 +108,9 @@ mod tests {
         let formatted: Box<dyn Any + Send> = Box::new(format!("at {}", 1));
         assert_eq!(panic_text(literal.as_ref()), "static");
         assert_eq!(panic_text(formatted.as_ref()), "at 1");
-        assert_eq!(panic_text(Box::new(7u8).as_ref()), "a panic without a message");
+        assert_eq!(
+            panic_text(Box::new(7u8).as_ref()),
+            "a panic without a message"
+        );
     }
 }

@@ -349,10 +349,12 @@ impl Redshift {
     async fn connection(&self) -> Result<Object, RedshiftError> {
         self.pool.get().await.map_err(|e| match e {
             PoolError::Backend(e) => RedshiftError::from_pg(e, &self.address, &self.user),
-            PoolError::Timeout(deadpool_postgres::TimeoutType::Wait) => RedshiftError::PoolTimeout {
-                size: self.pool.status().max_size,
-                waited: self.pool_timeout,
-            },
+            PoolError::Timeout(deadpool_postgres::TimeoutType::Wait) => {
+                RedshiftError::PoolTimeout {
+                    size: self.pool.status().max_size,
+                    waited: self.pool_timeout,
+                }
+            }
             other => RedshiftError::Unreachable {
                 address: self.address.clone(),
                 message: other.to_string(),
@@ -439,9 +441,7 @@ impl Redshift {
             .and_then(|text| text.trim().parse::<u64>().ok())
             .ok_or_else(|| RedshiftError::Sql {
                 code: "XX000".into(),
-                message: format!(
-                    "pg_last_unload_count() returned {count:?}, not a row count"
-                ),
+                message: format!("pg_last_unload_count() returned {count:?}, not a row count"),
             })
     }
 }

@@ -27,6 +27,7 @@
 //!   bool dictionary = 16;          // CHAR/VARCHAR as dictionary<int32, utf8>
 //!   bytes columns_sha256 = 17;     // SHA-256 of the run's `<run prefix>columns.json`: the
 //!                                  //   promised schema, stored once per run
+//!   bool ewkb = 18;                // GEOMETRY as EWKB (SRID kept) instead of ISO WKB
 //! }
 //! ```
 //!
@@ -100,6 +101,9 @@ pub struct TicketPayload {
     /// SHA-256 of the run's columns object (the promised schema, see `crate::stage::columns`).
     #[prost(bytes = "vec", tag = "17")]
     pub columns_sha256: Vec<u8>,
+    /// GEOMETRY columns as EWKB (with their SRID) instead of ISO WKB.
+    #[prost(bool, tag = "18")]
+    pub ewkb: bool,
 }
 
 impl TicketPayload {
@@ -215,8 +219,7 @@ impl TicketCodec {
         }
         if ticket.starts_with(b"RSF1") {
             return Err(TicketError::Malformed(
-                "a version 1 ticket, from an older server version; call GetFlightInfo again"
-                    .into(),
+                "a version 1 ticket, from an older server version; call GetFlightInfo again".into(),
             ));
         }
         let body = ticket.strip_prefix(TICKET_MAGIC).ok_or_else(|| {
@@ -348,8 +351,14 @@ mod tests {
         let a = ring(&["key-a"]);
         let ticket = a.encode(&payload());
         let now = at(0);
-        assert_eq!(ring(&["key-b", "key-a"]).decode(&ticket, now), Ok(payload()));
-        assert_eq!(ring(&["key-b"]).decode(&ticket, now), Err(TicketError::BadSignature));
+        assert_eq!(
+            ring(&["key-b", "key-a"]).decode(&ticket, now),
+            Ok(payload())
+        );
+        assert_eq!(
+            ring(&["key-b"]).decode(&ticket, now),
+            Err(TicketError::BadSignature)
+        );
         let rotated = ring(&["key-b", "key-a"]).encode(&payload());
         assert_eq!(ring(&["key-b"]).decode(&rotated, now), Ok(payload()));
         assert_eq!(a.decode(&rotated, now), Err(TicketError::BadSignature));
@@ -369,7 +378,11 @@ mod tests {
         let mut long = payload();
         long.schema = "s".repeat(127);
         long.table = "t".repeat(127);
-        long.key = format!("{}/{}/0127_part_99_000.parquet", "p".repeat(120), long.run_id);
+        long.key = format!(
+            "{}/{}/0127_part_99_000.parquet",
+            "p".repeat(120),
+            long.run_id
+        );
         long.file_size = u64::MAX;
         long.rows = u64::MAX;
         long.expires_at_ms = i64::MAX;

@@ -521,7 +521,8 @@ async fn bad_requests_get_clear_statuses() {
         do_get_code(flight.do_get(Ticket::new(tampered)).await),
         Code::PermissionDenied | Code::InvalidArgument
     ));
-    let other_server = TestServer::start(&[("ticket_secret", "another-secret-0123456789abcdef-xyz")]).await;
+    let other_server =
+        TestServer::start(&[("ticket_secret", "another-secret-0123456789abcdef-xyz")]).await;
     let mut other = other_server.client().await;
     assert_eq!(
         do_get_code(other.do_get(good.clone()).await),
@@ -644,7 +645,10 @@ async fn files_of_many_row_groups_stream_whole_and_a_disconnect_is_harmless() {
 
     // The staged files really hold many row groups.
     let app: serde_json::Value = serde_json::from_slice(&info.app_metadata).unwrap();
-    let run_prefix = format!("redshift-flight-tests/{}/data/", app["run_id"].as_str().unwrap());
+    let run_prefix = format!(
+        "redshift-flight-tests/{}/data/",
+        app["run_id"].as_str().unwrap()
+    );
     let config = redshift_flight::config::Config::try_from_raw(common::raw_config(&[])).unwrap();
     let store = redshift_flight::store::build_s3(&config).unwrap();
     let manifest = store

@@ -188,7 +188,7 @@ fn write_seed_corpus() {
     write(
         "ticket_decode",
         "golden",
-        &hex::decode("525346310a2408011201731a01742201722a016b30023803420e0a01631207696e7465676572180148041220ae5756c28432ff842a1d440772527f0dded6e316ac47be9779b6b29e99b1fca6").unwrap(),
+        &hex::decode("525346320a3708021201731a01742201722a016b3002380348048a01201111111111111111111111111111111111111111111111111111111111111111122096f1b05b2abfe2d809ca2abf17f751128c1ebddf3b1fc1c8f77adecec9a69a241a08af6528a1f4cc1be1").unwrap(),
     );
     write("ticket_decode", "truncated", &valid[..valid.len() - 7]);
     let mut flipped = valid.clone();
@@ -201,9 +201,13 @@ fn write_seed_corpus() {
         "payload-valid",
         &seed_payload().encode_to_vec(),
     );
-    let mut v2 = minimal.clone();
-    v2.version = 2;
-    write("ticket_decode", "payload-v2", &v2.encode_to_vec());
+    let mut other_version = minimal.clone();
+    other_version.version = TICKET_VERSION + 1;
+    write(
+        "ticket_decode",
+        "payload-other-version",
+        &other_version.encode_to_vec(),
+    );
     write("ticket_decode", "payload-expired", &expired.encode_to_vec());
 
     // Commands (from src/plan/mod.rs's tests and the Flight contract).
@@ -302,6 +306,7 @@ fn write_seed_corpus() {
     {
         write("cursor_decode", &format!("bad-{i}"), bad.as_bytes());
     }
+    write_multibyte_seeds();
 
     // Manifests (from src/stage/manifest.rs's tests, on the harness's bucket and prefix).
     let verbose = r#"{
@@ -342,4 +347,121 @@ fn write_seed_corpus() {
 fn seed_expiry_is_in_the_future() {
     // The seed tickets expire in 2100; this fails long before they silently stop being valid.
     assert!(UNIX_EPOCH + Duration::from_millis(SEED_EXPIRY_MS as u64) > SystemTime::now());
+}
+
+/// Multi-byte characters where the parsers expect ASCII digits, signs and separators (issue 11: a
+/// TIMESTAMPTZ bound ending `+1é1` panicked in `is_offset`, which sliced by byte index).
+fn multibyte_seeds() -> Vec<(&'static str, String, Vec<u8>)> {
+    let mut seeds = Vec::new();
+    let bounds = [
+        ("timestamp with time zone", "2024-01-01 00:00:00+1é1"),
+        ("timestamp with time zone", "2024-01-01 00:00:00+1é"),
+        ("timestamp with time zone", "2024-01-01 00:00:00+é:00"),
+        ("timestamp with time zone", "2024-01-01 00:00:00-05:3€"),
+        ("timestamp with time zone", "2024-01-01 00:00:00+𝟙𝟙"),
+        ("timestamp with time zone", "2024-01-01 0é:00:00+00"),
+        ("timestamp without time zone", "2024-01-01 00:00:00.é"),
+        ("timestamp without time zone", "2024-01-01 12:34:5६"),
+        ("date", "2é24-01-01"),
+        ("date", "２０２４-01-01"),
+        ("numeric(12,3)", "1é.5"),
+        ("bigint", "١٢"),
+        ("character varying(20)", "ünïcode ✓"),
+    ];
+    for (i, (ty, bound)) in bounds.into_iter().enumerate() {
+        let c = cursor(ty, bound);
+        seeds.push((
+            "cursor_decode",
+            format!("multibyte-{i}"),
+            c.encode().into_bytes(),
+        ));
+        seeds.push((
+            "cursor_decode",
+            format!("multibyte-json-{i}"),
+            serde_json::to_vec(&c).unwrap(),
+        ));
+        seeds.push((
+            "command_parse",
+            format!("multibyte-cursor-{i}"),
+            serde_json::json!({"table": "public.Orders", "mode": "incremental", "cursor": c.encode()})
+                .to_string()
+                .into_bytes(),
+        ));
+    }
+    for (i, lookback) in ["2 hé", "２ hours", "2é", "é", "1.é", "90ｓ"]
+        .into_iter()
+        .enumerate()
+    {
+        seeds.push((
+            "command_parse",
+            format!("multibyte-lookback-{i}"),
+            serde_json::json!({"table": "t", "mode": "incremental", "lookback": lookback})
+                .to_string()
+                .into_bytes(),
+        ));
+    }
+    for (i, table) in ["\"sché\".\"tä\"\"b\"", "é.é", "\"é", "ü.\"\""]
+        .into_iter()
+        .enumerate()
+    {
+        seeds.push((
+            "command_parse",
+            format!("multibyte-table-{i}"),
+            serde_json::json!({"table": table, "columns": ["ñ", "\"é"]})
+                .to_string()
+                .into_bytes(),
+        ));
+    }
+    for (i, url) in [
+        "s3://b/p/run/é.parquet",
+        "s3://b/p/ruñ/0000_part_00.parquet",
+        "s3://bé/p/run/x",
+        "s3://b/p/run/../é",
+        "s3://é",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        seeds.push((
+            "manifest_parse",
+            format!("multibyte-{i}"),
+            serde_json::json!({"entries": [{"url": url, "meta": {"content_length": 1, "record_count": 1}}]})
+                .to_string()
+                .into_bytes(),
+        ));
+    }
+    seeds
+}
+
+fn write_multibyte_seeds() {
+    for (target, name, data) in multibyte_seeds() {
+        let dir = corpus_dir(target);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(format!("seed-{name}")), data).unwrap();
+    }
+}
+
+/// Writes only the multi-byte seeds (`write_seed_corpus` writes them too).
+#[test]
+#[ignore = "writes fuzz/corpus/*/seed-multibyte-*; run by hand"]
+fn write_multibyte_seed_corpus() {
+    write_multibyte_seeds();
+}
+
+/// The multi-byte seeds are in the corpora as generated (so the fuzzers start from them and
+/// `cargo test` replays them), and the parsers reject every cursor among them.
+#[test]
+fn multibyte_seeds_are_kept_and_rejected() {
+    for (target, name, data) in multibyte_seeds() {
+        let path = corpus_dir(target).join(format!("seed-{name}"));
+        let kept = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        assert_eq!(kept, data, "{} differs from its generator", path.display());
+        harness::run(target, &data);
+        if name.starts_with("multibyte-") && target == "cursor_decode" && !name.contains("json") {
+            let text = std::str::from_utf8(&data).unwrap();
+            let accepted = Cursor::decode(text).is_ok();
+            // Only the VARCHAR bound is valid text for its type.
+            assert_eq!(accepted, name == "multibyte-12", "{name}");
+        }
+    }
 }

@@ -122,9 +122,9 @@ impl FlightService for Panicky {
         &self,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        // As `is_offset` did with `+1é1`: byte-slicing client text.
+        // As `is_offset` did with `+1é1`: byte-slicing client text (byte 3 is inside `é`).
         let text = String::from_utf8_lossy(&request.into_inner().cmd).into_owned();
-        let sliced = &text[..2];
+        let sliced = &text[..3];
         Ok(Response::new(FlightInfo {
             app_metadata: sliced.as_bytes().to_vec().into(),
             ..FlightInfo::default()
@@ -161,7 +161,10 @@ impl FlightService for Panicky {
         Err(Status::unimplemented("do_put"))
     }
 
-    async fn do_action(&self, _: Request<Action>) -> Result<Response<Self::DoActionStream>, Status> {
+    async fn do_action(
+        &self,
+        _: Request<Action>,
+    ) -> Result<Response<Self::DoActionStream>, Status> {
         Err(Status::unimplemented("do_action"))
     }
 

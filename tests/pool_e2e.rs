@@ -19,8 +19,10 @@ async fn a_busy_pool_fails_fast_with_unavailable_and_the_server_stays_responsive
         .batch_execute(&format!(
             "CREATE SCHEMA {schema}; \
              CREATE TABLE {schema}.busy (id int primary key); \
-             CREATE TABLE {schema}.other (id int primary key); \
-             INSERT INTO {schema}.busy VALUES (1); INSERT INTO {schema}.other VALUES (2);"
+             CREATE TABLE {schema}.other (id int primary key, updated_at timestamp); \
+             INSERT INTO {schema}.busy VALUES (1); \
+             INSERT INTO {schema}.other VALUES (2, TIMESTAMP '2024-01-01 00:00:00'); \
+             CREATE SCHEMA {schema}_uncached; CREATE TABLE {schema}_uncached.t (id int);"
         ))
         .await
         .unwrap();
@@ -59,7 +61,7 @@ async fn a_busy_pool_fails_fast_with_unavailable_and_the_server_stays_responsive
     // Answers from the cache come at once.
     let started = Instant::now();
     let schema_result = client.get_schema(path("other")).await.unwrap();
-    assert_eq!(schema_result.fields().len(), 1);
+    assert_eq!(schema_result.fields().len(), 2);
     let channel = tonic::transport::Channel::from_shared(format!("http://{}", server.addr))
         .unwrap()
         .connect()
@@ -81,19 +83,35 @@ async fn a_busy_pool_fails_fast_with_unavailable_and_the_server_stays_responsive
         started.elapsed()
     );
 
-    // What needs Redshift (here the MAX() of planning) gives up after the pool timeout.
+    // What needs Redshift gives up after the pool timeout: the MAX() of an incremental read's
+    // planning, and the catalog of a schema not cached yet.
     let started = Instant::now();
-    let (code, message) = status(client.get_flight_info(path("other")).await);
-    let waited = started.elapsed();
-    assert_eq!(code, Code::Unavailable, "{message}");
-    assert!(
-        message.contains("stayed busy") && message.contains("redshift_pool_timeout_seconds"),
-        "{message}"
-    );
-    assert!(
-        waited >= Duration::from_millis(900) && waited < Duration::from_secs(4),
-        "failed after {waited:?}, not after the 1 s pool timeout"
-    );
+    let max = client.get_flight_info(path("other")).await.map(|_| ());
+    let max_waited = started.elapsed();
+    let started = Instant::now();
+    let catalog = client
+        .get_schema(FlightDescriptor::new_path(vec![
+            format!("{schema}_uncached"),
+            "t".into(),
+        ]))
+        .await
+        .map(|_| ());
+    let catalog_waited = started.elapsed();
+    for (what, result, waited) in [
+        ("GetFlightInfo", max, max_waited),
+        ("GetSchema", catalog, catalog_waited),
+    ] {
+        let (code, message) = status(result);
+        assert_eq!(code, Code::Unavailable, "{what}: {message}");
+        assert!(
+            message.contains("stayed busy") && message.contains("redshift_pool_timeout_seconds"),
+            "{what}: {message}"
+        );
+        assert!(
+            waited >= Duration::from_millis(900) && waited < Duration::from_secs(3),
+            "{what} failed after {waited:?}, not after the 1 s pool timeout"
+        );
+    }
     assert!(
         !busy.is_finished(),
         "the slow UNLOAD was still running when the pool timed out"

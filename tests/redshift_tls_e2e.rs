@@ -170,3 +170,32 @@ async fn sslmodes_against_tls_and_plain_redshift() {
     }
     let _ = std::fs::remove_file(ca_file);
 }
+
+/// Without `redshift_sslmode`, a non-loopback Redshift host gets `verify-full`: a certificate
+/// from an unknown issuer is refused at start-up, where the old default (`require`) connected
+/// without looking. `require` must now be asked for. The host is `::ffff:127.0.0.1`, an
+/// IPv4-mapped IPv6 address: not a loopback name to the configuration, yet it reaches the proxy
+/// on 127.0.0.1 (Linux maps it to IPv4).
+#[tokio::test]
+async fn non_loopback_hosts_verify_certificates_by_default() {
+    let pki = pki();
+    let emulator: SocketAddr = format!("127.0.0.1:{}", common::tb("TESTBED_REDSHIFT_PORT"))
+        .parse()
+        .unwrap();
+    let proxy = tls_proxy(emulator, &pki).await;
+    let port = proxy.port().to_string();
+    let host = "::ffff:127.0.0.1";
+    let error = common::start_error(&[("redshift_host", host), ("redshift_port", &port)]).await;
+    assert!(
+        error.contains("cannot reach Redshift") && error.to_lowercase().contains("certificate"),
+        "{error}"
+    );
+    TestServer::start(&[
+        ("redshift_host", host),
+        ("redshift_port", &port),
+        ("redshift_sslmode", "require"),
+    ])
+    .await
+    .stop()
+    .await;
+}

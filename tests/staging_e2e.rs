@@ -107,14 +107,17 @@ async fn long_and_queued_unloads_are_not_swept_and_their_tickets_live_a_full_ttl
     let ((first, first_at, first_ids), (second, second_at, second_ids)) =
         tokio::join!(request(), request());
     let want: Vec<i32> = (1..=3000).collect();
-    assert_eq!(first_ids, want, "every row of the run that took longer than its TTL");
-    assert_eq!(second_ids, want, "every row of the run that queued longer than its TTL");
+    assert_eq!(
+        first_ids, want,
+        "every row of the run that took longer than its TTL"
+    );
+    assert_eq!(
+        second_ids, want,
+        "every row of the run that queued longer than its TTL"
+    );
     for (info, answered) in [(&first, first_at), (&second, second_at)] {
-        let expires: chrono::DateTime<chrono::Utc> = app(info)["expires_at"]
-            .as_str()
-            .unwrap()
-            .parse()
-            .unwrap();
+        let expires: chrono::DateTime<chrono::Utc> =
+            app(info)["expires_at"].as_str().unwrap().parse().unwrap();
         let expires = SystemTime::from(expires);
         assert!(
             expires + Duration::from_millis(500) >= answered + Duration::from_secs(2),
@@ -153,8 +156,7 @@ async fn a_lost_manifest_fails_the_request_and_the_cursor_does_not_move() {
     ] {
         let emulator = own_emulator(0, 2, faults.clone()).await;
         let port = emulator.local_addr().port().to_string();
-        let server =
-            TestServer::start(&[("s3_prefix", &prefix), ("redshift_port", &port)]).await;
+        let server = TestServer::start(&[("s3_prefix", &prefix), ("redshift_port", &port)]).await;
         let mut flight = server.client().await;
         let command = serde_json::json!({"table": format!("{schema}.t"), "mode": "incremental"});
         let status = tonic_status(
@@ -162,8 +164,17 @@ async fn a_lost_manifest_fails_the_request_and_the_cursor_does_not_move() {
                 .get_flight_info(FlightDescriptor::new_cmd(command.to_string()))
                 .await,
         );
-        assert_eq!(status.code(), Code::Internal, "{faults:?}: {}", status.message());
-        assert!(status.message().contains("500 rows"), "{}", status.message());
+        assert_eq!(
+            status.code(),
+            Code::Internal,
+            "{faults:?}: {}",
+            status.message()
+        );
+        assert!(
+            status.message().contains("500 rows"),
+            "{}",
+            status.message()
+        );
         let info = status.get_details_error_info().expect("ErrorInfo");
         assert_eq!(info.reason, "STAGING_INCOMPLETE");
         assert!(
@@ -181,7 +192,10 @@ async fn a_lost_manifest_fails_the_request_and_the_cursor_does_not_move() {
         .get_flight_info(FlightDescriptor::new_cmd(command.to_string()))
         .await
         .unwrap();
-    assert_eq!(read_ids(&mut flight, &info).await, (1..=500).collect::<Vec<_>>());
+    assert_eq!(
+        read_ids(&mut flight, &info).await,
+        (1..=500).collect::<Vec<_>>()
+    );
     server.stop().await;
 }
 
@@ -229,7 +243,12 @@ async fn cancel_checks_the_caller_and_refuses_expired_tickets() {
         info: Some(info.clone()),
     };
     let status = tonic_status(stranger.cancel_flight_info(request.clone()).await);
-    assert_eq!(status.code(), Code::PermissionDenied, "{}", status.message());
+    assert_eq!(
+        status.code(),
+        Code::PermissionDenied,
+        "{}",
+        status.message()
+    );
     assert_eq!(
         read_ids(&mut owner, &info).await,
         (1..=100).collect::<Vec<_>>(),
@@ -255,7 +274,12 @@ async fn cancel_checks_the_caller_and_refuses_expired_tickets() {
             })
             .await,
     );
-    assert_eq!(status.code(), Code::FailedPrecondition, "{}", status.message());
+    assert_eq!(
+        status.code(),
+        Code::FailedPrecondition,
+        "{}",
+        status.message()
+    );
     assert_eq!(
         status.get_details_error_info().unwrap().reason,
         "TICKET_EXPIRED"
@@ -335,7 +359,10 @@ async fn server_faults_carry_a_reason_and_request_id_but_no_infrastructure() {
             "S3ServiceException",
             prefix.as_str(),
         ] {
-            assert!(!message.contains(secret), "{secret:?} leaked in {message:?}");
+            assert!(
+                !message.contains(secret),
+                "{secret:?} leaked in {message:?}"
+            );
         }
     };
 
@@ -345,19 +372,32 @@ async fn server_faults_carry_a_reason_and_request_id_but_no_infrastructure() {
             .await,
     );
     hidden(status.message());
-    assert!(status.message().contains(&format!("UNLOAD of {schema}.t failed")), "{}", status.message());
+    assert!(
+        status
+            .message()
+            .contains(&format!("UNLOAD of {schema}.t failed")),
+        "{}",
+        status.message()
+    );
     let info = status.get_details_error_info().expect("ErrorInfo detail");
     assert_eq!(info.reason, "UNLOAD_FAILED");
     assert_eq!(info.domain, "redshift-flight");
     let request_id = info.metadata.get("request_id").expect("request_id").clone();
     assert_eq!(request_id.len(), 16);
-    assert!(status.message().contains(&request_id), "{}", status.message());
+    assert!(
+        status.message().contains(&request_id),
+        "{}",
+        status.message()
+    );
     let logged = String::from_utf8_lossy(&logs.lock().unwrap()).to_string();
     let line = logged
         .lines()
         .find(|l| l.contains(&request_id))
         .expect("the log has the request id");
-    assert!(line.contains("S3ServiceException"), "the log has the cause: {line}");
+    assert!(
+        line.contains("S3ServiceException"),
+        "the log has the cause: {line}"
+    );
 
     // Redshift gone: UNAVAILABLE, WAREHOUSE_UNAVAILABLE, and no host:port.
     emulator.shutdown().await;
@@ -378,7 +418,8 @@ async fn server_faults_carry_a_reason_and_request_id_but_no_infrastructure() {
     let status = tonic_status(
         flight
             .get_flight_info(FlightDescriptor::new_cmd(
-                serde_json::json!({"table": format!("{schema}.t"), "columns": ["nope"]}).to_string(),
+                serde_json::json!({"table": format!("{schema}.t"), "columns": ["nope"]})
+                    .to_string(),
             ))
             .await,
     );
@@ -393,4 +434,66 @@ async fn server_faults_carry_a_reason_and_request_id_but_no_infrastructure() {
         Some("2000")
     );
     server.stop().await;
+}
+
+/// The destination of an UNLOAD statement: the text of `TO '...'`.
+fn destination(statement: &str) -> String {
+    let start = statement.find("TO 's3://").expect("UNLOAD ... TO") + "TO '".len();
+    let end = start + statement[start..].find('\'').unwrap();
+    statement[start..end].to_string()
+}
+
+/// A connection reset during UNLOAD does not stop the statement on Redshift, so a retry must not
+/// write where the first attempt may still be writing: every attempt gets a fresh prefix, and the
+/// abandoned ones are deleted.
+#[tokio::test]
+async fn every_unload_attempt_writes_to_a_fresh_prefix() {
+    let schema = table_with_rows(300).await;
+    let prefix = unique("rsf-stg-retry");
+    let emulator = own_emulator(
+        0,
+        2,
+        FaultSettings {
+            drop_connection_on_unload: true,
+            ..Default::default()
+        },
+    )
+    .await;
+    let port = emulator.local_addr().port().to_string();
+    let server = TestServer::start(&[("s3_prefix", &prefix), ("redshift_port", &port)]).await;
+    let mut flight = server.client().await;
+    let status = tonic_status(
+        flight
+            .get_flight_info(FlightDescriptor::new_path(vec![schema.clone(), "t".into()]))
+            .await,
+    );
+    assert_eq!(status.code(), Code::Unavailable, "{}", status.message());
+    let destinations: Vec<String> = emulator
+        .unload_stats()
+        .statements()
+        .iter()
+        .map(|s| destination(s))
+        .collect();
+    assert!(destinations.len() >= 2, "the UNLOAD was retried: {destinations:?}");
+    let mut unique_destinations = destinations.clone();
+    unique_destinations.sort();
+    unique_destinations.dedup();
+    assert_eq!(
+        unique_destinations.len(),
+        destinations.len(),
+        "each attempt has a prefix of its own: {destinations:?}"
+    );
+    assert!(keys_under(&format!("{prefix}/")).await.is_empty());
+
+    // Once the connection holds, the next request stages and serves every row.
+    emulator
+        .knobs()
+        .update(|f| f.drop_connection_on_unload = false);
+    let info = flight
+        .get_flight_info(FlightDescriptor::new_path(vec![schema.clone(), "t".into()]))
+        .await
+        .unwrap();
+    assert_eq!(read_ids(&mut flight, &info).await, (1..=300).collect::<Vec<_>>());
+    server.stop().await;
+    emulator.shutdown().await;
 }

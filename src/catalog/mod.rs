@@ -35,6 +35,31 @@ pub const PREFERRED_REPLICATION_KEYS: [&str; 9] = [
 
 /// Schema metadata key listing the primary-key columns as a JSON array.
 pub const META_PRIMARY_KEY: &str = "redshift_flight.primary_key";
+/// Field metadata key saying how a GEOMETRY column is encoded when it is not ISO WKB (`ewkb`).
+pub const META_GEOMETRY_ENCODING: &str = "redshift_flight.geometry_encoding";
+
+/// `schema` with its GEOMETRY columns (`types`, in order) as EWKB: Redshift's own encoding, which
+/// keeps each value's SRID. Such fields carry `redshift_flight.geometry_encoding = ewkb` instead
+/// of the `geoarrow.wkb` extension (which is ISO WKB).
+pub fn with_ewkb_geometry(schema: &SchemaRef, types: &[RedshiftType]) -> SchemaRef {
+    let fields: Vec<_> = schema
+        .fields()
+        .iter()
+        .zip(types)
+        .map(|(field, rtype)| match rtype {
+            RedshiftType::Geometry => {
+                let mut metadata = field.metadata().clone();
+                metadata.remove(types::META_EXTENSION_NAME);
+                metadata.remove(types::META_EXTENSION_METADATA);
+                metadata.insert(META_GEOMETRY_ENCODING.to_string(), "ewkb".to_string());
+                Arc::new(field.as_ref().clone().with_metadata(metadata))
+            }
+            _ => Arc::clone(field),
+        })
+        .collect();
+    Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
+}
+
 /// Schema metadata key naming the table (`schema.table`).
 pub const META_TABLE: &str = "redshift_flight.table";
 
@@ -293,15 +318,19 @@ struct SchemaNames {
 /// that exist are cached: a name a client makes up is answered from the list of schema names.
 pub const SCHEMA_CACHE_ENTRIES: u64 = 256;
 
+/// Bytes of schema names remembered as unknown (each for [`MISS_RELOAD_INTERVAL`]).
+const UNKNOWN_NAMES_BYTES: u64 = 4 << 20;
+
 /// A lookup that misses the cache reloads the schema at most this often, so a table created a
 /// moment ago is found at once, while a stream of requests for unknown tables cannot turn into a
 /// stream of catalog queries.
 const MISS_RELOAD_INTERVAL: Duration = Duration::from_secs(2);
 
 /// Discovery against Redshift's catalog, cached per schema (at most [`SCHEMA_CACHE_ENTRIES`],
-/// each for the catalog TTL). Which schemas exist is cached too: a request naming an unknown
-/// schema costs no query, except that the list of names is re-read at most every
-/// [`MISS_RELOAD_INTERVAL`] (so a schema created a moment ago is found).
+/// each for the catalog TTL). Which schemas exist is cached too, for the TTL; a name not on that
+/// list re-reads it once (so a schema created a moment ago is found) and is then remembered as
+/// unknown for [`MISS_RELOAD_INTERVAL`] (bounded by [`UNKNOWN_NAMES_BYTES`]), so repeating it
+/// costs no query. Nothing is ever cached per table or schema that does not exist.
 pub struct RedshiftCatalog {
     redshift: Arc<Redshift>,
     default_schema: String,
@@ -309,6 +338,7 @@ pub struct RedshiftCatalog {
     spec: Option<spec::TableSpec>,
     cache: moka::future::Cache<String, Arc<CachedSchema>>,
     names: Mutex<Option<SchemaNames>>,
+    unknown: moka::future::Cache<String, ()>,
     metrics: Arc<Metrics>,
 }
 
@@ -340,6 +370,11 @@ impl RedshiftCatalog {
                 .time_to_live(ttl)
                 .build(),
             names: Mutex::new(None),
+            unknown: moka::future::Cache::builder()
+                .weigher(|name: &String, _| u32::try_from(name.len() + 64).unwrap_or(u32::MAX))
+                .max_capacity(UNKNOWN_NAMES_BYTES)
+                .time_to_live(MISS_RELOAD_INTERVAL)
+                .build(),
             metrics: Metrics::new(),
         }
     }
@@ -356,12 +391,15 @@ impl RedshiftCatalog {
         self.cache.entry_count()
     }
 
-    /// Redshift's schema names, read again if the list is older than `max_age`. The lock is held
-    /// while reading, so concurrent misses share one query.
-    async fn schema_names(&self, max_age: Duration) -> Result<Arc<Vec<String>>, CatalogError> {
+    /// Redshift's schema names, read again unless the list was read after `fresh_after`. The
+    /// lock is held while reading, so callers waiting meanwhile share that one query.
+    async fn schema_names(
+        &self,
+        fresh_after: Option<Instant>,
+    ) -> Result<Arc<Vec<String>>, CatalogError> {
         let mut cached = self.names.lock().await;
         if let Some(names) = cached.as_ref()
-            && names.loaded.elapsed() < max_age
+            && fresh_after.is_none_or(|after| names.loaded > after)
         {
             return Ok(Arc::clone(&names.names));
         }
@@ -389,10 +427,13 @@ impl RedshiftCatalog {
     }
 
     /// The schema name `schema` stands for (exactly, or else case-insensitively when `exact` is
-    /// false), or `None` if Redshift has no such schema. Known names are trusted for the catalog
-    /// TTL; a name not found re-reads the list at most every [`MISS_RELOAD_INTERVAL`], which is
-    /// how long a negative answer is cached.
+    /// false), or `None` if Redshift has no such schema. The list of names is trusted for the
+    /// catalog TTL; a name not on it re-reads the list once and is then remembered as unknown
+    /// for [`MISS_RELOAD_INTERVAL`].
     async fn find_schema(&self, schema: &str, exact: bool) -> Result<Option<String>, CatalogError> {
+        if self.unknown.contains_key(schema) {
+            return Ok(None);
+        }
         let find = |names: &[String]| {
             if exact {
                 names.iter().find(|n| *n == schema).cloned()
@@ -400,11 +441,20 @@ impl RedshiftCatalog {
                 find_by_name(names, schema, |n| n).cloned()
             }
         };
-        let names = self.schema_names(self.ttl.max(MISS_RELOAD_INTERVAL)).await?;
+        let asked = Instant::now();
+        let names = self.schema_names(asked.checked_sub(self.ttl)).await?;
         if let Some(found) = find(&names) {
             return Ok(Some(found));
         }
-        let names = self.schema_names(MISS_RELOAD_INTERVAL).await?;
+        if find_by_name(&names, schema, |n| n).is_some() {
+            // Only spelled differently: `resolve_schema` finds it without another query.
+            return Ok(None);
+        }
+        // A list read after this request began is as fresh as one it would read itself.
+        let names = self.schema_names(Some(asked)).await?;
+        if find_by_name(&names, schema, |n| n).is_none() {
+            self.unknown.insert(schema.to_string(), ()).await;
+        }
         Ok(find(&names))
     }
 

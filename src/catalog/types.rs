@@ -133,7 +133,9 @@ impl RedshiftType {
     }
 
     /// How the column appears in the UNLOAD SELECT list: as is, or converted to text for the types
-    /// UNLOAD cannot write as Parquet. The result is aliased to the column's own name.
+    /// UNLOAD cannot write as Parquet. The result is aliased to the column's own name. VARBYTE and
+    /// GEOMETRY values longer than VARCHAR's limit need several hex chunks: the planner uses
+    /// `crate::plan::chunks::select_list`, which builds those and falls back to this otherwise.
     pub fn select_expr(&self, column: &str) -> Result<String, QuoteError> {
         let col = sql::ident(column)?;
         Ok(match self {
@@ -141,7 +143,9 @@ impl RedshiftType {
                 format!("CAST({col} AS VARCHAR) AS {col}")
             }
             Self::Varbyte => format!("TO_HEX({col}) AS {col}"),
-            Self::Super => format!("JSON_SERIALIZE({col}) AS {col}"),
+            // UNLOAD writes SUPER to Parquet itself (as JSON text, up to SUPER's own limit);
+            // JSON_SERIALIZE would fail above VARCHAR's 65,535 bytes.
+            Self::Super => col,
             Self::Geometry => format!("ST_ASHEXEWKB({col}) AS {col}"),
             _ => col,
         })
@@ -272,10 +276,7 @@ mod tests {
             RedshiftType::Varbyte.select_expr("v").unwrap(),
             r#"TO_HEX("v") AS "v""#
         );
-        assert_eq!(
-            RedshiftType::Super.select_expr("s").unwrap(),
-            r#"JSON_SERIALIZE("s") AS "s""#
-        );
+        assert_eq!(RedshiftType::Super.select_expr("s").unwrap(), r#""s""#);
         assert_eq!(
             RedshiftType::Geometry.select_expr("g").unwrap(),
             r#"ST_ASHEXEWKB("g") AS "g""#

@@ -160,13 +160,14 @@ fn column_chunk_ranges(metadata: &ParquetMetaData, groups: Range<usize>) -> Vec<
 fn hinted_metadata(
     metadata: ArrowReaderMetadata,
     promised: &SchemaRef,
+    types: &[RedshiftType],
     dictionary: bool,
 ) -> Result<ArrowReaderMetadata, ParquetError> {
     let file = Arc::clone(metadata.schema());
     let parquet = metadata.metadata().file_metadata().schema_descr();
     let mut last = None;
     for dictionary in [dictionary, false] {
-        let hint = reader_schema(&file, parquet, promised, dictionary);
+        let hint = reader_schema(&file, parquet, promised, types, dictionary);
         if hint == file {
             return Ok(metadata);
         }
@@ -227,6 +228,9 @@ pub(super) async fn do_get(
     if payload.dictionary {
         schema = with_dictionary_strings(&schema, &types);
     }
+    if payload.ewkb {
+        schema = crate::catalog::with_ewkb_geometry(&schema, &types);
+    }
 
     let bucket = service.stager.bucket().to_string();
     let key = payload.key.clone();
@@ -240,7 +244,7 @@ pub(super) async fn do_get(
     let metadata = ArrowReaderMetadata::load_async(&mut reader, ArrowReaderOptions::new())
         .await
         .map_err(|e| read_error(e, &bucket, &key))?;
-    let metadata = hinted_metadata(metadata, &schema, payload.dictionary)
+    let metadata = hinted_metadata(metadata, &schema, &types, payload.dictionary)
         .map_err(|e| read_error(e, &bucket, &key))?;
     let groups = metadata.metadata().num_row_groups();
     let selected = payload.row_groups().unwrap_or(0..groups);

@@ -172,9 +172,7 @@ impl ServiceError {
             Self::Plan(PlanError::UnknownColumn { .. } | PlanError::Columns(_)) => {
                 "INVALID_COLUMNS"
             }
-            Self::Plan(PlanError::Cursor(_) | PlanError::CursorMismatch { .. }) => {
-                "INVALID_CURSOR"
-            }
+            Self::Plan(PlanError::Cursor(_) | PlanError::CursorMismatch { .. }) => "INVALID_CURSOR",
             Self::Plan(PlanError::CursorStale { .. }) => "STALE_CURSOR",
             Self::Plan(PlanError::NoReplicationKey { .. } | PlanError::KeyType { .. }) => {
                 "INVALID_REPLICATION_KEY"
@@ -183,10 +181,16 @@ impl ServiceError {
             Self::Plan(PlanError::BadMax { .. }) => "MAX_QUERY_FAILED",
             Self::TableNotFound(_) => "TABLE_NOT_FOUND",
             Self::Catalog(CatalogError::Name(_)) => "INVALID_REQUEST",
-            Self::Catalog(CatalogError::Redshift { source, .. }) => redshift_reason(source, "CATALOG_FAILED"),
+            Self::Catalog(CatalogError::Redshift { source, .. }) => {
+                redshift_reason(source, "CATALOG_FAILED")
+            }
             Self::Catalog(CatalogError::Unexpected { .. }) => "CATALOG_FAILED",
-            Self::Stage(StageError::Max { source, .. }) => redshift_reason(source, "MAX_QUERY_FAILED"),
-            Self::Stage(StageError::Unload { source, .. }) => redshift_reason(source, "UNLOAD_FAILED"),
+            Self::Stage(StageError::Max { source, .. }) => {
+                redshift_reason(source, "MAX_QUERY_FAILED")
+            }
+            Self::Stage(StageError::Unload { source, .. }) => {
+                redshift_reason(source, "UNLOAD_FAILED")
+            }
             Self::Stage(StageError::RowCount { .. }) => "STAGING_INCOMPLETE",
             Self::Stage(
                 StageError::Store { .. }
@@ -226,9 +230,10 @@ impl ServiceError {
             RedshiftError::PoolTimeout { .. } => format!("{what}: {source}"),
         };
         match self {
-            Self::Catalog(CatalogError::Redshift { schema, source }) => {
-                redshift(format!("reading the catalog of schema {schema} failed"), source)
-            }
+            Self::Catalog(CatalogError::Redshift { schema, source }) => redshift(
+                format!("reading the catalog of schema {schema} failed"),
+                source,
+            ),
             Self::Catalog(CatalogError::Unexpected { .. }) => {
                 "reading the catalog failed: Redshift answered unexpectedly".into()
             }
@@ -243,10 +248,7 @@ impl ServiceError {
             | Self::Stage(StageError::Layout {
                 table,
                 source: LayoutError::Store(source),
-            }) => format!(
-                "staging {table} failed: {}",
-                store_summary(source)
-            ),
+            }) => format!("staging {table} failed: {}", store_summary(source)),
             Self::Stage(StageError::Manifest { table, .. } | StageError::Layout { table, .. }) => {
                 format!("staging {table} failed: the staged files are not what UNLOAD should write")
             }

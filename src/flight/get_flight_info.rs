@@ -8,7 +8,7 @@ use serde::Serialize;
 use super::snapshots::{Snapshot, SnapshotKey};
 use super::{Service, ServiceError};
 use crate::auth::Principal;
-use crate::plan::{FlightRequest, Mode, Plan, PlanError, Window};
+use crate::plan::{FlightRequest, GeometryEncoding, Mode, Plan, PlanError, Window};
 use crate::redshift::RedshiftError;
 use crate::stage::columns::{self, RunColumns};
 use crate::stage::{StageError, StagedRun, new_reader_id};
@@ -218,14 +218,12 @@ async fn store_columns(
 ) -> Result<(), ServiceError> {
     let columns = std::sync::Arc::new(RunColumns::new(&plan.columns, &plan.table.primary_key));
     let result = match service.stager.run_prefix(&run.run_id) {
-        Ok(prefix) => {
-            columns::write(&service.store, service.stager.bucket(), &prefix, &columns)
-                .await
-                .map_err(|source| StageError::RunState {
-                    run_id: run.run_id.clone(),
-                    source,
-                })
-        }
+        Ok(prefix) => columns::write(&service.store, service.stager.bucket(), &prefix, &columns)
+            .await
+            .map_err(|source| StageError::RunState {
+                run_id: run.run_id.clone(),
+                source,
+            }),
         Err(error) => Err(error),
     };
     if let Err(error) = result {
@@ -280,6 +278,7 @@ fn endpoints(service: &Service, plan: &Plan, run: &StagedRun, reader: &str) -> V
                 reader: reader.to_string(),
                 dictionary: plan.dictionary,
                 columns_sha256: columns_sha256.clone(),
+                ewkb: plan.geometry == GeometryEncoding::Ewkb,
             };
             FlightEndpoint::new()
                 .with_ticket(Ticket::new(service.tickets.encode(&payload)))

@@ -48,6 +48,7 @@ impl SnapshotKey {
             request.replication_key,
             request.lookback,
             request.dictionary,
+            request.geometry,
         ]);
         Self(key.to_string())
     }

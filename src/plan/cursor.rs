@@ -269,7 +269,10 @@ mod tests {
     #[test]
     fn multi_byte_characters_anywhere_are_rejected() {
         let valid = [
-            ("timestamp with time zone", "2024-01-01 12:34:56.000001+05:30"),
+            (
+                "timestamp with time zone",
+                "2024-01-01 12:34:56.000001+05:30",
+            ),
             ("timestamp with time zone", "2024-01-01 12:34:56+0530"),
             ("timestamp with time zone", "2024-01-01 12:34:56-05"),
             ("timestamp without time zone", "2024-01-01 12:34:56.123456"),

@@ -1,6 +1,7 @@
 //! From a Flight request to a plan: which table, which columns, which rows, and the SELECT and
 //! UNLOAD statements that stage them. All SQL is built through [`sql`], the one quoting module.
 
+pub mod chunks;
 pub mod cursor;
 pub mod lookback;
 pub mod sql;
@@ -136,6 +137,21 @@ pub struct Command {
     /// dictionaries of the staged Parquet (less decoding, fewer bytes on the wire).
     #[serde(default)]
     pub dictionary: bool,
+    /// How GEOMETRY columns are encoded: `wkb` (ISO WKB, `geoarrow.wkb`) or `ewkb` (Redshift's
+    /// EWKB, which keeps each value's SRID).
+    #[serde(default)]
+    pub geometry: GeometryEncoding,
+}
+
+/// How GEOMETRY values are sent.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GeometryEncoding {
+    /// ISO WKB (the SRID is dropped), as the `geoarrow.wkb` extension type.
+    #[default]
+    Wkb,
+    /// EWKB as Redshift stores it: the SRID stays in each value.
+    Ewkb,
 }
 
 /// What a client asked for, whichever descriptor form it used.
@@ -157,6 +173,8 @@ pub struct FlightRequest {
     pub lookback: Option<serde_json::Value>,
     /// Strings as dictionaries.
     pub dictionary: bool,
+    /// GEOMETRY encoding.
+    pub geometry: GeometryEncoding,
 }
 
 /// Splits `schema.table` at the first dot outside double quotes; quoted parts keep their text
@@ -242,6 +260,7 @@ impl FlightRequest {
                     replication_key: None,
                     lookback: None,
                     dictionary: false,
+                    geometry: GeometryEncoding::Wkb,
                 })
             }
             Ok(DescriptorType::Cmd) => Self::try_from_command(&descriptor.cmd),
@@ -276,6 +295,7 @@ impl FlightRequest {
             replication_key: command.replication_key,
             lookback: command.lookback,
             dictionary: command.dictionary,
+            geometry: command.geometry,
         })
     }
 }
@@ -316,6 +336,8 @@ pub struct Plan {
     pub schema: SchemaRef,
     /// CHAR and VARCHAR columns as dictionaries.
     pub dictionary: bool,
+    /// GEOMETRY encoding.
+    pub geometry: GeometryEncoding,
     /// The mode actually used.
     pub mode: Mode,
     /// Why that mode.
@@ -401,9 +423,14 @@ impl Plan {
             let types: Vec<_> = columns.iter().map(|c| c.redshift_type.clone()).collect();
             schema = crate::catalog::with_dictionary_strings(&schema, &types);
         }
+        if request.geometry == GeometryEncoding::Ewkb {
+            let types: Vec<_> = columns.iter().map(|c| c.redshift_type.clone()).collect();
+            schema = crate::catalog::with_ewkb_geometry(&schema, &types);
+        }
         Ok(Self {
             schema,
             dictionary: request.dictionary,
+            geometry: request.geometry,
             table,
             columns,
             mode,
@@ -617,7 +644,8 @@ fn select_sql(
 ) -> Result<Sql, QuoteError> {
     let list = columns
         .iter()
-        .map(|c| c.redshift_type.select_expr(&c.name))
+        .enumerate()
+        .map(|(i, c)| chunks::select_list(&c.redshift_type, &c.name, &c.catalog_type, i))
         .collect::<Result<Vec<_>, _>>()?
         .join(", ");
     let mut text = format!(
@@ -662,6 +690,7 @@ mod tests {
             replication_key: None,
             lookback: None,
             dictionary: false,
+            geometry: GeometryEncoding::Wkb,
         }
     }
 

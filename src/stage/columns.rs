@@ -138,7 +138,8 @@ pub async fn read(
     fingerprint: &[u8],
 ) -> Result<RunColumns, ColumnsError> {
     let path = object_path(run_prefix);
-    let store_error = |e| ColumnsError::Store(StoreError::from_object_store(e, bucket, path.as_ref()));
+    let store_error =
+        |e| ColumnsError::Store(StoreError::from_object_store(e, bucket, path.as_ref()));
     let invalid = |message: String| ColumnsError::Invalid {
         bucket: bucket.to_string(),
         key: path.to_string(),
@@ -154,8 +155,8 @@ pub async fn read(
             "does not match the ticket's fingerprint; call GetFlightInfo again".into(),
         ));
     }
-    let columns: RunColumns = serde_json::from_slice(&bytes)
-        .map_err(|e| invalid(format!("is not valid: {e}")))?;
+    let columns: RunColumns =
+        serde_json::from_slice(&bytes).map_err(|e| invalid(format!("is not valid: {e}")))?;
     if columns.version != COLUMNS_VERSION {
         return Err(invalid(format!("has version {}", columns.version)));
     }
@@ -247,7 +248,10 @@ mod tests {
         );
         let fingerprint = columns.fingerprint();
         write(&store, "b", "p/run/", &columns).await.unwrap();
-        assert_eq!(read(&store, "b", "p/run/", &fingerprint).await.unwrap(), columns);
+        assert_eq!(
+            read(&store, "b", "p/run/", &fingerprint).await.unwrap(),
+            columns
+        );
         assert!(matches!(
             read(&store, "b", "p/run/", &[0; 32]).await,
             Err(ColumnsError::Invalid { .. })

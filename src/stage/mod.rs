@@ -405,7 +405,10 @@ impl Stager {
                             self.metrics
                                 .unload_seconds
                                 .observe(started.elapsed().as_secs_f64());
-                            return Err(StageError::Unload { table, source: error });
+                            return Err(StageError::Unload {
+                                table,
+                                source: error,
+                            });
                         }
                     }
                 }
@@ -422,22 +425,30 @@ impl Stager {
             Ok(files) => files,
             Err(ManifestRead::Store(source)) => {
                 guard.prefix = None;
-                return self.abandon(&prefix, StageError::Store { table, source }).await;
+                return self
+                    .abandon(&prefix, StageError::Store { table, source })
+                    .await;
             }
             Err(ManifestRead::Invalid(source)) => {
                 guard.prefix = None;
-                return self.abandon(&prefix, StageError::Manifest { table, source }).await;
+                return self
+                    .abandon(&prefix, StageError::Manifest { table, source })
+                    .await;
             }
         };
         let listed: u64 = files.iter().map(|f| f.rows).sum();
         if listed != unloaded {
             guard.prefix = None;
-            return self.abandon(&prefix, StageError::RowCount {
-                table,
-                unloaded,
-                listed,
-            })
-            .await;
+            return self
+                .abandon(
+                    &prefix,
+                    StageError::RowCount {
+                        table,
+                        unloaded,
+                        listed,
+                    },
+                )
+                .await;
         }
         let layouts = if files.is_empty() {
             Vec::new()
@@ -455,7 +466,9 @@ impl Stager {
                 Ok(layouts) => layouts,
                 Err(source) => {
                     guard.prefix = None;
-                    return self.abandon(&prefix, StageError::Layout { table, source }).await;
+                    return self
+                        .abandon(&prefix, StageError::Layout { table, source })
+                        .await;
                 }
             }
         };
@@ -856,8 +869,8 @@ enum ManifestRead {
 mod tests {
     use super::*;
     use object_store::memory::InMemory;
-    use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Mutex;
+    use std::sync::atomic::{AtomicUsize, Ordering};
 
     #[test]
     fn run_ids_carry_their_creation_time() {
@@ -1026,7 +1039,10 @@ mod tests {
         assert_eq!(run.files.len(), 1);
         let prefixes = unloader.prefixes.lock().unwrap().clone();
         assert_eq!(prefixes.len(), 2);
-        assert_ne!(prefixes[0], prefixes[1], "every attempt writes to a fresh prefix");
+        assert_ne!(
+            prefixes[0], prefixes[1],
+            "every attempt writes to a fresh prefix"
+        );
         assert_eq!(prefixes[1], data_prefix(&run.prefix));
         assert_eq!(
             keys(&store).await,
@@ -1114,13 +1130,24 @@ mod tests {
 
     #[tokio::test]
     async fn a_lost_manifest_is_not_zero_rows() {
-        let (stager, store, _) = fixture_with(vec![], Duration::ZERO, true, Duration::from_secs(60));
+        let (stager, store, _) =
+            fixture_with(vec![], Duration::ZERO, true, Duration::from_secs(60));
         let error = stager.stage(&plan()).await.unwrap_err();
         assert!(
-            matches!(error, StageError::RowCount { unloaded: 1, listed: 0, .. }),
+            matches!(
+                error,
+                StageError::RowCount {
+                    unloaded: 1,
+                    listed: 0,
+                    ..
+                }
+            ),
             "{error}"
         );
-        assert!(keys(&store).await.is_empty(), "the incomplete run is deleted");
+        assert!(
+            keys(&store).await.is_empty(),
+            "the incomplete run is deleted"
+        );
     }
 
     #[tokio::test]
@@ -1145,7 +1172,13 @@ mod tests {
         );
         assert_eq!(stager.sweep(SystemTime::now()).await.unwrap(), 0);
         assert!(!keys(&store).await.is_empty());
-        assert_eq!(stager.sweep(run.expires_at + Duration::from_millis(1)).await.unwrap(), 1);
+        assert_eq!(
+            stager
+                .sweep(run.expires_at + Duration::from_millis(1))
+                .await
+                .unwrap(),
+            1
+        );
         assert!(keys(&store).await.is_empty());
     }
 }

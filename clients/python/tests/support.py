@@ -165,10 +165,11 @@ def raises_status(*codes: str, match: str | None = None):
 
 
 # --------------------------------------------------------------------------------------------------
-# The ticket format (version 1): "RSF1" || SignedTicket{payload=1, mac=2},
-# mac = HMAC-SHA256(ticket_secret, "RSF1" || payload). A minimal protobuf codec, enough for tests.
+# The ticket format (version 2): "RSF2" || SignedTicket{payload=1, mac=2, key_id=3},
+# mac = HMAC-SHA256(ticket key, "RSF2" || key_id || payload), where the ticket key and the key id
+# are derived from ticket_secret with HKDF-SHA256. A minimal protobuf codec, enough for tests.
 
-MAGIC = b"RSF1"
+MAGIC = b"RSF2"
 PAYLOAD_FIELDS = {
     1: ("version", "varint"),
     2: ("schema", "str"),
@@ -177,17 +178,29 @@ PAYLOAD_FIELDS = {
     5: ("key", "str"),
     6: ("file_size", "varint"),
     7: ("rows", "varint"),
-    8: ("columns", "column*"),
     9: ("expires_at_ms", "int64"),
-    10: ("primary_key", "str*"),
     11: ("run_endpoints", "varint"),
     12: ("row_group_start", "varint"),
     13: ("row_group_end", "varint"),
     14: ("footer_len", "varint"),
     15: ("reader", "str"),
     16: ("dictionary", "bool"),
+    17: ("columns_sha256", "bytes"),
 }
-COLUMN_FIELDS = {1: ("name", "str"), 2: ("catalog_type", "str"), 3: ("nullable", "bool")}
+
+
+def hkdf_sha256(secret: bytes, info: bytes, length: int) -> bytes:
+    """RFC 5869 HKDF-SHA256 without salt, for up to 32 bytes (as proto-docs/README.md specifies)."""
+    prk = hmac.new(b"\0" * 32, secret, hashlib.sha256).digest()
+    return hmac.new(prk, info + b"\x01", hashlib.sha256).digest()[:length]
+
+
+def ticket_key(secret: bytes) -> bytes:
+    return hkdf_sha256(secret, b"redshift-flight ticket v1", 32)
+
+
+def key_id(secret: bytes) -> bytes:
+    return hkdf_sha256(secret, b"redshift-flight key id v1", 8)
 
 
 def _varint(n: int) -> bytes:
@@ -239,59 +252,58 @@ def _fields(data: bytes):
 def _decode_message(data: bytes, spec: dict) -> dict:
     out: dict = {}
     for name, kind in spec.values():
-        out[name] = [] if kind.endswith("*") else ("" if kind == "str" else 0)
-    out.update({"nullable": False} if "nullable" in out else {})
+        out[name] = [] if kind.endswith("*") else ("" if kind == "str" else b"" if kind == "bytes" else 0)
     for number, _wire, value in _fields(data):
         name, kind = spec[number]
         if kind == "str":
             out[name] = value.decode("utf-8")
-        elif kind == "str*":
-            out[name].append(value.decode("utf-8"))
-        elif kind == "column*":
-            out[name].append(_decode_message(value, COLUMN_FIELDS))
+        elif kind == "bytes":
+            out[name] = bytes(value)
         elif kind == "bool":
             out[name] = bool(value)
         elif kind == "int64":
             out[name] = value - (1 << 64) if value >= 1 << 63 else value
         else:
             out[name] = value
+    out["dictionary"] = bool(out.get("dictionary", False))
     return out
 
 
 def _encode_message(message: dict, spec: dict) -> bytes:
     out = bytearray()
     for number, (name, kind) in sorted(spec.items()):
-        value = message.get(name)
-        values = value if kind.endswith("*") else [value]
-        for v in values:
-            if v in (None, "", 0, False) and not kind.endswith("*"):
-                continue  # proto3 leaves default values out
-            if kind in ("str", "str*"):
-                raw = v.encode("utf-8")
-                out += _varint(number << 3 | 2) + _varint(len(raw)) + raw
-            elif kind == "column*":
-                raw = _encode_message(v, COLUMN_FIELDS)
-                out += _varint(number << 3 | 2) + _varint(len(raw)) + raw
-            else:
-                out += _varint(number << 3) + _varint(int(v))
+        v = message.get(name)
+        if v in (None, "", b"", 0, False):
+            continue  # proto3 leaves default values out
+        if kind in ("str", "bytes"):
+            raw = v.encode("utf-8") if kind == "str" else v
+            out += _varint(number << 3 | 2) + _varint(len(raw)) + raw
+        else:
+            out += _varint(number << 3) + _varint(int(v))
     return bytes(out)
 
 
-def decode_ticket(ticket: bytes) -> tuple[dict, bytes, bytes]:
-    """(payload as a dict, payload bytes, mac) of a ticket; checks the framing only."""
+def decode_ticket(ticket: bytes) -> tuple[dict, bytes, bytes, bytes]:
+    """(payload as a dict, payload bytes, mac, key id) of a ticket; checks the framing only."""
     assert ticket.startswith(MAGIC), ticket[:8]
     signed = {n: v for n, _w, v in _fields(ticket[len(MAGIC) :])}
-    payload, mac = signed[1], signed[2]
-    return _decode_message(payload, PAYLOAD_FIELDS), payload, mac
+    payload, mac, kid = signed[1], signed[2], signed[3]
+    return _decode_message(payload, PAYLOAD_FIELDS), payload, mac, kid
 
 
 def sign(secret: bytes, payload: bytes) -> bytes:
-    return hmac.new(secret, MAGIC + payload, hashlib.sha256).digest()
+    """The MAC of a payload signed with (the keys derived from) `secret`."""
+    return hmac.new(ticket_key(secret), MAGIC + key_id(secret) + payload, hashlib.sha256).digest()
 
 
 def encode_ticket(payload: dict, secret: bytes) -> bytes:
     """Encodes and signs a payload dict the way the server does."""
     raw = _encode_message(payload, PAYLOAD_FIELDS)
     mac = sign(secret, raw)
-    signed = _varint(1 << 3 | 2) + _varint(len(raw)) + raw + _varint(2 << 3 | 2) + _varint(len(mac)) + mac
+    kid = key_id(secret)
+    signed = (
+        _varint(1 << 3 | 2) + _varint(len(raw)) + raw
+        + _varint(2 << 3 | 2) + _varint(len(mac)) + mac
+        + _varint(3 << 3 | 2) + _varint(len(kid)) + kid
+    )
     return MAGIC + signed

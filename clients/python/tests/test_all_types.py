@@ -276,7 +276,7 @@ def test_flight_info_fields_and_app_metadata(client, all_types):
     assert info.descriptor == path(schema, table)
     endpoints = list(info.endpoints)
     for endpoint in endpoints:
-        assert endpoint.ticket.ticket.startswith(b"RSF1")
+        assert endpoint.ticket.ticket.startswith(b"RSF2")
         assert list(endpoint.locations) == []
         expiry = endpoint.expiration_time.as_py()  # a pyarrow TimestampScalar, UTC
         assert expiry.utcoffset() == dt.timedelta(0)

@@ -155,7 +155,7 @@ def test_basic_handshake_issues_a_bearer_token_limited_to_the_users_tables(acces
     with raises_status("UNAUTHENTICATED"):
         client.authenticate_basic_token("mallory", PASSWORD)
     header = client.authenticate_basic_token("alice", PASSWORD)
-    assert header[0] == b"authorization" and header[1].startswith(b"Bearer rsfb1.")
+    assert header[0] == b"authorization" and header[1].startswith(b"Bearer rsfb2.")
     options = flight.FlightCallOptions(headers=[header])
     info = client.get_flight_info(path(schema, "open"), options)
     assert sorted(read_flight(client, info, options=options).column("id").to_pylist()) == [1, 2, 3]

@@ -1,10 +1,11 @@
 """The ticket wire format as proto-docs/README.md documents it: tickets the server issues decode
-with the documented layout and verify with the configured ticket_secret, and tickets signed
+with the documented layout and verify with the keys derived from the configured ticket_secret, and tickets signed
 with that secret but expired, of another version, or naming a file that is gone get the
 documented statuses. Also: replicas sharing ticket_secret serve each other's tickets."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import time
@@ -19,6 +20,7 @@ from support import (
     app_metadata,
     decode_ticket,
     encode_ticket,
+    key_id,
     path,
     raises_status,
     cancel_flight,
@@ -26,29 +28,39 @@ from support import (
     sign,
 )
 
-# The golden ticket of src/ticket.rs (key "golden-key"): the format is a contract with clients.
+# The golden ticket of src/ticket.rs (secret "golden-key"): the format is a contract with clients.
 GOLDEN_HEX = (
-    "525346310a2408011201731a01742201722a016b30023803420e0a01631207696e7465676572180148041220ae"
-    "5756c28432ff842a1d440772527f0dded6e316ac47be9779b6b29e99b1fca6"
+    "525346320a3708021201731a01742201722a016b3002380348048a0120111111111111111111111111111111111111"
+    "1111111111111111111111111111122096f1b05b2abfe2d809ca2abf17f751128c1ebddf3b1fc1c8f77adecec9a69a24"
+    "1a08af6528a1f4cc1be1"
 )
 GOLDEN_PAYLOAD = {
-    "version": 1,
+    "version": 2,
     "schema": "s",
     "table": "t",
     "run_id": "r",
     "key": "k",
     "file_size": 2,
     "rows": 3,
-    "columns": [{"name": "c", "catalog_type": "integer", "nullable": True}],
     "expires_at_ms": 4,
-    "primary_key": [],
     "run_endpoints": 0,
     "row_group_start": 0,
     "row_group_end": 0,
     "footer_len": 0,
     "reader": "",
     "dictionary": False,
+    "columns_sha256": b"\x11" * 32,
 }
+
+
+def s3_client(testbed):
+    return boto3.client(
+        "s3",
+        endpoint_url=testbed["TESTBED_S3_ENDPOINT"],
+        region_name=testbed["TESTBED_S3_REGION"],
+        aws_access_key_id=testbed["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=testbed["AWS_SECRET_ACCESS_KEY"],
+    )
 
 
 @pytest.fixture
@@ -73,30 +85,41 @@ def staged(client, pg, make_schema):
 
 def test_golden_ticket_matches_the_documented_format():
     assert encode_ticket(GOLDEN_PAYLOAD, b"golden-key").hex() == GOLDEN_HEX
-    payload, _raw, _mac = decode_ticket(bytes.fromhex(GOLDEN_HEX))
+    payload, _raw, _mac, kid = decode_ticket(bytes.fromhex(GOLDEN_HEX))
     assert payload == GOLDEN_PAYLOAD
+    assert kid.hex() == "af6528a1f4cc1be1"
 
 
-def test_issued_tickets_follow_the_documented_format(flight_server, staged):
+def test_issued_tickets_follow_the_documented_format(flight_server, staged, testbed):
     schema, info, _ = staged
     secret = flight_server.config["ticket_secret"].encode()
     meta = app_metadata(info)
     endpoints = list(info.endpoints)
+    # The promised schema is stored once, in the run's columns object; tickets carry its SHA-256.
+    columns_key = f"{flight_server.config['s3_prefix']}/{meta['run_id']}/columns.json"
+    columns_bytes = s3_client(testbed).get_object(Bucket=testbed["TESTBED_S3_BUCKET"], Key=columns_key)["Body"].read()
+    assert json.loads(columns_bytes) == {
+        "version": 1,
+        "columns": [
+            {"name": "id", "catalog_type": "bigint", "nullable": False},
+            {"name": "name", "catalog_type": "character varying(10)", "nullable": False},
+            {"name": "at", "catalog_type": "date", "nullable": True},
+        ],
+        "primary_key": ["id"],
+    }
     payloads = []
     for endpoint in endpoints:
-        payload, raw, mac = decode_ticket(endpoint.ticket.ticket)
-        assert mac == sign(secret, raw), "MAC is not HMAC-SHA256(ticket_secret, 'RSF1' || payload)"
-        assert payload["version"] == 1
+        ticket = endpoint.ticket.ticket
+        assert len(ticket) < 1024
+        payload, raw, mac, kid = decode_ticket(ticket)
+        assert kid == key_id(secret)
+        assert mac == sign(secret, raw), "MAC is not HMAC-SHA256(ticket key, 'RSF2' || key_id || payload)"
+        assert payload["version"] == 2
         assert (payload["schema"], payload["table"]) == (schema, "t")
         assert payload["run_id"] == meta["run_id"]
         assert payload["key"].startswith(f"{flight_server.config['s3_prefix']}/{meta['run_id']}/")
         assert payload["key"].endswith(".parquet")
-        assert [(c["name"], c["catalog_type"], c["nullable"]) for c in payload["columns"]] == [
-            ("id", "bigint", False),
-            ("name", "character varying(10)", False),
-            ("at", "date", True),
-        ]
-        assert payload["primary_key"] == ["id"]
+        assert payload["columns_sha256"] == hashlib.sha256(columns_bytes).digest()
         # pyarrow gives expiration_time as a TimestampScalar (nanoseconds, UTC).
         expiry = endpoint.expiration_time.cast(pa.timestamp("ms", tz="UTC"))
         assert payload["expires_at_ms"] == expiry.value
@@ -118,7 +141,7 @@ def test_issued_tickets_follow_the_documented_format(flight_server, staged):
 
 def test_expired_ticket_is_failed_precondition(client, flight_server, staged):
     _schema, _info, ticket = staged
-    payload, _raw, _mac = decode_ticket(ticket)
+    payload, _raw, _mac, _kid = decode_ticket(ticket)
     payload["expires_at_ms"] = int(time.time() * 1000) - 60_000
     expired = encode_ticket(payload, flight_server.config["ticket_secret"].encode())
     with raises_status("FAILED_PRECONDITION", match="call GetFlightInfo again"):
@@ -127,7 +150,7 @@ def test_expired_ticket_is_failed_precondition(client, flight_server, staged):
 
 def test_ticket_signed_with_another_key_is_permission_denied(client, staged):
     _schema, _info, ticket = staged
-    payload, _raw, _mac = decode_ticket(ticket)
+    payload, _raw, _mac, _kid = decode_ticket(ticket)
     forged = encode_ticket(payload, b"not the server's secret")
     with raises_status("PERMISSION_DENIED", match="signature"):
         client.do_get(flight.Ticket(forged)).read_all()
@@ -139,16 +162,16 @@ def test_ticket_signed_with_another_key_is_permission_denied(client, staged):
 
 def test_other_version_is_invalid_argument(client, flight_server, staged):
     _schema, _info, ticket = staged
-    payload, _raw, _mac = decode_ticket(ticket)
-    payload["version"] = 2
-    with raises_status("INVALID_ARGUMENT", match="version 2"):
+    payload, _raw, _mac, _kid = decode_ticket(ticket)
+    payload["version"] = 3
+    with raises_status("INVALID_ARGUMENT", match="version 3"):
         client.do_get(flight.Ticket(encode_ticket(payload, flight_server.config["ticket_secret"].encode()))).read_all()
 
 
 def test_missing_staged_file_is_not_found(client, flight_server, testbed, staged):
     """A valid ticket whose file is gone (cleaned up, expired) asks the client to start over."""
     _schema, _info, ticket = staged
-    payload, _raw, _mac = decode_ticket(ticket)
+    payload, _raw, _mac, _kid = decode_ticket(ticket)
     payload["key"] = payload["key"].rsplit("/", 1)[0] + "/no_such_part_00.parquet"
     gone = encode_ticket(payload, flight_server.config["ticket_secret"].encode())
     with raises_status("NOT_FOUND", match="call GetFlightInfo again"):
@@ -159,14 +182,8 @@ def test_deleted_run_is_not_found(client, testbed, staged):
     """Delete the staged run behind the server's back (as the sweeper would): DoGet says so."""
     _schema, info, ticket = staged
     meta = app_metadata(info)
-    payload, _raw, _mac = decode_ticket(ticket)
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=testbed["TESTBED_S3_ENDPOINT"],
-        region_name=testbed["TESTBED_S3_REGION"],
-        aws_access_key_id=testbed["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=testbed["AWS_SECRET_ACCESS_KEY"],
-    )
+    payload, _raw, _mac, _kid = decode_ticket(ticket)
+    s3 = s3_client(testbed)
     prefix = payload["key"].rsplit("/", 1)[0] + "/"
     assert meta["run_id"] in prefix
     listed = s3.list_objects_v2(Bucket=testbed["TESTBED_S3_BUCKET"], Prefix=prefix).get("Contents", [])

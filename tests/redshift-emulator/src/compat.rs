@@ -7,7 +7,9 @@
 //! * domains in `public`: `super` (jsonb), `varbyte` (bytea), `geometry` (bytea holding EWKB),
 //!   `hllsketch` (text);
 //! * functions `json_serialize(jsonb) -> text`, `to_hex(bytea) -> text`,
-//!   `st_ashexewkb(bytea) -> text`, and `pg_last_unload_count() -> bigint` (the rows the
+//!   `st_ashexewkb(bytea) -> text` (all three fail with SQLSTATE 22001 when the text would exceed
+//!   Redshift's VARCHAR limit of 65,535 bytes, like Redshift's), `st_asewkb(bytea) -> bytea`,
+//!   and `pg_last_unload_count() -> bigint` (the rows the
 //!   session's last UNLOAD unloaded, which the emulator keeps in the backend session setting
 //!   [`LAST_UNLOAD_COUNT_SETTING`](crate::unload::LAST_UNLOAD_COUNT_SETTING); 0 before any);
 //! * the view `public.svv_table_info` with Redshift's main columns for ordinary tables in
@@ -43,14 +45,44 @@ BEGIN
 END
 $$;
 
+-- Functions returning VARCHAR fail like Redshift's when the result exceeds VARCHAR(65535).
 CREATE OR REPLACE FUNCTION public.json_serialize(jsonb) RETURNS text
-  LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$ SELECT $1::text $$;
+  LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE AS $$
+  DECLARE t text := $1::text;
+  BEGIN
+    IF octet_length(t) > 65535 THEN
+      RAISE EXCEPTION 'Value too long for character type'
+        USING ERRCODE = '22001',
+              DETAIL = format('JSON_SERIALIZE result of %s bytes exceeds the VARCHAR limit of 65535', octet_length(t));
+    END IF;
+    RETURN t;
+  END $$;
 
 CREATE OR REPLACE FUNCTION public.to_hex(bytea) RETURNS text
-  LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$ SELECT encode($1, 'hex') $$;
+  LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE AS $$
+  BEGIN
+    IF octet_length($1) > 32767 THEN
+      RAISE EXCEPTION 'Value too long for character type'
+        USING ERRCODE = '22001',
+              DETAIL = format('TO_HEX of %s bytes exceeds the VARCHAR limit of 65535', octet_length($1));
+    END IF;
+    RETURN encode($1, 'hex');
+  END $$;
 
 CREATE OR REPLACE FUNCTION public.st_ashexewkb(bytea) RETURNS text
-  LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$ SELECT upper(encode($1, 'hex')) $$;
+  LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE AS $$
+  BEGIN
+    IF octet_length($1) > 32767 THEN
+      RAISE EXCEPTION 'Value too long for character type'
+        USING ERRCODE = '22001',
+              DETAIL = format('ST_AsHexEWKB of %s bytes exceeds the VARCHAR limit of 65535', octet_length($1));
+    END IF;
+    RETURN upper(encode($1, 'hex'));
+  END $$;
+
+-- ST_AsEWKB returns VARBYTE: the stored EWKB itself
+CREATE OR REPLACE FUNCTION public.st_asewkb(bytea) RETURNS bytea
+  LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$ SELECT $1 $$;
 
 -- the setting is written by the emulator after each UNLOAD (unload::record_count)
 CREATE OR REPLACE FUNCTION public.pg_last_unload_count() RETURNS bigint

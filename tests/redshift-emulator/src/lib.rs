@@ -27,6 +27,7 @@
 //! | `drop_connection_on_unload` | `EMULATOR SET drop_connection_on_unload = true` | close the client's TCP connection when an UNLOAD starts (after the delay) |
 //! | `skip_manifest` | `EMULATOR SET skip_manifest = true` | write the data files but no manifest, report success |
 //! | `delete_manifest` | `EMULATOR SET delete_manifest = true` | write the manifest, delete it, report success |
+//! | `int96_timestamps` | `EMULATOR SET int96_timestamps = true` | write TIMESTAMP / TIMESTAMPTZ columns as Parquet INT96 |
 //!
 //! `EMULATOR RESET [knob]` restores the start-up values.
 //!
@@ -83,6 +84,7 @@ pub struct UnloadStats {
     running: std::sync::atomic::AtomicUsize,
     max_running: std::sync::atomic::AtomicUsize,
     started: std::sync::atomic::AtomicUsize,
+    statements: std::sync::Mutex<Vec<String>>,
 }
 
 /// Marks one UNLOAD as running until dropped.
@@ -90,8 +92,12 @@ pub struct UnloadStats {
 pub(crate) struct RunningUnload<'a>(&'a UnloadStats);
 
 impl UnloadStats {
-    pub(crate) fn enter(&self) -> RunningUnload<'_> {
+    pub(crate) fn enter(&self, statement: &str) -> RunningUnload<'_> {
         use std::sync::atomic::Ordering::SeqCst;
+        self.statements
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(statement.to_owned());
         let now = self.running.fetch_add(1, SeqCst) + 1;
         self.max_running.fetch_max(now, SeqCst);
         self.started.fetch_add(1, SeqCst);
@@ -106,6 +112,14 @@ impl UnloadStats {
     /// UNLOADs started so far.
     pub fn started(&self) -> usize {
         self.started.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// The text of every UNLOAD started so far, in order (tests read destinations from them).
+    pub fn statements(&self) -> Vec<String> {
+        self.statements
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 }
 

@@ -445,7 +445,7 @@ impl Session {
                 Ok("EMULATOR")
             }
             LocalStatement::Unload(text) => {
-                let _running = self.shared.unloads.enter();
+                let _running = self.shared.unloads.enter(text);
                 let faults = self.shared.knobs.get();
                 self.cancel.flag.reset();
                 if faults.unload_delay_ms > 0 {

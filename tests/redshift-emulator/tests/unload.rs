@@ -1036,3 +1036,56 @@ async fn fault_skip_manifest() {
 async fn fault_delete_manifest() {
     unload_loses_its_manifest("delete_manifest").await;
 }
+
+#[tokio::test]
+async fn varchar_limit_applies_but_not_to_super() {
+    let emu = Emulator::start().await;
+    let client = emu.client().await;
+    // a VARCHAR result above 65,535 bytes fails like on Redshift
+    let (code, message) = unload_error(
+        &emu,
+        &client,
+        &emu.unload(
+            "select repeat('x', 65536) as v",
+            &format!("{}/v_", unique("varchar")),
+            "PARQUET",
+        ),
+    )
+    .await;
+    assert_eq!(code, "XX000");
+    assert!(
+        message.contains("Value too long for character type"),
+        "{message}"
+    );
+    assert!(message.len() < 400, "the value is not echoed: {message}");
+    // 65,535 bytes are fine, and so is a 1 MB SUPER (Parquet JSON text)
+    let prefix = format!("{}/s_", unique("varchar"));
+    client
+        .batch_execute(&emu.unload(
+            "select repeat('x', 65535) as v, jsonb_build_array(repeat('y', 1048576))::super as s",
+            &prefix,
+            "PARQUET",
+        ))
+        .await
+        .unwrap();
+    let (_, batch) = read_all(&emu.bed.store(), &prefix).await;
+    let batch = batch.unwrap();
+    assert_eq!(batch.column(0).as_string::<i32>().value(0).len(), 65_535);
+    assert_eq!(
+        batch.column(1).as_string::<i32>().value(0),
+        format!("[\"{}\"]", "y".repeat(1_048_576))
+    );
+    // the text functions of VARBYTE, GEOMETRY and SUPER fail above the limit
+    for sql in [
+        "select to_hex(decode(repeat('ab', 32768), 'hex'))",
+        "select st_ashexewkb(decode(repeat('ab', 32768), 'hex'))",
+        "select json_serialize(jsonb_build_array(repeat('y', 65534)))",
+    ] {
+        let err = client.simple_query(sql).await.unwrap_err();
+        assert_eq!(db_error(&err).0, "22001", "{sql}");
+    }
+    client
+        .simple_query("select to_hex(decode(repeat('ab', 32767), 'hex'))")
+        .await
+        .unwrap();
+}

@@ -224,6 +224,21 @@ pub(crate) fn arrow_schema(columns: &[Column]) -> SchemaRef {
     ))
 }
 
+/// Redshift's longest VARCHAR, in bytes.
+pub const MAX_VARCHAR_BYTES: usize = 65_535;
+
+/// A CHAR / VARCHAR value: Redshift cannot hold more than [`MAX_VARCHAR_BYTES`] in one (the
+/// backend's `text` can), so a longer one fails the UNLOAD.
+fn varchar_value(s: &str) -> Result<&str, String> {
+    if s.len() > MAX_VARCHAR_BYTES {
+        return Err(format!(
+            "Value too long for character type: {} bytes, VARCHAR holds at most {MAX_VARCHAR_BYTES}",
+            s.len()
+        ));
+    }
+    text_value(s)
+}
+
 /// Builds one record batch from text rows.
 pub(crate) fn rows_to_batch(
     schema: &SchemaRef,
@@ -234,8 +249,11 @@ pub(crate) fn rows_to_batch(
     for (i, col) in columns.iter().enumerate() {
         let values = rows.iter().map(|r| r.get(i).and_then(|v| v.as_deref()));
         let bad = |v: &str, why: String| {
+            // a rejected value may be megabytes long: show its start only
+            let shown: String = v.chars().take(64).collect();
+            let more = if shown.len() < v.len() { "..." } else { "" };
             StatementError::Rejected(format!(
-                "cannot convert value '{v}' of column \"{}\": {why}",
+                "cannot convert value '{shown}{more}' of column \"{}\": {why}",
                 col.name
             ))
         };
@@ -278,7 +296,12 @@ pub(crate) fn rows_to_batch(
                     _ => Err("not a boolean".to_owned()),
                 }
             }),
-            ColumnType::Char(_) | ColumnType::Varchar(_) | ColumnType::Super => build!(
+            ColumnType::Char(_) | ColumnType::Varchar(_) => build!(
+                StringBuilder::with_capacity(rows.len(), 16 * rows.len()),
+                varchar_value
+            ),
+            // SUPER goes to Parquet as JSON text, bounded by SUPER's own size limit only
+            ColumnType::Super => build!(
                 StringBuilder::with_capacity(rows.len(), 16 * rows.len()),
                 text_value
             ),

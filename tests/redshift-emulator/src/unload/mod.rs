@@ -509,7 +509,7 @@ pub(crate) struct WrittenFile {
 /// The Parquet writer of one file: parquet's Arrow writer, or the INT96 one when the knob
 /// `int96_timestamps` is on and the file has a timestamp column.
 enum FileWriter {
-    Arrow(AsyncArrowWriter<BufWriter>),
+    Arrow(Box<AsyncArrowWriter<BufWriter>>),
     Int96(Box<int96::Int96Writer>),
 }
 
@@ -539,7 +539,7 @@ impl FileWriter {
 
     fn into_inner(self) -> BufWriter {
         match self {
-            Self::Arrow(w) => w.into_inner(),
+            Self::Arrow(w) => (*w).into_inner(),
             Self::Int96(w) => w.into_inner(),
         }
     }
@@ -621,11 +621,14 @@ impl FileSet {
                 .collect(),
             written: Vec::new(),
             fail_after_files: env.faults.fail_after_files,
-            int96: env.faults.int96_timestamps.then_some(if env.config.row_group_rows > 0 {
-                int96::RowGroupLimit::Rows(env.config.row_group_rows)
-            } else {
-                int96::RowGroupLimit::Bytes(row_group_bytes)
-            }),
+            int96: env
+                .faults
+                .int96_timestamps
+                .then_some(if env.config.row_group_rows > 0 {
+                    int96::RowGroupLimit::Rows(env.config.row_group_rows)
+                } else {
+                    int96::RowGroupLimit::Bytes(row_group_bytes)
+                }),
         }
     }
 
@@ -670,7 +673,7 @@ impl FileSet {
                     )
                     .map_err(|e| StatementError::Parquet(e.to_string()))?,
                 )),
-                _ => FileWriter::Arrow(
+                _ => FileWriter::Arrow(Box::new(
                     AsyncArrowWriter::try_new_with_options(
                         buf,
                         Arc::clone(&self.schema),
@@ -679,7 +682,7 @@ impl FileSet {
                             .with_skip_arrow_metadata(true),
                     )
                     .map_err(|e| StatementError::Parquet(e.to_string()))?,
-                ),
+                )),
             };
             let slice = &mut self.slices[slice_no];
             slice.next_part += 1;
