@@ -291,6 +291,7 @@ mod tests {
             reader: "0123456789abcdef".into(),
             dictionary: true,
             columns_sha256: vec![0xab; 32],
+            ewkb: true,
         }
     }
 

@@ -134,6 +134,7 @@ fn seed_payload() -> TicketPayload {
         reader: "00000000000000ff".into(),
         dictionary: true,
         columns_sha256: vec![0x5a; 32],
+        ewkb: false,
     }
 }
 

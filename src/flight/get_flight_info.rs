@@ -10,7 +10,6 @@ use super::{Service, ServiceError};
 use crate::auth::Principal;
 use crate::plan::{FlightRequest, GeometryEncoding, Mode, Plan, PlanError, Window};
 use crate::redshift::RedshiftError;
-use crate::stage::columns::{self, RunColumns};
 use crate::stage::{StageError, StagedRun, new_reader_id};
 use crate::ticket::{TICKET_VERSION, TicketPayload, unix_ms};
 
@@ -204,34 +203,12 @@ async fn plan_and_stage(
         Window::NothingNew => None,
     };
     if let Some(run) = &run {
-        store_columns(service, &plan, run).await?;
+        // Staging wrote the run's columns object; DoGet on this replica needs no GET for it.
+        service
+            .columns
+            .insert(&run.run_id, std::sync::Arc::clone(&run.columns));
     }
     Ok((plan, run))
-}
-
-/// Writes the run's columns object (tickets carry only its fingerprint) and caches it; when that
-/// fails, the run is dropped.
-async fn store_columns(
-    service: &Service,
-    plan: &Plan,
-    run: &StagedRun,
-) -> Result<(), ServiceError> {
-    let columns = std::sync::Arc::new(RunColumns::new(&plan.columns, &plan.table.primary_key));
-    let result = match service.stager.run_prefix(&run.run_id) {
-        Ok(prefix) => columns::write(&service.store, service.stager.bucket(), &prefix, &columns)
-            .await
-            .map_err(|source| StageError::RunState {
-                run_id: run.run_id.clone(),
-                source,
-            }),
-        Err(error) => Err(error),
-    };
-    if let Err(error) = result {
-        service.stager.delete_run(&run.prefix, "failed").await;
-        return Err(error.into());
-    }
-    service.columns.insert(&run.run_id, columns);
-    Ok(())
 }
 
 /// Redshift says a column or table of the plan does not exist, or MAX(key) is not of the cached
@@ -252,9 +229,7 @@ fn is_stale_catalog(error: &ServiceError) -> bool {
 fn endpoints(service: &Service, plan: &Plan, run: &StagedRun, reader: &str) -> Vec<FlightEndpoint> {
     let expires_at_ms = unix_ms(run.expires_at);
     let expiration = super::timestamp_ms(expires_at_ms);
-    let columns_sha256 = RunColumns::new(&plan.columns, &plan.table.primary_key)
-        .fingerprint()
-        .to_vec();
+    let columns_sha256 = run.columns.fingerprint().to_vec();
     run.parts
         .iter()
         .map(|part| {

@@ -155,6 +155,8 @@ pub struct StagedRun {
     pub parts: Vec<Part>,
     /// When the run and its tickets stop being valid.
     pub expires_at: SystemTime,
+    /// The promised columns, as stored in the run's columns object.
+    pub columns: Arc<columns::RunColumns>,
 }
 
 impl StagedRun {
@@ -450,16 +452,30 @@ impl Stager {
                 )
                 .await;
         }
+        let run_columns = Arc::new(columns::RunColumns::new(
+            &plan.columns,
+            &plan.table.primary_key,
+        ));
         let layouts = if files.is_empty() {
             Vec::new()
         } else {
-            // The lease makes the sweeper keep the run as long as its tickets live.
-            let (layouts, lease) = tokio::join!(
+            // The lease makes the sweeper keep the run as long as its tickets live; the columns
+            // object is the promised schema DoGet reads (tickets carry only its fingerprint).
+            let (layouts, lease, columns_written) = tokio::join!(
                 layout::read_layouts(&self.store, &self.settings.bucket, &files),
-                self.renew_run(&run_id, expires_at)
+                self.renew_run(&run_id, expires_at),
+                columns::write(&self.store, &self.settings.bucket, &prefix, &run_columns)
             );
             if let Err(error) = lease {
                 guard.prefix = None;
+                return self.abandon(&prefix, error).await;
+            }
+            if let Err(source) = columns_written {
+                guard.prefix = None;
+                let error = StageError::RunState {
+                    run_id: run_id.clone(),
+                    source,
+                };
                 return self.abandon(&prefix, error).await;
             }
             match layouts {
@@ -484,6 +500,7 @@ impl Stager {
             layouts,
             parts,
             expires_at,
+            columns: run_columns,
         })
     }
 
@@ -1047,6 +1064,7 @@ mod tests {
         assert_eq!(
             keys(&store).await,
             vec![
+                format!("{}columns.json", run.prefix),
                 format!("{}data/0000_part_00.parquet", run.prefix),
                 format!("{}data/manifest", run.prefix),
                 format!("{}lease", run.prefix),
