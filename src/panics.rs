@@ -15,6 +15,7 @@ use std::panic::AssertUnwindSafe;
 
 use futures::{Stream, StreamExt};
 use tonic::Status;
+use tonic_types::{ErrorDetails, StatusExt};
 use tower_http::catch_panic::{CatchPanicLayer, ResponseForPanic};
 
 /// The message clients get for a panic: nothing of the panic itself, which may quote server
@@ -35,12 +36,19 @@ fn panic_text(payload: &(dyn Any + Send)) -> &str {
 
 /// Logs a caught panic and returns the status the call ends with.
 pub fn status_for_panic(payload: &(dyn Any + Send), place: &str) -> Status {
+    let request_id = crate::flight::error::new_request_id();
     tracing::error!(
         panic = panic_text(payload),
         place,
+        request_id,
         "a call panicked; it ends with INTERNAL"
     );
-    Status::internal(PANIC_MESSAGE)
+    let details = ErrorDetails::with_error_info(
+        "INTERNAL",
+        crate::flight::error::ERROR_DOMAIN,
+        [("request_id".to_string(), request_id)],
+    );
+    Status::with_error_details(tonic::Code::Internal, PANIC_MESSAGE, details)
 }
 
 /// Answers a panicked handler with a trailers-only gRPC response carrying `INTERNAL`.

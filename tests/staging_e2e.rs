@@ -474,7 +474,10 @@ async fn every_unload_attempt_writes_to_a_fresh_prefix() {
         .iter()
         .map(|s| destination(s))
         .collect();
-    assert!(destinations.len() >= 2, "the UNLOAD was retried: {destinations:?}");
+    assert!(
+        destinations.len() >= 2,
+        "the UNLOAD was retried: {destinations:?}"
+    );
     let mut unique_destinations = destinations.clone();
     unique_destinations.sort();
     unique_destinations.dedup();
@@ -493,7 +496,10 @@ async fn every_unload_attempt_writes_to_a_fresh_prefix() {
         .get_flight_info(FlightDescriptor::new_path(vec![schema.clone(), "t".into()]))
         .await
         .unwrap();
-    assert_eq!(read_ids(&mut flight, &info).await, (1..=300).collect::<Vec<_>>());
+    assert_eq!(
+        read_ids(&mut flight, &info).await,
+        (1..=300).collect::<Vec<_>>()
+    );
     server.stop().await;
     emulator.shutdown().await;
 }

@@ -282,7 +282,10 @@ async fn geometry_as_ewkb_keeps_the_srid() {
         .unwrap();
     let want: Vec<(i32, Option<String>)> = client
         .query(
-            &format!("SELECT id, encode(g, 'hex') FROM {}.t ORDER BY id", quote(&schema)),
+            &format!(
+                "SELECT id, encode(g, 'hex') FROM {}.t ORDER BY id",
+                quote(&schema)
+            ),
             &[],
         )
         .await
@@ -305,10 +308,21 @@ async fn geometry_as_ewkb_keeps_the_srid() {
             let field = batches[0].schema().field_with_name("g").unwrap().clone();
             let mut rows: Vec<(i32, Option<String>)> = Vec::new();
             for batch in &batches {
-                let ids = batch.column(0).as_any().downcast_ref::<Int32Array>().unwrap();
-                let g = batch.column(1).as_any().downcast_ref::<BinaryArray>().unwrap();
+                let ids = batch
+                    .column(0)
+                    .as_any()
+                    .downcast_ref::<Int32Array>()
+                    .unwrap();
+                let g = batch
+                    .column(1)
+                    .as_any()
+                    .downcast_ref::<BinaryArray>()
+                    .unwrap();
                 for i in 0..batch.num_rows() {
-                    rows.push((ids.value(i), (!g.is_null(i)).then(|| hex::encode(g.value(i)))));
+                    rows.push((
+                        ids.value(i),
+                        (!g.is_null(i)).then(|| hex::encode(g.value(i))),
+                    ));
                 }
             }
             rows.sort();
@@ -318,7 +332,10 @@ async fn geometry_as_ewkb_keeps_the_srid() {
     let (field, rows) = read("ewkb").await;
     assert_eq!(rows, want, "EWKB exactly as stored, SRIDs included");
     assert_eq!(
-        field.metadata().get("redshift_flight.geometry_encoding").map(String::as_str),
+        field
+            .metadata()
+            .get("redshift_flight.geometry_encoding")
+            .map(String::as_str),
         Some("ewkb")
     );
     assert!(!field.metadata().contains_key("ARROW:extension:name"));
@@ -327,10 +344,18 @@ async fn geometry_as_ewkb_keeps_the_srid() {
     let iso = "0101000000000000000000f03f0000000000000040".to_string();
     assert_eq!(
         rows,
-        vec![(1, Some(iso.clone())), (2, Some(iso.clone())), (3, Some(iso)), (4, None)]
+        vec![
+            (1, Some(iso.clone())),
+            (2, Some(iso.clone())),
+            (3, Some(iso)),
+            (4, None)
+        ]
     );
     assert_eq!(
-        field.metadata().get("ARROW:extension:name").map(String::as_str),
+        field
+            .metadata()
+            .get("ARROW:extension:name")
+            .map(String::as_str),
         Some("geoarrow.wkb")
     );
     server.stop().await;
