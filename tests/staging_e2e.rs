@@ -221,6 +221,7 @@ async fn cancel_checks_the_caller_and_refuses_expired_tickets() {
         ("s3_prefix", &prefix),
         ("auth_file", access.to_str().unwrap()),
         ("staging_ttl_seconds", "3"),
+        ("sweep_interval_seconds", "1"),
     ])
     .await;
     let client = |token: &'static str| {
@@ -261,6 +262,23 @@ async fn cancel_checks_the_caller_and_refuses_expired_tickets() {
         .await
         .unwrap();
     let run = app(&info)["run_id"].as_str().unwrap().to_string();
+    // The run itself outlives its tickets here (a lease as RenewFlightEndpoint would write), so
+    // the sweeper cannot be what removes it while the expired ticket is tried.
+    let set_lease = |until: SystemTime| {
+        let path = object_store::path::Path::from(format!("{prefix}/{run}/lease"));
+        let ms = until
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_millis();
+        async move {
+            use object_store::ObjectStoreExt;
+            common::bucket()
+                .put(&path, ms.to_string().into_bytes().into())
+                .await
+                .unwrap();
+        }
+    };
+    set_lease(SystemTime::now() + Duration::from_secs(600)).await;
     let expires: chrono::DateTime<chrono::Utc> =
         app(&info)["expires_at"].as_str().unwrap().parse().unwrap();
     let wait = SystemTime::from(expires)
@@ -287,6 +305,14 @@ async fn cancel_checks_the_caller_and_refuses_expired_tickets() {
     assert!(
         !keys_under(&format!("{prefix}/{run}/")).await.is_empty(),
         "the expired ticket deleted nothing"
+    );
+    set_lease(SystemTime::UNIX_EPOCH).await;
+    assert!(
+        eventually(Duration::from_secs(15), || async {
+            keys_under(&format!("{prefix}/{run}/")).await.is_empty()
+        })
+        .await,
+        "the expired run is the sweeper's to delete"
     );
     // The owner's live tickets still cancel.
     let info = owner

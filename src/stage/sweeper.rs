@@ -1,0 +1,74 @@
+//! The sweeper: deletes every run whose life ended (TTL from its creation time, or its lease),
+//! also runs left by a crashed server, at start-up and every `sweep_interval_seconds`. It only
+//! looks at folders under `s3_prefix` whose names are run ids.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt};
+
+use super::{Stager, run_created_at};
+use crate::store::{StoreError, error_chain};
+
+impl Stager {
+    /// Whether a run's data may still be served at `now` (creation + TTL, or its lease).
+    async fn lease_until(&self, prefix: &str) -> Option<SystemTime> {
+        let lease = Path::from(format!("{prefix}lease"));
+        let bytes = self.store.get(&lease).await.ok()?.bytes().await.ok()?;
+        let ms: u64 = std::str::from_utf8(&bytes).ok()?.trim().parse().ok()?;
+        Some(SystemTime::UNIX_EPOCH + Duration::from_millis(ms))
+    }
+
+    /// Deletes every run under the staging prefix whose life ended before `now` (TTL from its
+    /// creation time, or its renewed lease). Returns how many runs were deleted.
+    pub async fn sweep(&self, now: SystemTime) -> Result<usize, StoreError> {
+        let root = Path::from(format!("{}/", self.settings.prefix));
+        let listing = self
+            .store
+            .list_with_delimiter(Some(&root))
+            .await
+            .map_err(|e| StoreError::from_object_store(e, &self.settings.bucket, root.as_ref()))?;
+        let mut deleted = 0;
+        let mut alive = 0;
+        for dir in listing.common_prefixes {
+            let Some(run_id) = dir.filename() else {
+                continue;
+            };
+            let Some(created) = run_created_at(run_id) else {
+                tracing::debug!(%dir, "not a staged run; left alone");
+                continue;
+            };
+            let prefix = format!("{}/{run_id}/", self.settings.prefix);
+            let mut until = created + self.settings.ttl;
+            if until <= now
+                && let Some(lease) = self.lease_until(&prefix).await
+            {
+                until = until.max(lease);
+            }
+            if until <= now {
+                self.delete_run(&prefix, "expired").await;
+                deleted += 1;
+            } else {
+                alive += 1;
+            }
+        }
+        self.metrics.runs_alive.set(alive);
+        Ok(deleted)
+    }
+
+    /// Sweeps now and then every `interval` until the returned task is aborted.
+    pub fn spawn_sweeper(self: &Arc<Self>, interval: Duration) -> tokio::task::JoinHandle<()> {
+        let this = Arc::clone(self);
+        tokio::spawn(async move {
+            loop {
+                match this.sweep(SystemTime::now()).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(runs = n, "sweeper deleted expired runs"),
+                    Err(error) => tracing::warn!(error = %error_chain(&error), "sweep failed"),
+                }
+                tokio::time::sleep(interval).await;
+            }
+        })
+    }
+}
