@@ -16,7 +16,9 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use redshift_flight::catalog::{ColumnInfo, RedshiftType};
 use redshift_flight::plan::cursor::{self, CURSOR_PREFIX, Cursor};
 use redshift_flight::plan::lookback::Lookback;
-use redshift_flight::plan::{FlightRequest, MAX_COMMAND_BYTES, sql};
+use redshift_flight::plan::select::typed_literal;
+use redshift_flight::plan::{FlightRequest, MAX_COMMAND_BYTES};
+use redshift_flight::sql;
 use redshift_flight::stage::manifest;
 use redshift_flight::ticket::{TICKET_VERSION, TicketCodec, TicketError, unix_ms};
 
@@ -252,9 +254,9 @@ fn check_cursor(text: &str) {
         cursor::key_type_supported(&key_type),
         "accepted a cursor on a {key_type:?} key"
     );
-    let literal = sql::typed_literal(&key_type, &decoded.bound)
+    let literal = typed_literal(&key_type, &decoded.bound)
         .unwrap_or_else(|e| panic!("validated bound {:?} cannot be quoted: {e}", decoded.bound));
-    assert!(literal.contains(&sql::literal(&decoded.bound).unwrap()));
+    assert!(literal.as_str().contains(&sql::literal(&decoded.bound).unwrap()));
     let _ = key_type.arrow_type();
 }
 

@@ -9,6 +9,7 @@
 
 pub mod auth;
 pub mod catalog;
+pub mod clock;
 pub mod config;
 pub mod decode;
 pub mod flight;
@@ -19,8 +20,11 @@ pub mod panics;
 pub mod plan;
 pub mod redshift;
 pub mod server;
+pub mod sql;
 pub mod stage;
+pub mod status;
 pub mod store;
+pub mod warehouse;
 pub mod ticket;
 
 #[cfg(test)]

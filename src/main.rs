@@ -80,7 +80,7 @@ async fn run(cli: Cli) -> Result<(), String> {
         }
         Command::Tables { schema } => {
             let parts = Parts::build(&config).map_err(|e| e.to_string())?;
-            let schema = schema.unwrap_or_else(|| config.redshift_schema.clone());
+            let schema = schema.unwrap_or_else(|| config.redshift.schema.clone());
             let tables = parts
                 .catalog
                 .list_tables(&schema)
@@ -104,7 +104,7 @@ async fn run(cli: Cli) -> Result<(), String> {
         Command::Plan { table } => {
             let parts = Parts::build(&config).map_err(|e| e.to_string())?;
             let (schema, name) = split_table_name(&table).map_err(|e| e.to_string())?;
-            let schema = schema.unwrap_or_else(|| config.redshift_schema.clone());
+            let schema = schema.unwrap_or_else(|| config.redshift.schema.clone());
             let info = parts
                 .catalog
                 .table(&schema, &name)
@@ -132,7 +132,7 @@ async fn run(cli: Cli) -> Result<(), String> {
             .map_err(|e| e.to_string())?;
             let prefix = format!(
                 "{}/{}/",
-                config.s3_prefix,
+                config.s3.prefix,
                 new_run_id(std::time::SystemTime::now())
             );
             let sql = parts

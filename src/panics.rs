@@ -9,14 +9,18 @@
 //!   status in the response headers);
 //! - [`catch_stream_panics`] wraps a response stream, whose items are produced after the handler
 //!   returned, so a panic there ends the stream with a final `INTERNAL` status.
+//!
+//! Imports: [`crate::status`] only (the `ErrorInfo` every status carries), so the Flight layer
+//! that installs these guards is not imported back.
 
 use std::any::Any;
 use std::panic::AssertUnwindSafe;
 
 use futures::{Stream, StreamExt};
 use tonic::Status;
-use tonic_types::{ErrorDetails, StatusExt};
 use tower_http::catch_panic::{CatchPanicLayer, ResponseForPanic};
+
+use crate::status::{new_request_id, with_error_info};
 
 /// The message clients get for a panic: nothing of the panic itself, which may quote server
 /// internals.
@@ -36,19 +40,14 @@ fn panic_text(payload: &(dyn Any + Send)) -> &str {
 
 /// Logs a caught panic and returns the status the call ends with.
 pub fn status_for_panic(payload: &(dyn Any + Send), place: &str) -> Status {
-    let request_id = crate::flight::error::new_request_id();
+    let request_id = new_request_id();
     tracing::error!(
         panic = panic_text(payload),
         place,
         request_id,
         "a call panicked; it ends with INTERNAL"
     );
-    let details = ErrorDetails::with_error_info(
-        "INTERNAL",
-        crate::flight::error::ERROR_DOMAIN,
-        [("request_id".to_string(), request_id)],
-    );
-    Status::with_error_details(tonic::Code::Internal, PANIC_MESSAGE, details)
+    with_error_info(tonic::Code::Internal, PANIC_MESSAGE, "INTERNAL", request_id)
 }
 
 /// Answers a panicked handler with a trailers-only gRPC response carrying `INTERNAL`.

@@ -26,8 +26,8 @@ use secrecy::ExposeSecret;
 use tokio_postgres::{CancelToken, SimpleQueryMessage};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-use crate::config::{Config, SslMode};
-use crate::plan::sql::Sql;
+use crate::config::{RedshiftSettings, SslMode};
+use crate::sql::Sql;
 
 /// How a statement sent to Redshift failed.
 #[derive(Debug, thiserror::Error)]
@@ -282,24 +282,28 @@ impl Drop for CancelOnDrop {
 }
 
 impl Redshift {
-    /// A pool from the configuration (nothing is opened yet).
-    pub fn new(config: &Config) -> Result<Self, TlsSetupError> {
+    /// A pool from the Redshift section (nothing is opened yet). `max_parallel_workers` sizes
+    /// the pool when `settings.pool_size` is 0.
+    pub fn new(
+        settings: &RedshiftSettings,
+        max_parallel_workers: usize,
+    ) -> Result<Self, TlsSetupError> {
         let tls = tls_connector(
-            config.redshift_sslmode,
-            config.redshift_ssl_root_cert.as_deref(),
+            settings.sslmode,
+            settings.ssl_root_cert.as_deref(),
         )?;
         let mut pg_config = tokio_postgres::Config::new();
-        pg_config.ssl_mode(match config.redshift_sslmode {
+        pg_config.ssl_mode(match settings.sslmode {
             SslMode::Disable => tokio_postgres::config::SslMode::Disable,
             SslMode::Prefer => tokio_postgres::config::SslMode::Prefer,
             SslMode::Require | SslMode::VerifyFull => tokio_postgres::config::SslMode::Require,
         });
         pg_config
-            .host(&config.redshift_host)
-            .port(config.redshift_port)
-            .dbname(&config.redshift_database)
-            .user(&config.redshift_user)
-            .password(config.redshift_password.expose_secret())
+            .host(&settings.host)
+            .port(settings.port)
+            .dbname(&settings.database)
+            .user(&settings.user)
+            .password(settings.password.expose_secret())
             .application_name("redshift-flight")
             .connect_timeout(Duration::from_secs(10))
             .keepalives(true)
@@ -313,13 +317,13 @@ impl Redshift {
         );
         // By default one connection per concurrent UNLOAD plus a few for catalog and MAX queries.
         // Whoever finds them all busy waits at most `redshift_pool_timeout_seconds`.
-        let size = match config.redshift_pool_size {
-            0 => config.max_parallel_workers + 4,
+        let size = match settings.pool_size {
+            0 => max_parallel_workers + 4,
             size => size,
         };
         let pool = Pool::builder(manager)
             .max_size(size)
-            .wait_timeout(Some(config.redshift_pool_timeout))
+            .wait_timeout(Some(settings.pool_timeout))
             .runtime(Runtime::Tokio1)
             .create_timeout(Some(Duration::from_secs(15)))
             .recycle_timeout(Some(Duration::from_secs(15)))
@@ -328,9 +332,9 @@ impl Redshift {
         Ok(Self {
             tls,
             pool,
-            pool_timeout: config.redshift_pool_timeout,
-            address: format!("{}:{}", config.redshift_host, config.redshift_port),
-            user: config.redshift_user.clone(),
+            pool_timeout: settings.pool_timeout,
+            address: format!("{}:{}", settings.host, settings.port),
+            user: settings.user.clone(),
             retry: RetrySettings::default(),
         })
     }

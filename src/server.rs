@@ -20,8 +20,9 @@ use tower_layer::{Identity, Stack};
 
 use crate::auth::{AuthError, Authenticator};
 use crate::catalog::spec::{SpecError, TableSpec};
-use crate::catalog::{Catalog, RedshiftCatalog};
-use crate::config::Config;
+use crate::catalog::Catalog;
+use crate::warehouse::catalog::CachedCatalog;
+use crate::config::{Config, S3Settings};
 use crate::flight::{RedshiftFlightService, Service};
 use crate::metrics::Metrics;
 use crate::panics::PanicToStatus;
@@ -127,13 +128,17 @@ pub struct Parts {
 }
 
 impl Parts {
-    /// Builds every part; opens no connection.
+    /// Builds every part from its section of `config`; opens no connection.
     pub fn build(config: &Config) -> Result<Self, StartError> {
-        let redshift = Arc::new(Redshift::new(config)?);
-        let spec = if config.auto_schema_detection {
+        let redshift = Arc::new(Redshift::new(
+            &config.redshift,
+            config.performance.max_parallel_workers,
+        )?);
+        let spec = if config.catalog.auto_schema_detection {
             None
         } else {
             config
+                .catalog
                 .table_spec_file
                 .as_deref()
                 .map(TableSpec::from_file)
@@ -141,31 +146,32 @@ impl Parts {
         };
         let metrics = Metrics::new();
         let catalog: Arc<dyn Catalog> = Arc::new(
-            RedshiftCatalog::new(
-                Arc::clone(&redshift),
-                config.redshift_schema.clone(),
-                config.catalog_ttl,
+            CachedCatalog::new(
+                Arc::clone(&redshift) as _,
+                config.redshift.schema.clone(),
+                config.catalog.ttl,
                 spec,
             )
             .with_metrics(Arc::clone(&metrics)),
         );
-        let store = build_s3(config)?;
+        let store = build_s3(&config.s3)?;
         let stager = Arc::new(Stager::new(
             Arc::clone(&redshift) as _,
             Arc::clone(&store),
             StageSettings {
-                bucket: config.s3_bucket.clone(),
-                prefix: config.s3_prefix.clone(),
-                iam_role: config.iam_role.clone(),
-                max_file_size_mb: config.unload_max_file_size_mb,
-                ttl: config.staging_ttl,
-                grace: config.staging_grace,
-                max_parallel: config.max_parallel_workers,
+                bucket: config.s3.bucket.clone(),
+                prefix: config.s3.prefix.clone(),
+                iam_role: config.staging.iam_role.clone(),
+                max_file_size_mb: config.staging.unload_max_file_size_mb,
+                ttl: config.staging.ttl,
+                grace: config.staging.grace,
+                max_parallel: config.performance.max_parallel_workers,
                 retry: RetrySettings::default(),
-                endpoint_rows: config.endpoint_rows,
+                endpoint_rows: config.staging.endpoint_rows,
                 // Joining readers register within milliseconds of the run being ready; the margin
                 // covers them when a first reader finishes at once.
                 share_window: config
+                    .staging
                     .snapshot_reuse
                     .map_or(Duration::ZERO, |window| window + Duration::from_secs(1)),
             },
@@ -180,18 +186,18 @@ impl Parts {
         })
     }
 
-    /// Checks that Redshift answers a query and that the bucket can be listed.
-    pub async fn check_reachable(&self, config: &Config) -> Result<(), StartError> {
+    /// Checks that Redshift answers a query and that the bucket can be listed under the prefix.
+    pub async fn check_reachable(&self, s3: &S3Settings) -> Result<(), StartError> {
         self.redshift
-            .query(&crate::plan::sql::Sql::new("SELECT 1".to_string()))
+            .query(&crate::sql::Sql::from("SELECT 1"))
             .await?;
-        let prefix = Path::from(config.s3_prefix.as_str());
+        let prefix = Path::from(s3.prefix.as_str());
         self.store
             .list_with_delimiter(Some(&prefix))
             .await
             .map_err(|e| StartError::Bucket {
-                bucket: config.s3_bucket.clone(),
-                prefix: config.s3_prefix.clone(),
+                bucket: s3.bucket.clone(),
+                prefix: s3.prefix.clone(),
                 message: error_chain(&e),
             })?;
         Ok(())
@@ -213,14 +219,16 @@ impl Application {
     /// Builds the service, checks Redshift and the bucket, and binds the listen addresses.
     pub async fn build(config: Config) -> Result<Self, StartError> {
         let parts = Parts::build(&config)?;
-        parts.check_reachable(&config).await?;
-        let keys = if config.ticket_secrets.is_empty() {
+        parts.check_reachable(&config.s3).await?;
+        let auth_settings = &config.auth;
+        let listen = &config.listen;
+        let keys = if auth_settings.ticket_secrets.is_empty() {
             tracing::warn!(
                 "no ticket_secret configured: using a random key, so tickets and issued tokens are only valid on this process (replicas cannot share them)"
             );
             crate::keys::Keyring::random()
         } else {
-            let secrets: Vec<&[u8]> = config
+            let secrets: Vec<&[u8]> = auth_settings
                 .ticket_secrets
                 .iter()
                 .map(|s| s.expose_secret().as_bytes())
@@ -231,23 +239,23 @@ impl Application {
         tracing::info!(key_ids = ?keys.key_ids(), "signing keys (the first signs)");
         let tickets = TicketCodec::with_keys(Arc::clone(&keys));
         let auth = Authenticator::new(
-            config.auth_tokens.clone(),
-            config.auth_file.as_deref(),
+            auth_settings.tokens.clone(),
+            auth_settings.file.as_deref(),
             keys,
-            config.auth_token_ttl,
+            auth_settings.token_ttl,
         )?;
         if !auth.enabled() {
-            if !config.listen_address.ip().is_loopback() && !config.insecure {
+            if !listen.address.ip().is_loopback() && !listen.insecure {
                 return Err(StartError::Insecure {
-                    address: config.listen_address,
+                    address: listen.address,
                 });
             }
             tracing::warn!(
-                address = %config.listen_address,
+                address = %listen.address,
                 "no authentication configured (auth_tokens, auth_file): every client that reaches this address is accepted"
             );
         }
-        let tls = match &config.tls {
+        let tls = match &listen.tls {
             None => None,
             Some((cert, key)) => {
                 let read = |key: &'static str, path: &std::path::Path| {
@@ -263,7 +271,7 @@ impl Application {
                         read("tls_key", key)?,
                     ),
                 );
-                if let Some(ca) = &config.tls_client_ca {
+                if let Some(ca) = &listen.tls_client_ca {
                     tls = tls.client_ca_root(tonic::transport::Certificate::from_pem(read(
                         "tls_client_ca",
                         ca,
@@ -279,14 +287,14 @@ impl Application {
             tickets: Arc::new(tickets),
             auth: Arc::new(auth),
             settings: crate::plan::PlanSettings {
-                complete_resync: config.enable_complete_resync,
+                complete_resync: config.catalog.enable_complete_resync,
             },
             metrics: parts.metrics,
-            keepalive: config.keepalive,
-            snapshots: crate::flight::Snapshots::new(config.snapshot_reuse),
-            decoder: crate::decode::Decoder::new(config.decode_threads)
+            keepalive: listen.keepalive,
+            snapshots: crate::flight::Snapshots::new(config.staging.snapshot_reuse),
+            decoder: crate::decode::Decoder::new(config.performance.decode_threads)
                 .map_err(StartError::Decoder)?,
-            stream_memory: config.stream_memory.map(crate::store::MemoryBudget::new),
+            stream_memory: config.performance.stream_memory.map(crate::store::MemoryBudget::new),
             columns: crate::stage::columns::ColumnsCache::default(),
         });
         let bind = |address: SocketAddr| async move {
@@ -294,8 +302,8 @@ impl Application {
                 .await
                 .map_err(|source| StartError::Bind { address, source })
         };
-        let listener = bind(config.listen_address).await?;
-        let metrics_listener = match config.metrics_address {
+        let listener = bind(listen.address).await?;
+        let metrics_listener = match listen.metrics_address {
             Some(address) => Some(bind(address).await?),
             None => None,
         };
@@ -304,8 +312,8 @@ impl Application {
             metrics_listener,
             tls,
             service,
-            sweep_interval: config.sweep_interval,
-            shutdown_grace: config.shutdown_grace,
+            sweep_interval: config.staging.sweep_interval,
+            shutdown_grace: listen.shutdown_grace,
         })
     }
 

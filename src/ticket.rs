@@ -46,6 +46,9 @@ use sha2::Sha256;
 
 use crate::keys::{KEY_ID_LEN, Keyring, Purpose};
 
+/// Re-exported from [`crate::clock`], where it lives, for the ticket's users.
+pub use crate::clock::unix_ms;
+
 /// Magic prefix and version of the ticket format.
 pub const TICKET_MAGIC: &[u8; 4] = b"RSF2";
 /// Payload version this build writes and reads.
@@ -261,13 +264,6 @@ impl TicketCodec {
         }
         Ok(payload)
     }
-}
-
-/// Milliseconds since the Unix epoch.
-pub fn unix_ms(t: SystemTime) -> i64 {
-    t.duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 #[cfg(test)]

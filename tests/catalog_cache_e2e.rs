@@ -125,7 +125,7 @@ async fn random_schema_names_leave_memory_flat_and_queries_bounded() {
         "RSS grew from {before} to {after} bytes"
     );
     assert!(
-        (1.0..=redshift_flight::catalog::SCHEMA_CACHE_ENTRIES as f64).contains(&cached),
+        (1.0..=redshift_flight::warehouse::catalog::SCHEMA_CACHE_ENTRIES as f64).contains(&cached),
         "cached schemas: {cached}"
     );
     // Unknown names cost no table query; each new one re-reads the list of schema names at most

@@ -565,13 +565,13 @@ async fn a_cleaned_up_run_says_call_get_flight_info_again() {
     let app: serde_json::Value = serde_json::from_slice(&info.app_metadata).unwrap();
     let run_id = app["run_id"].as_str().unwrap();
     let config = redshift_flight::config::Config::try_from_raw(common::raw_config(&[])).unwrap();
-    let store = redshift_flight::store::build_s3(&config).unwrap();
+    let store = redshift_flight::store::build_s3(&config.s3).unwrap();
     let manifest =
         object_store::path::Path::from(format!("redshift-flight-tests/{run_id}/data/manifest"));
     let manifest_json = store.get(&manifest).await.unwrap().bytes().await.unwrap();
     let entries = redshift_flight::stage::manifest::parse(
         &manifest_json,
-        &config.s3_bucket,
+        &config.s3.bucket,
         &format!("redshift-flight-tests/{run_id}/data/"),
     )
     .unwrap();
@@ -650,7 +650,7 @@ async fn files_of_many_row_groups_stream_whole_and_a_disconnect_is_harmless() {
         app["run_id"].as_str().unwrap()
     );
     let config = redshift_flight::config::Config::try_from_raw(common::raw_config(&[])).unwrap();
-    let store = redshift_flight::store::build_s3(&config).unwrap();
+    let store = redshift_flight::store::build_s3(&config.s3).unwrap();
     let manifest = store
         .get(&object_store::path::Path::from(format!(
             "{run_prefix}manifest"
@@ -661,7 +661,7 @@ async fn files_of_many_row_groups_stream_whole_and_a_disconnect_is_harmless() {
         .await
         .unwrap();
     let entries =
-        redshift_flight::stage::manifest::parse(&manifest, &config.s3_bucket, &run_prefix).unwrap();
+        redshift_flight::stage::manifest::parse(&manifest, &config.s3.bucket, &run_prefix).unwrap();
     for entry in &entries {
         let mut reader = redshift_flight::store::ObjectReader::new(
             std::sync::Arc::clone(&store),

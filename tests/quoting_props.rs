@@ -13,7 +13,8 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config as ProptestConfig, TestCaseError, TestRunner};
 use redshift_flight::catalog::RedshiftType;
 use redshift_flight::plan::cursor::validate_bound;
-use redshift_flight::plan::sql::{self, QuoteError};
+use redshift_flight::plan::select::typed_literal;
+use redshift_flight::sql::{self, QuoteError};
 use tokio_postgres::{Client, SimpleQueryMessage};
 
 const CASES: u32 = 256;
@@ -215,7 +216,7 @@ fn nul_is_rejected() {
         prop_assert!(sql::qualified(&name, &s).is_err());
         prop_assert!(sql::qualified(&s, &name).is_err());
         for rtype in key_types() {
-            prop_assert!(sql::typed_literal(&rtype, &s).is_err());
+            prop_assert!(typed_literal(&rtype, &s).is_err());
         }
         Ok(())
     });
@@ -249,8 +250,8 @@ fn typed_round_trip(pg: &Pg, rtype: &RedshiftType, text: &str) -> Result<(), Tes
         text,
         rtype
     );
-    let expr = sql::typed_literal(rtype, text).map_err(|e| TestCaseError::fail(e.to_string()))?;
-    prop_assert_eq!(pg.value(&expr)?, text, "{}", expr);
+    let expr = typed_literal(rtype, text).map_err(|e| TestCaseError::fail(e.to_string()))?;
+    prop_assert_eq!(pg.value(expr.as_str())?, text, "{}", expr);
     Ok(())
 }
 
@@ -372,8 +373,8 @@ fn typed_literals_round_trip_timestamptz() {
             local.format("%:z")
         );
         prop_assert!(validate_bound(&RedshiftType::TimestampTz, &local_text).is_ok());
-        let expr = sql::typed_literal(&RedshiftType::TimestampTz, &local_text).unwrap();
-        prop_assert_eq!(pg.value(&expr)?, utc_text);
+        let expr = typed_literal(&RedshiftType::TimestampTz, &local_text).unwrap();
+        prop_assert_eq!(pg.value(expr.as_str())?, utc_text);
         Ok(())
     });
 }
@@ -393,7 +394,7 @@ fn typed_literals_cannot_escape_whatever_the_bound() {
     let pg = Pg::connect();
     check("hostile bound", text(40), |s| {
         for rtype in key_types() {
-            let expr = sql::typed_literal(&rtype, &s).unwrap();
+            let expr = typed_literal(&rtype, &s).unwrap();
             let sql = format!("SELECT {expr} IS NULL AS is_null, 1 AS marker");
             match pg.runtime.block_on(pg.client.simple_query(&sql)) {
                 Ok(_) => {
@@ -466,8 +467,8 @@ fn validated_bounds_are_accepted_by_the_database() {
                 _ => number,
             };
             if validate_bound(&rtype, &bound).is_ok() {
-                let expr = sql::typed_literal(&rtype, &bound).unwrap();
-                pg.value(&expr)?;
+                let expr = typed_literal(&rtype, &bound).unwrap();
+                pg.value(expr.as_str())?;
             }
             Ok(())
         },

@@ -1,16 +1,14 @@
 //! Redshift column types, parsed from `format_type(atttypid, atttypmod)`, and the one mapping from
-//! each of them to the Arrow type clients receive and to the expression the UNLOAD SELECT uses.
+//! each of them to the Arrow type clients receive.
 //!
 //! This is the type table of the architecture brief in code. Types that UNLOAD cannot write as
-//! Parquet are cast to text in the SELECT ([`RedshiftType::select_expr`]) and decoded back on the
-//! server (see `crate::normalize`).
+//! Parquet are cast to text in the SELECT (`crate::plan::select::column_expr`) and decoded back on
+//! the server (see `crate::normalize`). A leaf: imports nothing from the crate.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow::datatypes::{DataType, Field, TimeUnit};
-
-use crate::plan::sql::{self, QuoteError};
 
 /// Field metadata key holding the Redshift type of a column as the catalog reports it.
 pub const META_REDSHIFT_TYPE: &str = "redshift_flight.type";
@@ -132,25 +130,6 @@ impl RedshiftType {
         }
     }
 
-    /// How the column appears in the UNLOAD SELECT list: as is, or converted to text for the types
-    /// UNLOAD cannot write as Parquet. The result is aliased to the column's own name. VARBYTE and
-    /// GEOMETRY values longer than VARCHAR's limit need several hex chunks: the planner uses
-    /// `crate::plan::chunks::select_list`, which builds those and falls back to this otherwise.
-    pub fn select_expr(&self, column: &str) -> Result<String, QuoteError> {
-        let col = sql::ident(column)?;
-        Ok(match self {
-            Self::Time | Self::TimeTz | Self::HllSketch | Self::Other(_) => {
-                format!("CAST({col} AS VARCHAR) AS {col}")
-            }
-            Self::Varbyte => format!("TO_HEX({col}) AS {col}"),
-            // UNLOAD writes SUPER to Parquet itself (as JSON text, up to SUPER's own limit);
-            // JSON_SERIALIZE would fail above VARCHAR's 65,535 bytes.
-            Self::Super => col,
-            Self::Geometry => format!("ST_ASHEXEWKB({col}) AS {col}"),
-            _ => col,
-        })
-    }
-
     /// Field metadata that tells clients more than the Arrow type can.
     fn extension_metadata(&self) -> Option<(&'static str, &'static str)> {
         match self {
@@ -260,26 +239,5 @@ mod tests {
         );
         assert_eq!(RedshiftType::Geometry.arrow_type(), DataType::Binary);
         assert_eq!(RedshiftType::Super.arrow_type(), DataType::Utf8);
-    }
-
-    #[test]
-    fn select_expressions_cast_what_parquet_cannot_hold() {
-        assert_eq!(
-            RedshiftType::Integer.select_expr("a\"b").unwrap(),
-            r#""a""b""#
-        );
-        assert_eq!(
-            RedshiftType::Time.select_expr("t").unwrap(),
-            r#"CAST("t" AS VARCHAR) AS "t""#
-        );
-        assert_eq!(
-            RedshiftType::Varbyte.select_expr("v").unwrap(),
-            r#"TO_HEX("v") AS "v""#
-        );
-        assert_eq!(RedshiftType::Super.select_expr("s").unwrap(), r#""s""#);
-        assert_eq!(
-            RedshiftType::Geometry.select_expr("g").unwrap(),
-            r#"ST_ASHEXEWKB("g") AS "g""#
-        );
     }
 }

@@ -14,8 +14,8 @@ use prost::Message;
 
 use super::{Service, ServiceError};
 use crate::auth::Principal;
+use crate::clock::unix_ms;
 use crate::plan::PlanError;
-use crate::ticket::unix_ms;
 
 /// Action type of CancelFlightInfo (Flight protocol).
 pub(super) const CANCEL_FLIGHT_INFO: &str = "CancelFlightInfo";

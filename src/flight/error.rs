@@ -10,7 +10,6 @@
 //! operator can find it. User mistakes are logged at info.
 
 use tonic::{Code, Status};
-use tonic_types::{ErrorDetails, StatusExt};
 
 use crate::auth::AuthError;
 use crate::catalog::CatalogError;
@@ -18,19 +17,16 @@ use crate::normalize::NormalizeError;
 use crate::plan::PlanError;
 use crate::redshift::RedshiftError;
 use crate::stage::{LayoutError, StageError};
+use crate::status::with_error_info;
 use crate::store::{StoreError, error_chain};
 use crate::ticket::TicketError;
 
 /// Longest status message sent to a client.
 const MAX_MESSAGE: usize = 2048;
 
-/// `ErrorInfo.domain` of every status this server sends.
-pub const ERROR_DOMAIN: &str = "redshift-flight";
-
-/// A fresh request id: 64 random bits in hex, logged with the error and sent to the client.
-pub fn new_request_id() -> String {
-    format!("{:016x}", rand::random::<u64>())
-}
+/// The `ErrorInfo` domain and request ids, kept in the leaf [`crate::status`] (which the panic
+/// guards share) and re-exported here where the error contract is documented.
+pub use crate::status::{ERROR_DOMAIN, new_request_id};
 
 /// Everything an RPC can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -329,12 +325,7 @@ impl From<ServiceError> for Status {
         } else {
             tracing::warn!(?code, reason, request_id, error = %chain, "request failed");
         }
-        let details = ErrorDetails::with_error_info(
-            reason,
-            ERROR_DOMAIN,
-            [("request_id".to_string(), request_id)],
-        );
-        Status::with_error_details(code, message, details)
+        with_error_info(code, message, reason, request_id)
     }
 }
 

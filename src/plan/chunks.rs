@@ -9,10 +9,10 @@
 //! (VARBYTE(n); GEOMETRY's fixed maximum), so no value can be longer than its chunks. A chunk past
 //! the end of a value is empty; a NULL value has NULL chunks. The server concatenates the chunks
 //! of a row back into one value while streaming (see `crate::normalize`), recognising continuation
-//! columns by their alias ([`continuation_alias`]).
+//! columns by their alias ([`continuation_alias`]). The SELECT list itself is built in
+//! `plan::select`.
 
 use crate::catalog::RedshiftType;
-use crate::plan::sql::{self, QuoteError};
 
 /// Bytes of a value per hex chunk: its hex form (twice as long) stays within VARCHAR(65535).
 pub const CHUNK_BYTES: u64 = 32_767;
@@ -62,36 +62,6 @@ pub fn continuation_alias(position: usize, k: usize) -> String {
     format!("rsf_chunk_{position}_{k}")
 }
 
-/// The SELECT-list entries of one column at `position`: the type's own expression, or, for
-/// VARBYTE and GEOMETRY, its hex chunks.
-pub fn select_list(
-    rtype: &RedshiftType,
-    column: &str,
-    catalog_type: &str,
-    position: usize,
-) -> Result<String, QuoteError> {
-    let col = sql::ident(column)?;
-    let bytes = match rtype {
-        RedshiftType::Varbyte => col.clone(),
-        RedshiftType::Geometry => format!("ST_ASEWKB({col})"),
-        _ => return rtype.select_expr(column),
-    };
-    let chunks = chunk_count(rtype, catalog_type);
-    let mut list = Vec::with_capacity(chunks);
-    for k in 0..chunks {
-        let start = k as u64 * CHUNK_BYTES + 1;
-        let alias = if k == 0 {
-            col.clone()
-        } else {
-            sql::ident(&continuation_alias(position, k))?
-        };
-        list.push(format!(
-            "TO_HEX(SUBSTRING({bytes}, {start}, {CHUNK_BYTES})) AS {alias}"
-        ));
-    }
-    Ok(list.join(", "))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -109,20 +79,5 @@ mod tests {
         // every byte of the largest value lands in a chunk
         assert!(chunk_count(&vb, "varbyte") as u64 * CHUNK_BYTES >= VARBYTE_MAX_BYTES);
         const { assert!(32 * CHUNK_BYTES >= GEOMETRY_MAX_BYTES) };
-    }
-
-    #[test]
-    fn select_lists_split_values_into_hex_chunks() {
-        assert_eq!(
-            select_list(&RedshiftType::Varbyte, "v\"b", "varbyte(40000)", 3).unwrap(),
-            r#"TO_HEX(SUBSTRING("v""b", 1, 32767)) AS "v""b", TO_HEX(SUBSTRING("v""b", 32768, 32767)) AS "rsf_chunk_3_1""#
-        );
-        let geometry = select_list(&RedshiftType::Geometry, "g", "geometry", 0).unwrap();
-        assert!(geometry.starts_with(r#"TO_HEX(SUBSTRING(ST_ASEWKB("g"), 1, 32767)) AS "g", "#));
-        assert!(geometry.ends_with(r#"AS "rsf_chunk_0_31""#));
-        assert_eq!(
-            select_list(&RedshiftType::Integer, "i", "integer", 1).unwrap(),
-            r#""i""#
-        );
     }
 }

@@ -9,6 +9,7 @@ use serde_json::Value;
 
 use super::PlanError;
 use crate::catalog::{ColumnInfo, RedshiftType};
+use crate::sql::{QuoteError, Sql, sql};
 
 /// Longest lookback accepted for time keys: ten years.
 const MAX_SECONDS: u64 = 10 * 366 * 24 * 3600;
@@ -116,11 +117,11 @@ impl Lookback {
     }
 
     /// SQL for `lower` moved down by the lookback.
-    pub fn below(&self, lower_sql: &str) -> String {
-        match self {
-            Self::Seconds(s) => format!("({lower_sql} - INTERVAL '{s} seconds')"),
-            Self::Amount(a) => format!("({lower_sql} - {a})"),
-        }
+    pub fn below(&self, lower_sql: Sql) -> Result<Sql, QuoteError> {
+        Ok(match self {
+            Self::Seconds(s) => sql!("(", lower_sql, " - INTERVAL '", Sql::int(*s), " seconds')"),
+            Self::Amount(a) => sql!("(", lower_sql, " - ", Sql::decimal(a)?, ")"),
+        })
     }
 }
 
@@ -164,7 +165,10 @@ mod tests {
             assert!(Lookback::try_new(&bad, &ts).is_err(), "{bad}");
         }
         assert_eq!(
-            Lookback::Seconds(90).below("CAST('x' AS TIMESTAMP)"),
+            Lookback::Seconds(90)
+                .below(Sql::from("CAST('x' AS TIMESTAMP)"))
+                .unwrap()
+                .as_str(),
             "(CAST('x' AS TIMESTAMP) - INTERVAL '90 seconds')"
         );
     }

@@ -1,37 +1,27 @@
 //! From a Flight request to a plan: which table, which columns, which rows, and the SELECT and
-//! UNLOAD statements that stage them. All SQL is built through [`sql`], the one quoting module.
+//! UNLOAD statements that stage them.
+//!
+//! Owns: the request's wire format ([`request`]), cursors ([`cursor`]), lookback ([`lookback`]),
+//! the SQL of a read ([`select`], built only through the quoting module `crate::sql`) and the
+//! chunking of long binary values ([`chunks`]). Imports: `crate::catalog` (the model and type
+//! table), `crate::sql` and `crate::config::IamRole`; nothing that talks to Redshift or S3.
 
 pub mod chunks;
 pub mod cursor;
 pub mod lookback;
-pub mod sql;
+pub mod request;
+pub mod select;
 
 use std::sync::Arc;
 
 use arrow::datatypes::SchemaRef;
-use arrow_flight::FlightDescriptor;
-use arrow_flight::flight_descriptor::DescriptorType;
-use serde::{Deserialize, Serialize};
 
 use crate::catalog::{ColumnInfo, RedshiftType, TableInfo};
 use crate::config::IamRole;
-use sql::{QuoteError, Sql};
-
-/// Largest descriptor command accepted, in bytes.
-pub const MAX_COMMAND_BYTES: usize = 64 * 1024;
-
-/// How rows are selected.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum Mode {
-    /// Incremental when the table has a replication key, else full.
-    #[default]
-    Auto,
-    /// Every row.
-    Full,
-    /// Only rows past the cursor.
-    Incremental,
-}
+use crate::sql::{QuoteError, Sql, sql};
+pub use request::{
+    Command, FlightRequest, GeometryEncoding, MAX_COMMAND_BYTES, Mode, split_table_name,
+};
 
 /// A request that cannot be served as asked.
 #[derive(Debug, thiserror::Error)]
@@ -108,196 +98,6 @@ pub enum PlanError {
         /// What came back.
         value: String,
     },
-}
-
-/// The JSON command of a `CMD` descriptor. Every key but `table` is optional; unknown keys are
-/// rejected so that typos do not silently change what is read.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Command {
-    /// `table`, `schema.table`, or with double-quoted parts: `"my.schema"."Table"`.
-    pub table: String,
-    /// Columns to read (a projection); all when absent.
-    #[serde(default)]
-    pub columns: Option<Vec<String>>,
-    /// `auto`, `full` or `incremental`.
-    #[serde(default)]
-    pub mode: Mode,
-    /// `next_cursor` from an earlier FlightInfo.
-    #[serde(default)]
-    pub cursor: Option<String>,
-    /// Replication key overriding the inferred one.
-    #[serde(default)]
-    pub replication_key: Option<String>,
-    /// Re-read this much below the cursor: an interval (`"2 hours"`, `"90s"`, or a number of
-    /// seconds) for time keys, a number for numeric keys.
-    #[serde(default)]
-    pub lookback: Option<serde_json::Value>,
-    /// `true`: CHAR and VARCHAR columns come as `dictionary<int32, utf8>`, keeping the
-    /// dictionaries of the staged Parquet (less decoding, fewer bytes on the wire).
-    #[serde(default)]
-    pub dictionary: bool,
-    /// How GEOMETRY columns are encoded: `wkb` (ISO WKB, `geoarrow.wkb`) or `ewkb` (Redshift's
-    /// EWKB, which keeps each value's SRID).
-    #[serde(default)]
-    pub geometry: GeometryEncoding,
-}
-
-/// How GEOMETRY values are sent.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum GeometryEncoding {
-    /// ISO WKB (the SRID is dropped), as the `geoarrow.wkb` extension type.
-    #[default]
-    Wkb,
-    /// EWKB as Redshift stores it: the SRID stays in each value.
-    Ewkb,
-}
-
-/// What a client asked for, whichever descriptor form it used.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FlightRequest {
-    /// Schema, if named.
-    pub schema: Option<String>,
-    /// Table.
-    pub table: String,
-    /// Projection.
-    pub columns: Option<Vec<String>>,
-    /// Mode.
-    pub mode: Mode,
-    /// Cursor.
-    pub cursor: Option<String>,
-    /// Replication key.
-    pub replication_key: Option<String>,
-    /// Lookback, as given.
-    pub lookback: Option<serde_json::Value>,
-    /// Strings as dictionaries.
-    pub dictionary: bool,
-    /// GEOMETRY encoding.
-    pub geometry: GeometryEncoding,
-}
-
-/// Splits `schema.table` at the first dot outside double quotes; quoted parts keep their text
-/// exactly (with `""` meaning `"`).
-pub fn split_table_name(name: &str) -> Result<(Option<String>, String), PlanError> {
-    let mut parts = Vec::new();
-    let mut current = String::new();
-    let mut chars = name.chars().peekable();
-    let mut quoted_part = false;
-    while let Some(c) = chars.next() {
-        match c {
-            '"' if current.is_empty() && !quoted_part => {
-                quoted_part = true;
-                loop {
-                    match chars.next() {
-                        Some('"') if chars.peek() == Some(&'"') => {
-                            chars.next();
-                            current.push('"');
-                        }
-                        Some('"') => break,
-                        Some(other) => current.push(other),
-                        None => {
-                            return Err(PlanError::Descriptor(format!(
-                                "unterminated quote in table name {name:?}"
-                            )));
-                        }
-                    }
-                }
-            }
-            '.' => {
-                parts.push(std::mem::take(&mut current));
-                quoted_part = false;
-            }
-            _ if quoted_part => {
-                return Err(PlanError::Descriptor(format!(
-                    "unexpected text after a quoted part in table name {name:?}"
-                )));
-            }
-            other => current.push(other),
-        }
-    }
-    parts.push(current);
-    let bad = |why: &str| PlanError::Descriptor(format!("table name {name:?} {why}"));
-    match parts.as_slice() {
-        [table] if !table.is_empty() => Ok((None, table.clone())),
-        [schema, table] if !schema.is_empty() && !table.is_empty() => {
-            Ok((Some(schema.clone()), table.clone()))
-        }
-        [_] | [_, _] => Err(bad("has an empty part")),
-        _ => Err(bad(
-            "must be table or schema.table (quote names containing dots)",
-        )),
-    }
-}
-
-impl FlightRequest {
-    /// Interprets a descriptor: `PATH ["schema", "table"]` or `["table"]`, or a JSON `CMD`.
-    pub fn try_from_descriptor(descriptor: &FlightDescriptor) -> Result<Self, PlanError> {
-        match DescriptorType::try_from(descriptor.r#type) {
-            Ok(DescriptorType::Path) => {
-                let path = &descriptor.path;
-                let (schema, table) = match path.as_slice() {
-                    [table] => (None, table.clone()),
-                    [schema, table] => (Some(schema.clone()), table.clone()),
-                    _ => {
-                        return Err(PlanError::Descriptor(format!(
-                            "path must be [\"schema\", \"table\"] or [\"table\"], got {} elements",
-                            path.len()
-                        )));
-                    }
-                };
-                if table.is_empty() || schema.as_deref() == Some("") {
-                    return Err(PlanError::Descriptor(
-                        "path elements must not be empty".into(),
-                    ));
-                }
-                Ok(Self {
-                    schema,
-                    table,
-                    columns: None,
-                    mode: Mode::Full,
-                    cursor: None,
-                    replication_key: None,
-                    lookback: None,
-                    dictionary: false,
-                    geometry: GeometryEncoding::Wkb,
-                })
-            }
-            Ok(DescriptorType::Cmd) => Self::try_from_command(&descriptor.cmd),
-            _ => Err(PlanError::Descriptor(
-                "descriptor type must be PATH or CMD".into(),
-            )),
-        }
-    }
-
-    /// Parses the JSON command.
-    pub fn try_from_command(cmd: &[u8]) -> Result<Self, PlanError> {
-        if cmd.len() > MAX_COMMAND_BYTES {
-            return Err(PlanError::Descriptor(format!(
-                "command is {} bytes; the limit is {MAX_COMMAND_BYTES}",
-                cmd.len()
-            )));
-        }
-        let text = std::str::from_utf8(cmd)
-            .map_err(|_| PlanError::Descriptor("command is not valid UTF-8".into()))?;
-        let command: Command = serde_json::from_str(text).map_err(|e| {
-            PlanError::Descriptor(format!(
-                "command must be JSON like {{\"table\": \"schema.table\"}}: {e}"
-            ))
-        })?;
-        let (schema, table) = split_table_name(&command.table)?;
-        Ok(Self {
-            schema,
-            table,
-            columns: command.columns,
-            mode: command.mode,
-            cursor: command.cursor,
-            replication_key: command.replication_key,
-            lookback: command.lookback,
-            dictionary: command.dictionary,
-            geometry: command.geometry,
-        })
-    }
 }
 
 /// Server-wide planning settings.
@@ -417,7 +217,7 @@ impl Plan {
             )?),
             (Some(_), _, _) => None,
         };
-        let select = select_sql(&table, &columns, None)?;
+        let select = select::select_sql(&table.table, &columns, None)?;
         let mut schema = table.arrow_schema_of(&columns);
         if request.dictionary {
             let types: Vec<_> = columns.iter().map(|c| c.redshift_type.clone()).collect();
@@ -449,15 +249,13 @@ impl Plan {
         let Some(key) = &self.key else {
             return Ok(None);
         };
-        let column = sql::ident(&key.column.name)?;
-        let mut text = format!("SELECT MAX({column}) FROM {}", self.table_sql()?);
+        let column = Sql::ident(&key.column.name)?;
+        let mut max = sql!("SELECT MAX(", &column, ") FROM ", self.table_sql()?);
         if let Some(lower) = &self.lower {
-            text.push_str(&format!(
-                " WHERE {column} > {}",
-                sql::typed_literal(&key.column.redshift_type, &lower.bound)?
-            ));
+            let bound = select::typed_literal(&key.column.redshift_type, &lower.bound)?;
+            max.push(" WHERE ").push(&column).push(" > ").push(bound);
         }
-        Ok(Some(Sql::new(text)))
+        Ok(Some(max))
     }
 
     /// Freezes the window's upper end at `max` (what [`Plan::max_sql`] returned) and builds the
@@ -479,18 +277,18 @@ impl Plan {
         let (Some(key), Some(upper)) = (&self.key, &self.upper) else {
             return Ok(Window::NothingNew);
         };
-        let column = sql::ident(&key.column.name)?;
+        let column = Sql::ident(&key.column.name)?;
         let rtype = &key.column.redshift_type;
-        let mut condition = format!("{column} <= {}", sql::typed_literal(rtype, upper)?);
+        let mut condition = sql!(&column, " <= ", select::typed_literal(rtype, upper)?);
         if let Some(lower) = &self.lower {
-            let lower_sql = sql::typed_literal(rtype, &lower.bound)?;
+            let lower_sql = select::typed_literal(rtype, &lower.bound)?;
             let lower_sql = match &self.lookback {
-                Some(lookback) => lookback.below(&lower_sql),
+                Some(lookback) => lookback.below(lower_sql)?,
                 None => lower_sql,
             };
-            condition = format!("{column} > {lower_sql} AND {condition}");
+            condition = sql!(&column, " > ", lower_sql, " AND ", condition);
         }
-        self.select = select_sql(&self.table, &self.columns, Some(&condition))?;
+        self.select = select::select_sql(&self.table.table, &self.columns, Some(&condition))?;
         Ok(Window::Read)
     }
 
@@ -514,8 +312,8 @@ impl Plan {
         }
     }
 
-    fn table_sql(&self) -> Result<String, QuoteError> {
-        sql::qualified(&self.table.table.schema, &self.table.table.table)
+    fn table_sql(&self) -> Result<Sql, QuoteError> {
+        Sql::qualified(&self.table.table.schema, &self.table.table.table)
     }
 
     /// The UNLOAD that stages this plan's rows under `destination` (an `s3://bucket/prefix/` URL).
@@ -525,15 +323,7 @@ impl Plan {
         iam_role: &IamRole,
         max_file_size_mb: u32,
     ) -> Result<Sql, QuoteError> {
-        let role = match iam_role {
-            IamRole::Default => "default".to_string(),
-            IamRole::Arn(arn) => sql::literal(arn)?,
-        };
-        Ok(Sql::new(format!(
-            "UNLOAD ({}) TO {} IAM_ROLE {role} FORMAT AS PARQUET MANIFEST VERBOSE PARALLEL ON MAXFILESIZE {max_file_size_mb} MB",
-            sql::literal(self.select.as_str())?,
-            sql::literal(destination)?,
-        )))
+        select::unload_sql(&self.select, destination, iam_role, max_file_size_mb)
     }
 }
 
@@ -637,28 +427,6 @@ fn check_cursor_key(column: &ColumnInfo, cursor: Option<&cursor::Cursor>) -> Res
     }
 }
 
-fn select_sql(
-    table: &TableInfo,
-    columns: &[ColumnInfo],
-    condition: Option<&str>,
-) -> Result<Sql, QuoteError> {
-    let list = columns
-        .iter()
-        .enumerate()
-        .map(|(i, c)| chunks::select_list(&c.redshift_type, &c.name, &c.catalog_type, i))
-        .collect::<Result<Vec<_>, _>>()?
-        .join(", ");
-    let mut text = format!(
-        "SELECT {list} FROM {}",
-        sql::qualified(&table.table.schema, &table.table.table)?
-    );
-    if let Some(condition) = condition {
-        text.push_str(" WHERE ");
-        text.push_str(condition);
-    }
-    Ok(Sql::new(text))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -736,40 +504,5 @@ mod tests {
             .is_err()
         );
         assert!(Plan::try_new(table(), &request(Some(vec![])), PlanSettings::default()).is_err());
-    }
-
-    #[test]
-    fn parses_descriptors() {
-        let path = FlightDescriptor::new_path(vec!["s".into(), "t".into()]);
-        let req = FlightRequest::try_from_descriptor(&path).unwrap();
-        assert_eq!(
-            (req.schema.as_deref(), req.table.as_str()),
-            (Some("s"), "t")
-        );
-        let cmd = FlightDescriptor::new_cmd(
-            r#"{"table":"\"a.b\".\"T\"\"x\"","columns":["id"],"mode":"full"}"#,
-        );
-        let req = FlightRequest::try_from_descriptor(&cmd).unwrap();
-        assert_eq!(
-            (req.schema.as_deref(), req.table.as_str()),
-            (Some("a.b"), "T\"x")
-        );
-        assert_eq!(req.columns, Some(vec!["id".to_string()]));
-        for bad in [
-            r#"{"table":"t","colums":["x"]}"#,
-            r#"{"table":""}"#,
-            r#"{"table":"a.b.c"}"#,
-            r#"{"table":"t","mode":"sometimes"}"#,
-            "not json",
-        ] {
-            assert!(
-                FlightRequest::try_from_command(bad.as_bytes()).is_err(),
-                "{bad}"
-            );
-        }
-        assert!(FlightRequest::try_from_command(&[0xff, 0xfe]).is_err());
-        assert!(FlightRequest::try_from_command(&vec![b' '; MAX_COMMAND_BYTES + 1]).is_err());
-        let too_long = FlightDescriptor::new_path(vec!["a".into(), "b".into(), "c".into()]);
-        assert!(FlightRequest::try_from_descriptor(&too_long).is_err());
     }
 }

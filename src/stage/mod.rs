@@ -1,7 +1,8 @@
 //! Staging: runs the plan's UNLOAD into a fresh prefix (one per attempt), reads back the
 //! manifest, and gives every run a life: deleted shortly after all its endpoints were streamed, at
 //! once on cancel, and by the sweeper once expired (also runs left by a crashed server).
-//! [`Unloader`] is the seam to Redshift so that staging can be tested without a network.
+//! Redshift is reached through [`crate::warehouse::Warehouse`], so staging can be tested without
+//! a network.
 //!
 //! One file per concern, all `impl Stager`:
 //! - [`run_id`]: run and reader ids, and where a run's objects live;
@@ -12,8 +13,8 @@
 //! - [`sweeper`]: deleting expired runs;
 //! - [`manifest`], [`layout`], [`columns`]: the objects UNLOAD and staging write, parsed.
 //!
-//! May import: config (settings types), plan (the plan to unload), redshift (the connection the
-//! [`Unloader`] runs on), store (errors), ticket (time helpers), metrics. Nothing outside
+//! May import: config (settings types), plan (the plan to unload), warehouse (the seam UNLOADs run
+//! through) and redshift (its error type), sql, store (errors), clock, metrics. Nothing outside
 //! `s3_prefix` is ever deleted.
 
 pub mod columns;
@@ -31,14 +32,14 @@ use object_store::ObjectStore;
 
 use crate::config::IamRole;
 use crate::metrics::Metrics;
-use crate::plan::sql::QuoteError;
+use crate::sql::QuoteError;
+use crate::warehouse::Warehouse;
 use crate::redshift::{RedshiftError, RetrySettings};
 use crate::store::StoreError;
 pub use layout::{FileLayout, LayoutError, Part};
 pub use manifest::ManifestEntry;
 pub use run_id::{data_prefix, new_reader_id, new_run_id, run_created_at};
 use run_state::PendingDelete;
-pub use unload::Unloader;
 
 /// Why staging failed.
 #[derive(Debug, thiserror::Error)]
@@ -176,7 +177,7 @@ pub struct StageSettings {
 /// Stages plans with UNLOAD, reads their manifests, and deletes runs when their life ends.
 #[derive(Debug)]
 pub struct Stager {
-    unloader: Arc<dyn Unloader>,
+    warehouse: Arc<dyn Warehouse>,
     store: Arc<dyn ObjectStore>,
     settings: StageSettings,
     permits: tokio::sync::Semaphore,
@@ -188,14 +189,14 @@ pub struct Stager {
 impl Stager {
     /// A stager writing under `settings.prefix` of `settings.bucket`.
     pub fn new(
-        unloader: Arc<dyn Unloader>,
+        warehouse: Arc<dyn Warehouse>,
         store: Arc<dyn ObjectStore>,
         settings: StageSettings,
         metrics: Arc<Metrics>,
     ) -> Self {
         let permits = tokio::sync::Semaphore::new(settings.max_parallel.max(1));
         Self {
-            unloader,
+            warehouse,
             store,
             settings,
             permits,

@@ -26,8 +26,8 @@ use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
 use super::run_id::reader_name;
 use super::{StageError, Stager, data_prefix, run_created_at};
+use crate::clock::unix_ms;
 use crate::store::StoreError;
-use crate::ticket::unix_ms;
 
 /// A consumed run waiting out its grace period.
 #[derive(Debug, Clone)]

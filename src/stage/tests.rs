@@ -1,4 +1,4 @@
-//! Tests of the stager as a whole, against a fake [`Unloader`] and an in-memory store.
+//! Tests of the stager as a whole, against a fake [`Warehouse`] and an in-memory store.
 
 use super::*;
 use futures::TryStreamExt;
@@ -7,7 +7,10 @@ use object_store::path::Path;
 use object_store::{ObjectStoreExt, PutPayload};
 
 use crate::plan::Plan;
-use crate::plan::sql::Sql;
+use crate::catalog::{CatalogError, TableInfo};
+use crate::redshift::TextRow;
+use crate::sql::Sql;
+use crate::warehouse::Warehouse;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -21,7 +24,7 @@ fn parquet_file(values: &[i64], rows_per_group: usize) -> Vec<u8> {
 
 /// An unloader that writes what UNLOAD would, or fails as told.
 #[derive(Debug)]
-struct FakeUnloader {
+struct FakeWarehouse {
     store: Arc<dyn ObjectStore>,
     failures: Mutex<Vec<RedshiftError>>,
     calls: AtomicUsize,
@@ -34,7 +37,7 @@ struct FakeUnloader {
 }
 
 #[async_trait::async_trait]
-impl Unloader for FakeUnloader {
+impl Warehouse for FakeWarehouse {
     async fn unload(&self, sql: &Sql) -> Result<u64, RedshiftError> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         let text = sql.as_str();
@@ -68,12 +71,24 @@ impl Unloader for FakeUnloader {
         Ok(1)
     }
 
-    async fn query_value(&self, _sql: &Sql) -> Result<Option<String>, RedshiftError> {
+    async fn max_key(&self, _sql: &Sql) -> Result<Option<String>, RedshiftError> {
         Ok(None)
+    }
+
+    async fn schema_names(&self) -> Result<Vec<String>, RedshiftError> {
+        Ok(Vec::new())
+    }
+
+    async fn describe(&self, _schema: &str) -> Result<Vec<TableInfo>, CatalogError> {
+        Ok(Vec::new())
+    }
+
+    async fn query(&self, _sql: &Sql) -> Result<Vec<TextRow>, RedshiftError> {
+        Ok(Vec::new())
     }
 }
 
-fn fixture(failures: Vec<RedshiftError>) -> (Arc<Stager>, Arc<dyn ObjectStore>, Arc<FakeUnloader>) {
+fn fixture(failures: Vec<RedshiftError>) -> (Arc<Stager>, Arc<dyn ObjectStore>, Arc<FakeWarehouse>) {
     fixture_with(failures, Duration::ZERO, false, Duration::from_secs(60))
 }
 
@@ -82,9 +97,9 @@ fn fixture_with(
     delay: Duration,
     lose_manifest: bool,
     ttl: Duration,
-) -> (Arc<Stager>, Arc<dyn ObjectStore>, Arc<FakeUnloader>) {
+) -> (Arc<Stager>, Arc<dyn ObjectStore>, Arc<FakeWarehouse>) {
     let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
-    let unloader = Arc::new(FakeUnloader {
+    let warehouse = Arc::new(FakeWarehouse {
         store: Arc::clone(&store),
         failures: Mutex::new(failures),
         calls: AtomicUsize::new(0),
@@ -109,12 +124,12 @@ fn fixture_with(
         },
     };
     let stager = Arc::new(Stager::new(
-        Arc::clone(&unloader) as _,
+        Arc::clone(&warehouse) as _,
         Arc::clone(&store),
         settings,
         Metrics::new(),
     ));
-    (stager, store, unloader)
+    (stager, store, warehouse)
 }
 
 fn plan() -> Plan {

@@ -1,9 +1,9 @@
 //! The UNLOAD of a run: an UNLOAD slot (FIFO, `max_parallel_workers`), the run id taken then, a
 //! lease renewed while a long UNLOAD runs, transient failures retried into a fresh prefix,
 //! Redshift's count of unloaded rows checked against the manifest, then the footers, the lease
-//! and the columns object written together. [`Unloader`] is the seam to Redshift.
+//! and the columns object written together. Redshift is reached through
+//! [`crate::warehouse::Warehouse`].
 
-use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -17,36 +17,9 @@ use super::{
     new_run_id,
 };
 use crate::plan::Plan;
-use crate::plan::sql::Sql;
-use crate::redshift::{Redshift, RedshiftError};
+use crate::redshift::RedshiftError;
+use crate::sql::Sql;
 use crate::store::{StoreError, error_chain};
-
-/// Runs the statements staging needs on Redshift.
-#[async_trait::async_trait]
-pub trait Unloader: Send + Sync + fmt::Debug {
-    /// Runs one UNLOAD to completion, once (the stager retries, into a fresh prefix), and returns
-    /// the rows it wrote as Redshift counts them on the same session (`pg_last_unload_count()`).
-    async fn unload(&self, sql: &Sql) -> Result<u64, RedshiftError>;
-
-    /// Runs a query returning one value (`SELECT MAX(key) ...`) as Redshift's text; NULL is `None`.
-    async fn query_value(&self, sql: &Sql) -> Result<Option<String>, RedshiftError>;
-}
-
-#[async_trait::async_trait]
-impl Unloader for Redshift {
-    async fn unload(&self, sql: &Sql) -> Result<u64, RedshiftError> {
-        self.unload_counted(sql).await
-    }
-
-    async fn query_value(&self, sql: &Sql) -> Result<Option<String>, RedshiftError> {
-        let rows = self.query(sql).await?;
-        Ok(rows
-            .into_iter()
-            .next()
-            .and_then(|row| row.into_iter().next())
-            .flatten())
-    }
-}
 
 /// Deletes a staged run when dropped while armed: an UNLOAD abandoned by its caller (client gone,
 /// deadline passed) must not leave files behind. Redshift is told to cancel the statement by the
@@ -96,8 +69,8 @@ impl Stager {
         else {
             return Ok(None);
         };
-        self.unloader
-            .query_value(&sql)
+        self.warehouse
+            .max_key(&sql)
             .await
             .map_err(|source| StageError::Max { table, source })
     }
@@ -255,7 +228,7 @@ impl Stager {
     /// so that the sweeper does not delete a run that is still being written.
     async fn unload_leased(&self, sql: &Sql, run_id: &str) -> Result<u64, RedshiftError> {
         let ttl = self.settings.ttl;
-        let unload = self.unloader.unload(sql);
+        let unload = self.warehouse.unload(sql);
         tokio::pin!(unload);
         let period = (ttl / 4).max(Duration::from_millis(50));
         // From a quarter of the TTL on: the run id's creation time is rounded down to the second.

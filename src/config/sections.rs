@@ -1,0 +1,157 @@
+//! The validated configuration, one section per consumer: each part of the server takes only the
+//! section it needs ([`RedshiftSettings`] for the connection pool, [`S3Settings`] for the bucket
+//! client, and so on). Every field is documented with the configuration key it comes from.
+//! Secrets are [`SecretString`]s, so `Debug` of any section never shows them.
+//!
+//! May import: nothing from the crate.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use secrecy::SecretString;
+
+/// The IAM role clause of UNLOAD.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IamRole {
+    /// `IAM_ROLE default`: the role associated with the cluster as its default.
+    Default,
+    /// One ARN or a comma-separated chain of ARNs.
+    Arn(String),
+}
+
+/// How the connection to Redshift uses TLS (libpq's meanings).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SslMode {
+    /// Never.
+    Disable,
+    /// If the server offers it, without verifying its certificate.
+    Prefer,
+    /// Always, without verifying the certificate (encryption only).
+    Require,
+    /// Always, verifying the certificate chain and the host name.
+    VerifyFull,
+}
+
+/// The Redshift cluster, its login and the connection pool.
+#[derive(Debug, Clone)]
+pub struct RedshiftSettings {
+    /// Host (`redshift_host`).
+    pub host: String,
+    /// Port (`redshift_port`).
+    pub port: u16,
+    /// Database (`redshift_database`).
+    pub database: String,
+    /// User (`redshift_user`).
+    pub user: String,
+    /// Password (`redshift_password`).
+    pub password: SecretString,
+    /// Default schema, served when a descriptor names none (`redshift_schema`).
+    pub schema: String,
+    /// TLS to Redshift (`redshift_sslmode`; default verify-full, prefer on loopback).
+    pub sslmode: SslMode,
+    /// Extra CA for verify-full (`redshift_ssl_root_cert`).
+    pub ssl_root_cert: Option<PathBuf>,
+    /// Connections at most (`redshift_pool_size`; 0: the pool picks `max_parallel_workers + 4`).
+    pub pool_size: usize,
+    /// Longest wait for a free connection (`redshift_pool_timeout_seconds`).
+    pub pool_timeout: Duration,
+}
+
+/// The staging bucket and how the server's S3 client reaches it.
+#[derive(Debug, Clone)]
+pub struct S3Settings {
+    /// Bucket (`s3_bucket`).
+    pub bucket: String,
+    /// The bucket's region (`s3_region`).
+    pub region: String,
+    /// Prefix for staged runs, without leading or trailing `/` (`s3_prefix`).
+    pub prefix: String,
+    /// S3-compatible endpoint URL, path-style addressing (`s3_endpoint`).
+    pub endpoint: Option<String>,
+    /// Static AWS access key (`aws_access_key_id`; given together with the secret key).
+    pub access_key_id: Option<String>,
+    /// Static AWS secret key (`aws_secret_access_key`).
+    pub secret_access_key: Option<SecretString>,
+    /// Retries of a failed request (`s3_max_retries`).
+    pub max_retries: usize,
+    /// Time within which retries must succeed (`s3_retry_timeout_seconds`).
+    pub retry_timeout: Duration,
+}
+
+/// How tables are UNLOADed and how long staged runs live.
+#[derive(Debug, Clone)]
+pub struct StagingSettings {
+    /// Role UNLOAD uses (`iam_role`).
+    pub iam_role: IamRole,
+    /// UNLOAD MAXFILESIZE in MB (`unload_max_file_size_mb`).
+    pub unload_max_file_size_mb: u32,
+    /// Staged run lifetime (`staging_ttl_seconds`).
+    pub ttl: Duration,
+    /// How long a fully streamed run is kept (`staging_grace_seconds`).
+    pub grace: Duration,
+    /// Time between sweeps for expired runs (`sweep_interval_seconds`).
+    pub sweep_interval: Duration,
+    /// Rows above which a file is split into several endpoints, 0: never (`endpoint_rows`).
+    pub endpoint_rows: u64,
+    /// How long after staging identical requests still share a run, `None`: never shared
+    /// (`snapshot_reuse_seconds`).
+    pub snapshot_reuse: Option<Duration>,
+}
+
+/// Which tables are served and how they are discovered.
+#[derive(Debug, Clone)]
+pub struct CatalogSettings {
+    /// Serve every table of the schema, else those of the table spec (`auto_schema_detection`).
+    pub auto_schema_detection: bool,
+    /// Table-spec file, present when `auto_schema_detection` is off (`table_spec_file`).
+    pub table_spec_file: Option<PathBuf>,
+    /// Lifetime of cached table metadata (`catalog_ttl_seconds`).
+    pub ttl: Duration,
+    /// Serve every request as a full snapshot (`enable_complete_resync`).
+    pub enable_complete_resync: bool,
+}
+
+/// The listeners: Flight (with its TLS), metrics, keep-alive and shutdown.
+#[derive(Debug, Clone)]
+pub struct ListenSettings {
+    /// Flight listen address (`listen_address`).
+    pub address: SocketAddr,
+    /// Prometheus `/metrics` address, `None`: disabled (`metrics_address`).
+    pub metrics_address: Option<SocketAddr>,
+    /// Server TLS: (certificate chain, key) PEM files (`tls_cert`, `tls_key`).
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// Client CA for mutual TLS, only with `tls` (`tls_client_ca`).
+    pub tls_client_ca: Option<PathBuf>,
+    /// Allow an unauthenticated non-loopback listener (`insecure`).
+    pub insecure: bool,
+    /// DoGet keep-alive interval (`keepalive_seconds`).
+    pub keepalive: Duration,
+    /// How long in-flight streams may finish after a shutdown signal (`shutdown_grace_seconds`).
+    pub shutdown_grace: Duration,
+}
+
+/// Authentication of clients and the keys that sign tickets and issued tokens.
+#[derive(Debug, Clone)]
+pub struct AuthSettings {
+    /// Accepted bearer tokens (`auth_tokens`).
+    pub tokens: Vec<SecretString>,
+    /// Access file of users and tokens (`auth_file`).
+    pub file: Option<PathBuf>,
+    /// Lifetime of tokens issued by the Handshake (`auth_token_ttl_seconds`).
+    pub token_ttl: Duration,
+    /// Signing secrets for tickets and issued tokens: the first signs, all verify; empty: a
+    /// random key per process (`ticket_secret` or `ticket_secret_file`).
+    pub ticket_secrets: Vec<SecretString>,
+}
+
+/// Concurrency and memory bounds.
+#[derive(Debug, Clone)]
+pub struct PerformanceSettings {
+    /// UNLOADs at once, server-wide (`max_parallel_workers`).
+    pub max_parallel_workers: usize,
+    /// Parquet decoding threads, 0: one per CPU (`decode_threads`).
+    pub decode_threads: usize,
+    /// Row-group bytes DoGet streams may hold at once, `None`: unbounded (`stream_memory_mb`).
+    pub stream_memory: Option<u64>,
+}

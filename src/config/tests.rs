@@ -1,0 +1,272 @@
+//! Unit tests of the configuration: the seed's file unchanged, errors that name the key, defaults
+//! and bounds, secrets in every form and never in `Debug` output.
+
+use std::time::Duration;
+
+use super::*;
+
+fn seed_json() -> serde_json::Value {
+    serde_json::json!({
+        "redshift_host": "example.redshift.amazonaws.com",
+        "redshift_port": "5439",
+        "redshift_database": "dev",
+        "redshift_user": "awsuser",
+        "redshift_password": "hunter2-password",
+        "redshift_schema": "public",
+        "s3_bucket": "b",
+        "s3_region": "us-east-1",
+        "s3_prefix": "fivetran-unload",
+        "iam_role": "arn:aws:iam::123456789012:role/unload",
+        "aws_access_key_id": "AKIAEXAMPLE",
+        "aws_secret_access_key": "secret-key-value",
+        "auto_schema_detection": "true",
+        "enable_complete_resync": "false",
+        "max_parallel_workers": "4"
+    })
+}
+
+fn parse(value: serde_json::Value) -> Result<Config, ConfigError> {
+    let raw: RawConfig = serde_json::from_value(value).unwrap();
+    Config::try_from_raw(raw)
+}
+
+#[test]
+fn seed_configuration_works_unchanged() {
+    let config = parse(seed_json()).unwrap();
+    assert_eq!(config.redshift.port, 5439);
+    assert_eq!(config.performance.max_parallel_workers, 4);
+    assert!(config.catalog.auto_schema_detection);
+    assert!(!config.catalog.enable_complete_resync);
+    assert_eq!(config.s3.prefix, "fivetran-unload");
+    assert_eq!(config.listen.address, "127.0.0.1:8815".parse().unwrap());
+    assert_eq!(
+        config.redshift.sslmode,
+        SslMode::VerifyFull,
+        "certificates are verified for non-loopback hosts"
+    );
+    assert!(!config.listen.insecure);
+    assert_eq!(config.redshift.pool_size, 0, "max_parallel_workers + 4");
+    assert_eq!(config.redshift.pool_timeout, Duration::from_secs(30));
+    assert_eq!(RawConfig::KEYS.len(), 45);
+}
+
+#[test]
+fn errors_name_the_key() {
+    let mut json = seed_json();
+    json["redshift_port"] = "abc".into();
+    assert_eq!(
+        parse(json).unwrap_err().to_string(),
+        "redshift_port must be a port number, got 'abc'"
+    );
+    let mut json = seed_json();
+    json["iam_role"] = "arn:aws:iam::12:role/x".into();
+    assert!(
+        parse(json)
+            .unwrap_err()
+            .to_string()
+            .starts_with("iam_role must be")
+    );
+    let mut json = seed_json();
+    json.as_object_mut().unwrap().remove("s3_bucket");
+    assert!(
+        parse(json)
+            .unwrap_err()
+            .to_string()
+            .starts_with("s3_bucket is required")
+    );
+    let mut json = seed_json();
+    json["max_parallel_workers"] = "0".into();
+    assert!(parse(json).is_err());
+    let mut json = seed_json();
+    json["redshift_sslmode"] = "sometimes".into();
+    assert!(
+        parse(json)
+            .unwrap_err()
+            .to_string()
+            .starts_with("redshift_sslmode must be")
+    );
+    let mut json = seed_json();
+    json["tls_cert"] = "cert.pem".into();
+    assert!(
+        parse(json)
+            .unwrap_err()
+            .to_string()
+            .starts_with("tls_key is required")
+    );
+}
+
+#[test]
+fn performance_keys_have_defaults_and_bounds() {
+    let config = parse(seed_json()).unwrap();
+    assert_eq!(config.staging.endpoint_rows, 1 << 20);
+    assert_eq!(config.staging.snapshot_reuse, Some(Duration::ZERO));
+    assert_eq!(config.performance.decode_threads, 0);
+    assert_eq!(config.performance.stream_memory, Some(512 << 20));
+    for (value, want) in [
+        ("off", None),
+        ("OFF", None),
+        ("0", Some(Duration::ZERO)),
+        ("30", Some(Duration::from_secs(30))),
+    ] {
+        let mut json = seed_json();
+        json["snapshot_reuse_seconds"] = value.into();
+        assert_eq!(parse(json).unwrap().staging.snapshot_reuse, want, "{value}");
+    }
+    for (key, bad) in [
+        ("snapshot_reuse_seconds", "-1"),
+        ("snapshot_reuse_seconds", "never"),
+        ("endpoint_rows", "many"),
+        ("decode_threads", "1000"),
+        ("stream_memory_mb", "-5"),
+    ] {
+        let mut json = seed_json();
+        json[key] = bad.into();
+        let error = parse(json).unwrap_err().to_string();
+        assert!(error.starts_with(key), "{error}");
+    }
+}
+
+#[test]
+fn unknown_keys_are_rejected() {
+    let mut json = seed_json();
+    json["redshfit_host"] = "typo".into();
+    assert!(serde_json::from_value::<RawConfig>(json).is_err());
+}
+
+#[test]
+fn ticket_secrets_are_long_lists_in_every_form() {
+    use secrecy::ExposeSecret;
+    let a = "a".repeat(32);
+    let b = "b".repeat(40);
+    let secrets = |config: Config| -> Vec<String> {
+        config
+            .auth
+            .ticket_secrets
+            .iter()
+            .map(|s| s.expose_secret().to_string())
+            .collect()
+    };
+    let mut json = seed_json();
+    json["ticket_secret"] = format!(" {b} , {a} ").into();
+    assert_eq!(secrets(parse(json).unwrap()), [b.clone(), a.clone()]);
+    let mut json = seed_json();
+    json["ticket_secret"] = serde_json::json!([b, a]);
+    assert_eq!(secrets(parse(json).unwrap()), [b.clone(), a.clone()]);
+    let mut json = seed_json();
+    json["ticket_secret"] = serde_json::json!([b, "x,y"]);
+    assert!(serde_json::from_value::<RawConfig>(json).is_err());
+    assert!(secrets(parse(seed_json()).unwrap()).is_empty());
+
+    let file = std::env::temp_dir().join(format!("rsf-secrets-{:x}", rand::random::<u64>()));
+    std::fs::write(&file, format!("{b}\n\n{a}\n")).unwrap();
+    let mut json = seed_json();
+    json["ticket_secret_file"] = file.to_string_lossy().into_owned().into();
+    assert_eq!(secrets(parse(json).unwrap()), [b.clone(), a.clone()]);
+
+    // Short secrets are refused in every form, without showing them.
+    let short = "short-secret-0123456789abcdef"; // 29 bytes
+    for (key, value) in [
+        ("ticket_secret", serde_json::json!(short)),
+        ("ticket_secret", serde_json::json!(format!("{a},{short}"))),
+        ("ticket_secret", serde_json::json!([a, short])),
+        ("ticket_secret", serde_json::json!(",")),
+    ] {
+        let mut json = seed_json();
+        json[key] = value.clone();
+        let error = parse(json).unwrap_err().to_string();
+        assert!(error.starts_with("ticket_secret must be"), "{error}");
+        assert!(!error.contains(short) && !error.contains(&a), "{error}");
+    }
+    std::fs::write(&file, format!("{a}\n{short}\n")).unwrap();
+    let mut json = seed_json();
+    json["ticket_secret_file"] = file.to_string_lossy().into_owned().into();
+    let error = parse(json).unwrap_err().to_string();
+    assert!(error.starts_with("ticket_secret_file must be"), "{error}");
+    assert!(error.contains("secret 2 of 2 is 29 bytes"), "{error}");
+    assert!(!error.contains(short), "{error}");
+    std::fs::remove_file(file).unwrap();
+}
+
+#[test]
+fn sslmode_defaults_to_verify_full_except_on_loopback() {
+    for (host, mode, want) in [
+        ("example.redshift.amazonaws.com", None, SslMode::VerifyFull),
+        ("10.0.0.5", None, SslMode::VerifyFull),
+        ("localhost", None, SslMode::Prefer),
+        ("127.0.0.1", None, SslMode::Prefer),
+        ("::1", None, SslMode::Prefer),
+        (
+            "example.redshift.amazonaws.com",
+            Some("require"),
+            SslMode::Require,
+        ),
+        (
+            "example.redshift.amazonaws.com",
+            Some("disable"),
+            SslMode::Disable,
+        ),
+        ("localhost", Some("verify-full"), SslMode::VerifyFull),
+    ] {
+        let mut json = seed_json();
+        json["redshift_host"] = host.into();
+        if let Some(mode) = mode {
+            json["redshift_sslmode"] = mode.into();
+        }
+        assert_eq!(
+            parse(json).unwrap().redshift.sslmode,
+            want,
+            "{host} {mode:?}"
+        );
+    }
+}
+
+#[test]
+fn default_role_and_numbers_as_json_numbers() {
+    let mut json = seed_json();
+    json["iam_role"] = "default".into();
+    json["redshift_port"] = 5439.into();
+    json["auto_schema_detection"] = true.into();
+    let config = parse(json).unwrap();
+    assert_eq!(config.staging.iam_role, IamRole::Default);
+}
+
+#[test]
+fn overlay_prefers_top() {
+    let file = RawConfig {
+        redshift_host: Some("file".into()),
+        ..Default::default()
+    };
+    let flags = RawConfig {
+        redshift_host: Some("flag".into()),
+        ..Default::default()
+    };
+    assert_eq!(file.overlay(flags).redshift_host.as_deref(), Some("flag"));
+}
+
+#[test]
+fn debug_output_hides_secrets() {
+    let raw: RawConfig = serde_json::from_value(seed_json()).unwrap();
+    let text = format!("{raw:?}");
+    assert!(!text.contains("hunter2-password"));
+    assert!(!text.contains("secret-key-value"));
+    let config = Config::try_from_raw(raw).unwrap();
+    let text = format!("{config:?}");
+    assert!(!text.contains("hunter2-password"));
+    assert!(!text.contains("secret-key-value"));
+}
+
+#[test]
+fn several_faults_report_the_first_in_the_historical_order() {
+    // Sections are validated key by key in one fixed order; which fault a broken configuration
+    // reports must not depend on how the sections are laid out.
+    let error = Config::try_from_raw(RawConfig::default())
+        .unwrap_err()
+        .to_string();
+    assert!(error.starts_with("redshift_port is required"), "{error}");
+    let mut json = seed_json();
+    json["s3_region"] = "".into();
+    json["redshift_user"] = "".into();
+    json["keepalive_seconds"] = "0".into();
+    let error = parse(json).unwrap_err().to_string();
+    assert!(error.starts_with("redshift_user is required"), "{error}");
+}

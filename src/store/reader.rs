@@ -1,0 +1,269 @@
+//! [`ObjectReader`]: parquet's `AsyncFileReader` over one object of an `ObjectStore` whose size
+//! is known. The footer costs one ranged GET (its length, once known, travels in the ticket);
+//! each row group's column chunks are one `get_ranges` call, holding their share of the
+//! [`MemoryBudget`] while decoded; the next row group is fetched while the current one is
+//! decoded (a spawned task, aborted when the reader is dropped).
+//!
+//! Imports: the sibling [`MemoryBudget`] only.
+
+use std::ops::Range;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use futures::{FutureExt, TryFutureExt};
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt};
+use parquet::arrow::arrow_reader::ArrowReaderOptions;
+use parquet::arrow::async_reader::AsyncFileReader;
+use parquet::errors::ParquetError;
+use parquet::file::metadata::{FooterTail, ParquetMetaData, ParquetMetaDataReader};
+
+use super::MemoryBudget;
+
+/// Parquet's [`AsyncFileReader`] over one object of an [`ObjectStore`] whose size is known.
+#[derive(Debug)]
+pub struct ObjectReader {
+    store: Arc<dyn ObjectStore>,
+    path: Path,
+    file_size: u64,
+    footer_len: Option<u64>,
+    budget: Option<MemoryBudget>,
+    /// The share of the budget the row group being decoded holds.
+    held: Option<tokio::sync::OwnedSemaphorePermit>,
+    /// The column-chunk ranges of each row group to read, in reading order.
+    read_ahead: Vec<Vec<Range<u64>>>,
+    /// The next row group, being fetched while the current one is decoded.
+    pending: Option<Pending>,
+}
+
+/// A row group fetched ahead: its index in the read-ahead list and the task fetching it.
+#[derive(Debug)]
+struct Pending {
+    group: usize,
+    task: tokio::task::JoinHandle<Fetched>,
+}
+
+/// What a read-ahead task brings back: the ranges, their bytes (or the error) and the budget share.
+type Fetched = (
+    Vec<Range<u64>>,
+    object_store::Result<Vec<Bytes>>,
+    Option<tokio::sync::OwnedSemaphorePermit>,
+);
+
+impl Drop for ObjectReader {
+    fn drop(&mut self) {
+        if let Some(pending) = self.pending.take() {
+            pending.task.abort();
+        }
+    }
+}
+
+impl ObjectReader {
+    /// A reader of `path`, `file_size` bytes long.
+    pub fn new(store: Arc<dyn ObjectStore>, path: Path, file_size: u64) -> Self {
+        Self {
+            store,
+            path,
+            file_size,
+            footer_len: None,
+            budget: None,
+            held: None,
+            read_ahead: Vec::new(),
+            pending: None,
+        }
+    }
+
+    /// Fetches row group N+1 of `groups` (each the byte ranges of one row group's column chunks,
+    /// in reading order) while N is decoded, when the memory budget has room for it.
+    pub fn with_read_ahead(mut self, groups: Vec<Vec<Range<u64>>>) -> Self {
+        self.read_ahead = groups;
+        self
+    }
+
+    /// The read-ahead group holding `offset`.
+    fn group_of(&self, offset: u64) -> Option<usize> {
+        self.read_ahead
+            .iter()
+            .position(|group| group.iter().any(|r| r.contains(&offset)))
+    }
+
+    /// Starts fetching read-ahead group `group`, if it exists and the budget has room now.
+    fn start_read_ahead(&mut self, group: usize) {
+        let Some(ranges) = self.read_ahead.get(group).cloned() else {
+            return;
+        };
+        let permit = match &self.budget {
+            Some(budget) => {
+                let bytes = ranges.iter().map(|r| r.end - r.start).sum();
+                match budget.try_reserve(bytes) {
+                    Some(permit) => Some(permit),
+                    None => return,
+                }
+            }
+            None => None,
+        };
+        let store = Arc::clone(&self.store);
+        let path = self.path.clone();
+        let task = tokio::spawn(async move {
+            let bytes = store.get_ranges(&path, &ranges).await;
+            (ranges, bytes, permit)
+        });
+        self.pending = Some(Pending { group, task });
+    }
+
+    /// Serves `ranges` from a finished read-ahead, if it covers them all.
+    fn serve(fetched: &[Range<u64>], bytes: &[Bytes], ranges: &[Range<u64>]) -> Option<Vec<Bytes>> {
+        ranges
+            .iter()
+            .map(|want| {
+                let (i, have) = fetched
+                    .iter()
+                    .enumerate()
+                    .find(|(_, have)| have.start <= want.start && want.end <= have.end)?;
+                let start = (want.start - have.start) as usize;
+                let end = (want.end - have.start) as usize;
+                (end <= bytes[i].len()).then(|| bytes[i].slice(start..end))
+            })
+            .collect()
+    }
+
+    /// Makes row-group fetches take their bytes from `budget` first.
+    pub fn with_budget(mut self, budget: Option<MemoryBudget>) -> Self {
+        self.budget = budget;
+        self
+    }
+
+    /// Tells the reader the footer's length (metadata plus the 8-byte tail, as
+    /// [`ObjectReader::read_footer`] returns it), so the metadata costs exactly one ranged GET.
+    pub fn with_footer_len(mut self, footer_len: Option<u64>) -> Self {
+        self.footer_len = footer_len.filter(|&len| len >= 8 && len <= self.file_size);
+        self
+    }
+
+    /// Reads and decodes the footer with one ranged GET when it fits [`FOOTER_PREFETCH`] (two
+    /// otherwise); returns the metadata and the footer's length (metadata plus the 8-byte tail).
+    pub async fn read_footer(&self) -> parquet::errors::Result<(ParquetMetaData, u64)> {
+        const TAIL: u64 = 8;
+        let size = self.file_size;
+        if size < TAIL + 4 {
+            return Err(ParquetError::General(format!(
+                "{size} bytes is too short for a Parquet file"
+            )));
+        }
+        let suffix = size.min(FOOTER_PREFETCH as u64);
+        let bytes = self
+            .store
+            .get_range(&self.path, size - suffix..size)
+            .await
+            .map_err(parquet_error)?;
+        if bytes.len() as u64 != suffix {
+            return Err(ParquetError::General(format!(
+                "asked for the last {suffix} bytes, got {}",
+                bytes.len()
+            )));
+        }
+        let tail: [u8; 8] = bytes[bytes.len() - 8..]
+            .try_into()
+            .map_err(|_| ParquetError::General("short footer".into()))?;
+        let metadata_len = FooterTail::try_new(&tail)?.metadata_length() as u64;
+        let footer_len = metadata_len + TAIL;
+        if footer_len + 4 > size {
+            return Err(ParquetError::General(format!(
+                "footer of {metadata_len} bytes does not fit a {size}-byte file"
+            )));
+        }
+        let metadata = if footer_len <= suffix {
+            let start = (suffix - footer_len) as usize;
+            ParquetMetaDataReader::decode_metadata(&bytes[start..bytes.len() - 8])?
+        } else {
+            let rest = self
+                .store
+                .get_range(&self.path, size - footer_len..size - TAIL)
+                .await
+                .map_err(parquet_error)?;
+            ParquetMetaDataReader::decode_metadata(&rest)?
+        };
+        Ok((metadata, footer_len))
+    }
+}
+
+fn parquet_error(error: object_store::Error) -> ParquetError {
+    ParquetError::External(Box::new(error))
+}
+
+/// Bytes of the file's tail fetched with the footer in one request: most footers fit, so the
+/// metadata costs one ranged GET.
+pub(super) const FOOTER_PREFETCH: usize = 64 * 1024;
+
+impl AsyncFileReader for ObjectReader {
+    fn get_bytes(&mut self, range: Range<u64>) -> BoxFuture<'_, parquet::errors::Result<Bytes>> {
+        self.store
+            .get_range(&self.path, range)
+            .map_err(parquet_error)
+            .boxed()
+    }
+
+    fn get_byte_ranges(
+        &mut self,
+        ranges: Vec<Range<u64>>,
+    ) -> BoxFuture<'_, parquet::errors::Result<Vec<Bytes>>> {
+        async move {
+            // The previous row group is decoded once the next one is asked for.
+            self.held = None;
+            let group = ranges.first().and_then(|r| self.group_of(r.start));
+            let mut served = None;
+            if let Some(pending) = self.pending.take() {
+                if Some(pending.group) == group {
+                    let (fetched, bytes, permit) = pending
+                        .task
+                        .await
+                        .map_err(|e| ParquetError::General(format!("reading ahead failed: {e}")))?;
+                    let bytes = bytes.map_err(parquet_error)?;
+                    served = Self::serve(&fetched, &bytes, &ranges);
+                    self.held = permit;
+                } else {
+                    pending.task.abort();
+                }
+            }
+            let result = match served {
+                Some(bytes) => Ok(bytes),
+                None => {
+                    if self.held.is_none()
+                        && let Some(budget) = &self.budget
+                    {
+                        let bytes = ranges.iter().map(|r| r.end.saturating_sub(r.start)).sum();
+                        self.held = Some(budget.reserve(bytes).await);
+                    }
+                    self.store
+                        .get_ranges(&self.path, &ranges)
+                        .await
+                        .map_err(parquet_error)
+                }
+            };
+            if let Some(group) = group {
+                self.start_read_ahead(group + 1);
+            }
+            result
+        }
+        .boxed()
+    }
+
+    fn get_metadata<'a>(
+        &'a mut self,
+        options: Option<&'a ArrowReaderOptions>,
+    ) -> BoxFuture<'a, parquet::errors::Result<Arc<ParquetMetaData>>> {
+        async move {
+            let file_size = self.file_size;
+            let metadata = ParquetMetaDataReader::new()
+                .with_arrow_reader_options(options)
+                .with_prefetch_hint(Some(
+                    self.footer_len.map_or(FOOTER_PREFETCH, |len| len as usize),
+                ))
+                .load_and_finish(self, file_size)
+                .await?;
+            Ok(Arc::new(metadata))
+        }
+        .boxed()
+    }
+}

@@ -1,0 +1,182 @@
+//! Tests of [`ObjectReader`] with a [`MemoryBudget`] over an in-memory object store: footers,
+//! budget shares, read-ahead and files that are not Parquet.
+
+use std::ops::Range;
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, Int32Array, RecordBatch};
+use object_store::memory::InMemory;
+use object_store::path::Path;
+use object_store::{ObjectStoreExt, PutPayload};
+use parquet::arrow::async_reader::AsyncFileReader;
+
+use super::memory::BUDGET_UNIT;
+use super::reader::FOOTER_PREFETCH;
+use super::*;
+
+/// A Parquet file of `columns` Int32 columns and 10 rows in row groups of 4.
+fn file(columns: usize) -> Vec<u8> {
+    let arrays: Vec<(String, ArrayRef)> = (0..columns)
+        .map(|c| {
+            let values: ArrayRef = Arc::new(Int32Array::from_iter_values(0..10));
+            (format!("column_with_a_long_name_{c}"), values)
+        })
+        .collect();
+    let batch = RecordBatch::try_from_iter(arrays).unwrap();
+    crate::testing::parquet_bytes(&batch, 4)
+}
+
+async fn reader(bytes: Vec<u8>) -> ObjectReader {
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let size = bytes.len() as u64;
+    store
+        .put(&Path::from("f.parquet"), PutPayload::from(bytes))
+        .await
+        .unwrap();
+    ObjectReader::new(store, Path::from("f.parquet"), size)
+}
+
+#[tokio::test]
+async fn footers_small_and_larger_than_the_prefetch_are_read_and_measured() {
+    for columns in [3, 800] {
+        let bytes = file(columns);
+        let metadata_len = u32::from_le_bytes(bytes[bytes.len() - 8..][..4].try_into().unwrap());
+        let mut reader = reader(bytes).await;
+        let (metadata, footer_len) = reader.read_footer().await.unwrap();
+        assert_eq!(footer_len, u64::from(metadata_len) + 8, "{columns} columns");
+        assert_eq!(
+            footer_len > FOOTER_PREFETCH as u64,
+            columns == 800,
+            "both paths are exercised"
+        );
+        assert_eq!(metadata.num_row_groups(), 3);
+        assert_eq!(metadata.file_metadata().num_rows(), 10);
+        assert_eq!(
+            metadata.file_metadata().schema_descr().num_columns(),
+            columns
+        );
+        // Told the footer's length, the reader fetches exactly it and decodes the same.
+        reader = reader.with_footer_len(Some(footer_len));
+        let again = reader.get_metadata(None).await.unwrap();
+        assert_eq!(again.num_row_groups(), 3);
+        assert_eq!(again.file_metadata().num_rows(), 10);
+    }
+}
+
+#[tokio::test]
+async fn row_groups_hold_their_share_of_the_budget_until_the_next_one() {
+    let budget = MemoryBudget::new(10 * BUDGET_UNIT);
+    let bytes = file(2);
+    let mut reader = reader(bytes).await.with_budget(Some(budget.clone()));
+    reader
+        .get_byte_ranges(vec![0..BUDGET_UNIT, BUDGET_UNIT..3 * BUDGET_UNIT / 2])
+        .await
+        .err();
+    assert_eq!(
+        budget.available(),
+        8 * BUDGET_UNIT,
+        "rounded up to whole units"
+    );
+    reader.get_byte_ranges(vec![0..10, 20..30]).await.unwrap();
+    assert_eq!(
+        budget.available(),
+        9 * BUDGET_UNIT,
+        "the previous share went back"
+    );
+    // Bigger than the whole budget: takes all of it, so it waits for the others.
+    let other = budget.reserve(100 * BUDGET_UNIT);
+    tokio::pin!(other);
+    assert!(
+        tokio::time::timeout(std::time::Duration::from_millis(50), &mut other)
+            .await
+            .is_err(),
+        "waits while another stream holds a share"
+    );
+    drop(reader);
+    let all = other.await;
+    assert_eq!(budget.available(), 0);
+    drop(all);
+    assert_eq!(budget.available(), 10 * BUDGET_UNIT);
+}
+
+#[tokio::test]
+async fn the_next_row_group_is_fetched_while_the_current_one_is_decoded() {
+    use futures::TryStreamExt;
+    use parquet::arrow::ParquetRecordBatchStreamBuilder;
+
+    let bytes = file(2);
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let path = Path::from("f.parquet");
+    let size = bytes.len() as u64;
+    store.put(&path, PutPayload::from(bytes)).await.unwrap();
+    let (metadata, _) = ObjectReader::new(Arc::clone(&store), path.clone(), size)
+        .read_footer()
+        .await
+        .unwrap();
+    let groups: Vec<Vec<Range<u64>>> = metadata
+        .row_groups()
+        .iter()
+        .map(|rg| {
+            rg.columns()
+                .iter()
+                .map(|c| c.byte_range().0..c.byte_range().0 + c.byte_range().1)
+                .collect()
+        })
+        .collect();
+    let budget = MemoryBudget::new(100 * BUDGET_UNIT);
+    let reader = || {
+        ObjectReader::new(Arc::clone(&store), path.clone(), size)
+            .with_read_ahead(groups.clone())
+            .with_budget(Some(budget.clone()))
+    };
+    // Everything arrives, in order.
+    let batches: Vec<_> = ParquetRecordBatchStreamBuilder::new(reader())
+        .await
+        .unwrap()
+        .with_batch_size(4)
+        .build()
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
+    let rows: Vec<usize> = batches.iter().map(|b| b.num_rows()).collect();
+    assert_eq!(rows, [4, 4, 2]);
+    assert_eq!(
+        budget.available(),
+        100 * BUDGET_UNIT,
+        "every share went back"
+    );
+
+    // Row group 1 is fetched while row group 0 is read: it survives the file's deletion, and
+    // row group 2, fetched only then, does not.
+    let mut stream = ParquetRecordBatchStreamBuilder::new(reader())
+        .await
+        .unwrap()
+        .with_batch_size(4)
+        .build()
+        .unwrap();
+    assert_eq!(stream.try_next().await.unwrap().unwrap().num_rows(), 4);
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    store.delete(&path).await.unwrap();
+    assert_eq!(stream.try_next().await.unwrap().unwrap().num_rows(), 4);
+    assert!(stream.try_next().await.is_err(), "row group 2 is gone");
+    drop(stream);
+    assert_eq!(budget.available(), 100 * BUDGET_UNIT);
+}
+
+#[tokio::test]
+async fn files_that_are_not_parquet_are_refused() {
+    for bytes in [
+        b"PAR1".to_vec(),
+        b"just some text that is long enough".to_vec(),
+        [b"PAR1".as_slice(), &[0xff, 0xff, 0xff, 0x00], b"PAR1"].concat(),
+    ] {
+        let reader = reader(bytes.clone()).await;
+        assert!(reader.read_footer().await.is_err(), "{bytes:?}");
+    }
+    // A nonsense footer length in the ticket is ignored, not trusted.
+    let bytes = file(2);
+    let size = bytes.len() as u64;
+    let mut reader = reader(bytes).await.with_footer_len(Some(size + 10));
+    assert_eq!(reader.get_metadata(None).await.unwrap().num_row_groups(), 3);
+}

@@ -1,0 +1,88 @@
+//! The warehouse seam: everything redshift-flight asks of Redshift, as one trait, [`Warehouse`]
+//! (describe a schema, freeze a replication key's maximum, run an UNLOAD, run a query), with its
+//! implementation over pooled connections ([`crate::redshift::Redshift`]). The stager, the cached
+//! catalog ([`catalog::CachedCatalog`]) and the Flight service hold an `Arc<dyn Warehouse>`, so
+//! each can be tested against a fake.
+//!
+//! Imports: `crate::redshift` (connections), `crate::catalog` (the model and its queries),
+//! `crate::sql`, `crate::metrics`; never the plan, the stager or the service.
+
+pub mod catalog;
+
+use std::fmt;
+
+use crate::catalog::{CatalogError, TableInfo, queries};
+use crate::redshift::{Redshift, RedshiftError, TextRow};
+use crate::sql::Sql;
+
+/// What redshift-flight asks of the warehouse.
+#[async_trait::async_trait]
+pub trait Warehouse: Send + Sync + fmt::Debug {
+    /// Every schema name, sorted.
+    async fn schema_names(&self) -> Result<Vec<String>, RedshiftError>;
+
+    /// The tables, views and materialized views of `schema` with their columns, primary keys
+    /// and row estimates, sorted by name (empty for a schema that does not exist).
+    async fn describe(&self, schema: &str) -> Result<Vec<TableInfo>, CatalogError>;
+
+    /// Runs a query returning one value (`SELECT MAX(key) ...`) as Redshift's text; NULL (or no
+    /// row) is `None`.
+    async fn max_key(&self, sql: &Sql) -> Result<Option<String>, RedshiftError>;
+
+    /// Runs one UNLOAD to completion, once (the stager retries, into a fresh prefix), and returns
+    /// the rows it wrote as Redshift counts them on the same session (`pg_last_unload_count()`).
+    async fn unload(&self, sql: &Sql) -> Result<u64, RedshiftError>;
+
+    /// Runs one statement, retrying transient failures, and returns its rows as text.
+    async fn query(&self, sql: &Sql) -> Result<Vec<TextRow>, RedshiftError>;
+}
+
+#[async_trait::async_trait]
+impl Warehouse for Redshift {
+    async fn schema_names(&self) -> Result<Vec<String>, RedshiftError> {
+        let rows = Redshift::query(self, &queries::schema_names()).await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|r| r.into_iter().next().flatten())
+            .collect())
+    }
+
+    async fn describe(&self, schema: &str) -> Result<Vec<TableInfo>, CatalogError> {
+        let redshift_err = |source| CatalogError::Redshift {
+            schema: schema.to_string(),
+            source,
+        };
+        let columns = Redshift::query(self, &queries::columns(schema)?)
+            .await
+            .map_err(redshift_err)?;
+        let keys = Redshift::query(self, &queries::primary_keys(schema)?)
+            .await
+            .map_err(redshift_err)?;
+        // Row estimates are a nicety: a cluster without svv_table_info access still serves.
+        let estimates = match Redshift::query(self, &queries::row_estimates(schema)?).await {
+            Ok(rows) => rows,
+            Err(error) => {
+                tracing::debug!(%error, schema, "no row estimates");
+                Vec::new()
+            }
+        };
+        queries::assemble(schema, columns, keys, estimates)
+    }
+
+    async fn max_key(&self, sql: &Sql) -> Result<Option<String>, RedshiftError> {
+        let rows = Redshift::query(self, sql).await?;
+        Ok(rows
+            .into_iter()
+            .next()
+            .and_then(|row| row.into_iter().next())
+            .flatten())
+    }
+
+    async fn unload(&self, sql: &Sql) -> Result<u64, RedshiftError> {
+        self.unload_counted(sql).await
+    }
+
+    async fn query(&self, sql: &Sql) -> Result<Vec<TextRow>, RedshiftError> {
+        Redshift::query(self, sql).await
+    }
+}
