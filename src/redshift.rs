@@ -33,12 +33,12 @@ use crate::sql::Sql;
 #[derive(Debug, thiserror::Error)]
 pub enum RedshiftError {
     /// No connection could be made (refused, reset, DNS, timeout, or Redshift shutting down).
-    #[error("cannot reach Redshift at {address}: {message}")]
+    #[error("cannot reach Redshift at {address}: {source}")]
     Unreachable {
         /// `host:port`.
         address: String,
-        /// The cause.
-        message: String,
+        /// The cause, kept whole.
+        source: ConnectError,
     },
     /// Redshift refused the credentials.
     #[error("Redshift at {address} rejected the login of user {user}: {message}")]
@@ -70,6 +70,29 @@ pub enum RedshiftError {
     },
 }
 
+/// Why no connection to Redshift could be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// The driver's error (refused, reset, DNS, timeout, TLS), with its own cause chain.
+    #[error("{}", crate::store::error_chain(.0))]
+    Driver(#[source] tokio_postgres::Error),
+    /// Redshift answered that it cannot take the session now (shutting down, too many
+    /// connections): its SQLSTATE and message.
+    #[error("{message} (SQLSTATE {code})")]
+    Refused {
+        /// SQLSTATE.
+        code: String,
+        /// Redshift's message.
+        message: String,
+    },
+    /// The connection pool is closed or misconfigured.
+    #[error("connection pool: {0}")]
+    Pool(#[source] PoolError),
+    /// Something else said the connection is unusable (tests, fakes).
+    #[error("{0}")]
+    Other(&'static str),
+}
+
 impl RedshiftError {
     fn from_pg(error: tokio_postgres::Error, address: &str, user: &str) -> Self {
         if let Some(db) = error.as_db_error() {
@@ -88,14 +111,14 @@ impl RedshiftError {
                 // admin shutdown, crash shutdown, cannot connect now, too many connections
                 "57P01" | "57P02" | "57P03" | "53300" => Self::Unreachable {
                     address: address.to_string(),
-                    message,
+                    source: ConnectError::Refused { code, message },
                 },
                 _ => Self::Sql { code, message },
             };
         }
         Self::Unreachable {
             address: address.to_string(),
-            message: crate::store::error_chain(&error),
+            source: ConnectError::Driver(error),
         }
     }
 
@@ -103,7 +126,8 @@ impl RedshiftError {
     pub fn is_transient(&self) -> bool {
         match self {
             // A TLS mismatch (no TLS on the server, an untrusted certificate) will not heal.
-            Self::Unreachable { message, .. } => {
+            Self::Unreachable { source, .. } => {
+                let message = source.to_string();
                 !(message.contains("TLS") || message.to_ascii_lowercase().contains("certificate"))
             }
             Self::Sql { code, .. } => code == "40001",
@@ -288,10 +312,7 @@ impl Redshift {
         settings: &RedshiftSettings,
         max_parallel_workers: usize,
     ) -> Result<Self, TlsSetupError> {
-        let tls = tls_connector(
-            settings.sslmode,
-            settings.ssl_root_cert.as_deref(),
-        )?;
+        let tls = tls_connector(settings.sslmode, settings.ssl_root_cert.as_deref())?;
         let mut pg_config = tokio_postgres::Config::new();
         pg_config.ssl_mode(match settings.sslmode {
             SslMode::Disable => tokio_postgres::config::SslMode::Disable,
@@ -361,7 +382,7 @@ impl Redshift {
             }
             other => RedshiftError::Unreachable {
                 address: self.address.clone(),
-                message: other.to_string(),
+                source: ConnectError::Pool(other),
             },
         })
     }

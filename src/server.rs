@@ -280,23 +280,26 @@ impl Application {
                 Some(tls)
             }
         };
-        let service = Arc::new(Service {
-            catalog: parts.catalog,
-            stager: parts.stager,
-            store: parts.store,
-            tickets: Arc::new(tickets),
-            auth: Arc::new(auth),
-            settings: crate::plan::PlanSettings {
+        let decoder = crate::decode::Decoder::new(config.performance.decode_threads)
+            .map_err(StartError::Decoder)?;
+        let service = Arc::new(
+            Service::builder(
+                parts.catalog,
+                parts.stager,
+                parts.store,
+                Arc::new(auth),
+                tickets,
+                decoder,
+            )
+            .with_plan_settings(crate::plan::PlanSettings {
                 complete_resync: config.catalog.enable_complete_resync,
-            },
-            metrics: parts.metrics,
-            keepalive: listen.keepalive,
-            snapshots: crate::flight::Snapshots::new(config.staging.snapshot_reuse),
-            decoder: crate::decode::Decoder::new(config.performance.decode_threads)
-                .map_err(StartError::Decoder)?,
-            stream_memory: config.performance.stream_memory.map(crate::store::MemoryBudget::new),
-            columns: crate::stage::columns::ColumnsCache::default(),
-        });
+            })
+            .with_metrics(parts.metrics)
+            .with_keepalive(listen.keepalive)
+            .with_snapshot_reuse(config.staging.snapshot_reuse)
+            .with_stream_memory(config.performance.stream_memory)
+            .build(),
+        );
         let bind = |address: SocketAddr| async move {
             TcpListener::bind(address)
                 .await
@@ -335,9 +338,9 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<(), StartError> {
-        let sweeper = self.service.stager.spawn_sweeper(self.sweep_interval);
+        let sweeper = self.service.stager().spawn_sweeper(self.sweep_interval);
         let metrics_task = self.metrics_listener.map(|listener| {
-            let metrics = Arc::clone(&self.service.metrics);
+            let metrics = Arc::clone(self.service.metrics());
             let app = axum::Router::new().route(
                 "/metrics",
                 axum::routing::get(move || {
@@ -399,7 +402,7 @@ impl Application {
             }
         };
         sweeper.abort();
-        self.service.stager.flush_pending().await;
+        self.service.stager().flush_pending().await;
         if let Some(task) = metrics_task {
             task.abort();
         }

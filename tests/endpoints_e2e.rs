@@ -169,11 +169,13 @@ async fn large_files_split_into_row_group_endpoints_and_every_row_arrives_once()
 
 #[tokio::test]
 async fn a_run_is_kept_until_every_endpoint_was_streamed() {
+    // The emulator stays up for the control run below.
     let Staged {
+        _emulator,
         server,
+        schema,
         prefix,
         info,
-        ..
     } = staged(
         6_000,
         1000,
@@ -197,7 +199,27 @@ async fn a_run_is_kept_until_every_endpoint_was_streamed() {
     }
     // The same endpoint streamed twice does not count as another one.
     read_endpoint(&server, &info, 0).await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Had the run been taken for complete, its deletion (no grace period, no share window) would
+    // have been scheduled by now. A control run of the same table, streamed to the end only now,
+    // is deleted the same way: once it is gone, this one would have been too.
+    let control = server
+        .client()
+        .await
+        .get_flight_info(FlightDescriptor::new_path(vec![schema.clone(), "t".into()]))
+        .await
+        .unwrap();
+    let control_run = run_id(&control);
+    assert_ne!(control_run, run);
+    for i in 0..control.endpoint.len() {
+        read_endpoint(&server, &control, i).await;
+    }
+    let control_gone = eventually(Duration::from_secs(15), || async {
+        keys_under(&format!("{prefix}/{control_run}/"))
+            .await
+            .is_empty()
+    })
+    .await;
+    assert!(control_gone, "the fully streamed control run is deleted");
     assert!(
         !keys_under(&format!("{prefix}/{run}/")).await.is_empty(),
         "one endpoint of the file is still unread"
@@ -265,16 +287,38 @@ async fn identical_requests_share_one_unload_and_the_run_lives_until_every_reade
         serde_json::json!({"table": format!("{schema}.t"), "columns": ["id"]}).to_string(),
     );
     let other = get(projected).await;
-    assert_ne!(run_id(&other), run);
+    let other_run = run_id(&other);
+    assert_ne!(other_run, run);
     assert_eq!(emulator.unload_stats().started(), 2);
-    cancel(&mut server.client().await, &other).await;
 
     // A and B read everything; C has not yet: the run stays.
     let want = expected(&schema).await;
     for info in [&a, &b] {
         assert_rows(read_parallel(&server, info).await, &want, "A and B");
     }
-    tokio::time::sleep(Duration::from_millis(3000)).await;
+    // Had A and B been taken for every reader, the run's deletion would have been scheduled, to
+    // run after the grace period and the share window. The other projection's run, streamed to
+    // the end by its one reader only now, is deleted after the same delay: once it is gone, this
+    // one would have been too.
+    let mut other_rows = 0;
+    for i in 0..other.endpoint.len() {
+        other_rows += read_endpoint(&server, &other, i)
+            .await
+            .iter()
+            .map(RecordBatch::num_rows)
+            .sum::<usize>();
+    }
+    assert_eq!(other_rows, 3_000);
+    let other_gone = eventually(Duration::from_secs(15), || async {
+        keys_under(&format!("{prefix}/{other_run}/"))
+            .await
+            .is_empty()
+    })
+    .await;
+    assert!(
+        other_gone,
+        "the other projection's run is deleted once streamed"
+    );
     assert!(
         !keys_under(&format!("{prefix}/{run}/")).await.is_empty(),
         "reader C has not streamed the run yet"

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use arrow::datatypes::{DataType, TimeUnit};
 use arrow_flight::{FlightDescriptor, FlightInfo};
 use common::canon::{Col, Kind, canon_batches, pg_canon_rows, read_all};
-use common::{TestServer, cancel, pg, status, unique};
+use common::{TestServer, cancel, eventually, pg, status, unique};
 use tonic::Code;
 
 fn app(info: &FlightInfo) -> serde_json::Value {
@@ -425,7 +425,12 @@ async fn unloads_beyond_max_parallel_workers_queue_and_honour_deadlines() {
         let d = descriptor.clone();
         async move { a.get_flight_info(d).await }
     });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The first request holds the one worker once its UNLOAD has started.
+    let running = eventually(Duration::from_secs(10), || {
+        std::future::ready(emulator.unload_stats().started() == 1)
+    })
+    .await;
+    assert!(running, "the first UNLOAD started");
     // Queued behind the first UNLOAD, this one's deadline passes: it gives up its place.
     let mut impatient = server.client().await;
     impatient.add_header("grpc-timeout", "400m").unwrap();

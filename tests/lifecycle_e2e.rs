@@ -12,7 +12,9 @@ use arrow_flight::error::FlightError;
 use arrow_flight::{FlightDescriptor, FlightInfo, RenewFlightEndpointRequest};
 use common::canon::read_all;
 use common::proxy::Proxy;
-use common::{TestServer, cancel, eventually, keys_under, own_emulator, pg, pg_rows, unique};
+use common::{
+    TestServer, cancel, eventually, holds_for, keys_under, own_emulator, pg, pg_rows, unique,
+};
 use futures::TryStreamExt;
 use redshift_emulator::FaultSettings;
 use tonic::Code;
@@ -117,7 +119,22 @@ async fn cancel_deletes_at_once_and_renew_extends() {
 
     let renewed = flight.get_flight_info(descriptor.clone()).await.unwrap();
     let expiring = flight.get_flight_info(descriptor.clone()).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(3500)).await;
+    // Time passing is what this part tests: the renewal must come late enough in the TTL to
+    // outlive the run that is not renewed. Meanwhile the sweeper (every second) keeps both runs,
+    // whose TTL has not passed: asserted all along, not once after a sleep.
+    let kept = holds_for(Duration::from_millis(3500), || async {
+        for info in [&renewed, &expiring] {
+            if keys_under(&format!("{prefix}/{}/", run_id(info)))
+                .await
+                .is_empty()
+            {
+                return false;
+            }
+        }
+        true
+    })
+    .await;
+    assert!(kept, "the sweeper deleted a run before its TTL");
     let endpoint = flight
         .renew_flight_endpoint(RenewFlightEndpointRequest {
             endpoint: Some(renewed.endpoint[0].clone()),
@@ -128,10 +145,10 @@ async fn cancel_deletes_at_once_and_renew_extends() {
         endpoint.expiration_time.unwrap().seconds
             >= renewed.endpoint[0].expiration_time.unwrap().seconds
     );
-    // Past the original TTL: the old ticket has expired, the sweeper removed the run that was not
-    // renewed, and the renewed one still serves with its new ticket.
-    tokio::time::sleep(Duration::from_millis(3000)).await;
-    let swept = eventually(Duration::from_secs(10), || async {
+    // Past the original TTL: the sweeper removes the run that was not renewed (staged after the
+    // renewed one, so by then the renewed one's old ticket has expired too), and the renewed one
+    // still serves with its new ticket.
+    let swept = eventually(Duration::from_secs(15), || async {
         keys_under(&format!("{prefix}/{}/", run_id(&expiring)))
             .await
             .is_empty()
@@ -290,9 +307,17 @@ async fn a_hundred_cancelled_streams_leave_no_task_behind() {
         .unwrap();
     let ticket = info.endpoint[0].ticket.clone().unwrap();
     let metrics = tokio::runtime::Handle::current().metrics();
-    // Warm up the connection pools, then take the baseline.
+    // Warm up the connection pools, then take the baseline once the warm-up's tasks have wound
+    // down: the count of alive tasks is the same for three polls in a row.
     let _ = read_endpoint(&server, &info, 0).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut last = [usize::MAX; 3];
+    let quiet = eventually(Duration::from_secs(10), || {
+        last.rotate_left(1);
+        last[2] = metrics.num_alive_tasks();
+        std::future::ready(last[0] == last[2] && last[1] == last[2])
+    })
+    .await;
+    assert!(quiet, "tasks alive after the warm-up: {last:?}");
     let baseline = metrics.num_alive_tasks();
     for _ in 0..100 {
         let mut stream = flight.do_get(ticket.clone()).await.unwrap();
@@ -494,7 +519,27 @@ async fn after_sigkill_the_next_server_sweeps_the_orphaned_run_and_sigterm_exits
         !keys_under(&format!("{prefix}/{run}/")).await.is_empty(),
         "the crash left the run behind"
     );
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    // The start-up sweep can remove the run only once its life has ended: wait until its lease
+    // (the expiry the sweeper reads) has passed, the run staying all along with no server up.
+    use object_store::ObjectStoreExt;
+    let lease = object_store::path::Path::from(format!("{prefix}/{run}/lease"));
+    let lease = common::bucket()
+        .get(&lease)
+        .await
+        .expect("the run's lease")
+        .bytes()
+        .await
+        .unwrap();
+    let lease_ms: u64 = std::str::from_utf8(&lease).unwrap().trim().parse().unwrap();
+    let until = std::time::UNIX_EPOCH + Duration::from_millis(lease_ms + 100);
+    let wait = until
+        .duration_since(std::time::SystemTime::now())
+        .unwrap_or_default();
+    let stayed = holds_for(wait, || async {
+        !keys_under(&format!("{prefix}/{run}/")).await.is_empty()
+    })
+    .await;
+    assert!(stayed, "the orphaned run stays until a server sweeps it");
 
     let (mut child, _) = spawn_server(&config);
     let swept = eventually(Duration::from_secs(15), || async {
@@ -510,14 +555,12 @@ async fn after_sigkill_the_next_server_sweeps_the_orphaned_run_and_sigterm_exits
             .unwrap()
             .success()
     );
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "SIGTERM did not stop the server");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let exited = eventually(Duration::from_secs(20), || {
+        std::future::ready(child.try_wait().unwrap().is_some())
+    })
+    .await;
+    assert!(exited, "SIGTERM did not stop the server");
+    let status = child.wait().unwrap();
     assert!(status.success(), "exit status {status:?}");
     let _ = std::fs::remove_file(config);
 }

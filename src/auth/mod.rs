@@ -250,3 +250,38 @@ impl Authenticator {
         }
     }
 }
+
+/// What the Flight service asks of authentication: who a call is, and the Handshake. The
+/// [`Authenticator`] is the implementation; tests and other front ends may bring their own.
+#[async_trait::async_trait]
+pub trait Authenticate: Send + Sync + fmt::Debug {
+    /// The principal a call's metadata authenticates (anonymous when authentication is off).
+    fn authenticate(&self, metadata: &MetadataMap, now: SystemTime)
+    -> Result<Principal, AuthError>;
+
+    /// The Handshake: a token to hand back, or `None` when authentication is off.
+    async fn handshake(
+        &self,
+        metadata: &MetadataMap,
+        now: SystemTime,
+    ) -> Result<Option<String>, AuthError>;
+}
+
+#[async_trait::async_trait]
+impl Authenticate for Authenticator {
+    fn authenticate(
+        &self,
+        metadata: &MetadataMap,
+        now: SystemTime,
+    ) -> Result<Principal, AuthError> {
+        Authenticator::authenticate(self, metadata, now)
+    }
+
+    async fn handshake(
+        &self,
+        metadata: &MetadataMap,
+        now: SystemTime,
+    ) -> Result<Option<String>, AuthError> {
+        Authenticator::handshake(self, metadata, now).await
+    }
+}

@@ -263,10 +263,13 @@ fn several_faults_report_the_first_in_the_historical_order() {
         .unwrap_err()
         .to_string();
     assert!(error.starts_with("redshift_port is required"), "{error}");
+    // Section by section, the Redshift or S3 key would come first; historically it is the
+    // listen address.
     let mut json = seed_json();
-    json["s3_region"] = "".into();
     json["redshift_user"] = "".into();
+    json["s3_region"] = "".into();
+    json["listen_address"] = "nowhere".into();
     json["keepalive_seconds"] = "0".into();
     let error = parse(json).unwrap_err().to_string();
-    assert!(error.starts_with("redshift_user is required"), "{error}");
+    assert!(error.starts_with("listen_address must be"), "{error}");
 }

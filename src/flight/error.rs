@@ -367,7 +367,7 @@ mod tests {
                     schema: "s".into(),
                     source: RedshiftError::Unreachable {
                         address: "h:1".into(),
-                        message: "refused".into(),
+                        source: crate::redshift::ConnectError::Other("refused"),
                     },
                 }),
                 Code::Unavailable,

@@ -23,40 +23,125 @@ use object_store::ObjectStore;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::Instrument;
 
-use crate::auth::{Authenticator, Principal};
+use std::time::Duration;
+
+use crate::auth::{Authenticate, Principal};
 use crate::catalog::{Catalog, TableInfo};
+use crate::decode::Decoder;
+use crate::metrics::Metrics;
+use crate::plan::PlanSettings;
 use crate::stage::Stager;
+use crate::stage::columns::ColumnsCache;
+use crate::store::MemoryBudget;
 use crate::ticket::TicketCodec;
 pub use error::ServiceError;
 pub use snapshots::{SingleFlight, Snapshot, SnapshotKey, Snapshots};
 
-/// Everything the RPCs share.
+/// Everything the RPCs share. Built with [`Service::builder`]; its collaborators are trait
+/// objects (catalog, authentication, the object store, and the warehouse behind the stager), so
+/// tests and other front ends can swap them. The fields are private to the Flight layer.
 #[derive(Debug)]
 pub struct Service {
-    /// Table metadata.
-    pub catalog: Arc<dyn Catalog>,
-    /// UNLOAD runner.
-    pub stager: Arc<Stager>,
-    /// The staging bucket.
-    pub store: Arc<dyn ObjectStore>,
-    /// Ticket signer.
-    pub tickets: Arc<TicketCodec>,
-    /// Credentials and table permissions.
-    pub auth: Arc<Authenticator>,
-    /// Planning settings.
-    pub settings: crate::plan::PlanSettings,
-    /// Metrics.
-    pub metrics: Arc<crate::metrics::Metrics>,
-    /// DoGet keep-alive interval.
-    pub keepalive: std::time::Duration,
-    /// Staged runs shared by identical requests.
-    pub snapshots: snapshots::Snapshots,
-    /// Where DoGet decodes Parquet, apart from the gRPC runtime.
-    pub decoder: crate::decode::Decoder,
-    /// Row-group bytes all DoGet streams may hold at once.
-    pub stream_memory: Option<crate::store::MemoryBudget>,
-    /// Runs' columns objects already read or written (tickets carry only their fingerprint).
-    pub columns: crate::stage::columns::ColumnsCache,
+    catalog: Arc<dyn Catalog>,
+    stager: Arc<Stager>,
+    store: Arc<dyn ObjectStore>,
+    tickets: Arc<TicketCodec>,
+    auth: Arc<dyn Authenticate>,
+    settings: PlanSettings,
+    metrics: Arc<Metrics>,
+    keepalive: Duration,
+    snapshots: snapshots::Snapshots,
+    decoder: Decoder,
+    stream_memory: Option<MemoryBudget>,
+    columns: ColumnsCache,
+}
+
+/// Builds a [`Service`]: the collaborators are required, the tuning has defaults.
+#[derive(Debug)]
+pub struct ServiceBuilder {
+    service: Service,
+}
+
+/// DoGet's keep-alive interval unless set: an empty batch this often keeps proxies from
+/// resetting a slow stream.
+pub const DEFAULT_KEEPALIVE: Duration = Duration::from_secs(10);
+
+impl Service {
+    /// A builder over the service's collaborators: where tables are described, where runs are
+    /// staged (the stager holds the warehouse), the staging bucket, how callers authenticate,
+    /// how tickets are signed, and where Parquet is decoded.
+    pub fn builder(
+        catalog: Arc<dyn Catalog>,
+        stager: Arc<Stager>,
+        store: Arc<dyn ObjectStore>,
+        auth: Arc<dyn Authenticate>,
+        tickets: TicketCodec,
+        decoder: Decoder,
+    ) -> ServiceBuilder {
+        ServiceBuilder {
+            service: Service {
+                catalog,
+                stager,
+                store,
+                tickets: Arc::new(tickets),
+                auth,
+                settings: PlanSettings::default(),
+                metrics: Metrics::new(),
+                keepalive: DEFAULT_KEEPALIVE,
+                snapshots: Snapshots::new(None),
+                decoder,
+                stream_memory: None,
+                columns: ColumnsCache::default(),
+            },
+        }
+    }
+
+    /// The stager: UNLOAD runs and their life on S3.
+    pub fn stager(&self) -> &Arc<Stager> {
+        &self.stager
+    }
+
+    /// Where RPCs, catalog queries and staging are counted.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+}
+
+impl ServiceBuilder {
+    /// Planning settings (`enable_complete_resync`).
+    pub fn with_plan_settings(mut self, settings: PlanSettings) -> Self {
+        self.service.settings = settings;
+        self
+    }
+
+    /// Where RPCs are counted.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.service.metrics = metrics;
+        self
+    }
+
+    /// DoGet's keep-alive interval.
+    pub fn with_keepalive(mut self, keepalive: Duration) -> Self {
+        self.service.keepalive = keepalive;
+        self
+    }
+
+    /// Share one staged run among identical requests within `window` (`snapshot_reuse`).
+    pub fn with_snapshot_reuse(mut self, window: Option<Duration>) -> Self {
+        self.service.snapshots = Snapshots::new(window);
+        self
+    }
+
+    /// Row-group bytes all DoGet streams may hold at once (`stream_memory`).
+    pub fn with_stream_memory(mut self, bytes: Option<u64>) -> Self {
+        self.service.stream_memory = bytes.map(MemoryBudget::new);
+        self
+    }
+
+    /// The service.
+    pub fn build(self) -> Service {
+        self.service
+    }
 }
 
 /// A Flight `expiration_time` from Unix milliseconds.

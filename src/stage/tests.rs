@@ -163,7 +163,7 @@ async fn keys(store: &Arc<dyn ObjectStore>) -> Vec<String> {
 async fn transient_failures_are_retried_after_cleanup_and_sql_errors_are_not() {
     let transient = RedshiftError::Unreachable {
         address: "h:1".into(),
-        message: "reset".into(),
+        source: crate::redshift::ConnectError::Other("reset"),
     };
     let (stager, store, unloader) = fixture(vec![transient]);
     let run = stager.stage(&plan()).await.unwrap();

@@ -253,6 +253,27 @@ where
     }
 }
 
+/// Polls `condition` every 100 ms until `duration` has passed; false as soon as it fails once.
+/// Only for waits where the passing of time is itself what is tested ("not deleted before the
+/// TTL"): the negative is asserted all along instead of once after a blind sleep. To wait for
+/// something to happen, use [`eventually`].
+pub async fn holds_for<F, Fut>(duration: std::time::Duration, mut condition: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let until = std::time::Instant::now() + duration;
+    loop {
+        if !condition().await {
+            return false;
+        }
+        if std::time::Instant::now() >= until {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
 /// Cancels a FlightInfo's staged run through the CancelFlightInfo action.
 pub async fn cancel(client: &mut FlightClient, info: &arrow_flight::FlightInfo) {
     let request = arrow_flight::CancelFlightInfoRequest {
