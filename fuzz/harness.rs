@@ -256,7 +256,11 @@ fn check_cursor(text: &str) {
     );
     let literal = typed_literal(&key_type, &decoded.bound)
         .unwrap_or_else(|e| panic!("validated bound {:?} cannot be quoted: {e}", decoded.bound));
-    assert!(literal.as_str().contains(&sql::literal(&decoded.bound).unwrap()));
+    assert!(
+        literal
+            .as_str()
+            .contains(&sql::literal(&decoded.bound).unwrap())
+    );
     let _ = key_type.arrow_type();
 }
 

@@ -2,6 +2,8 @@
 //! own, so CPU-heavy decoding never holds up the gRPC runtime's threads (accepting connections,
 //! answering GetFlightInfo, writing frames of other streams). Each DoGet runs one task here, at
 //! most a few messages ahead of its gRPC stream.
+//!
+//! A leaf: it imports nothing from the crate.
 
 use std::fmt;
 use std::future::Future;

@@ -12,6 +12,8 @@
 //! ```
 //!
 //! The key id reveals nothing about the secret (it is one more HKDF output) and is not secret.
+//!
+//! A leaf: it imports nothing from the crate.
 
 use std::fmt;
 

@@ -1,6 +1,8 @@
 //! Metrics in the Prometheus text format, served on `metrics_address` at `/metrics`: requests and
 //! errors by RPC and status code, rows and bytes sent, UNLOAD durations, staged runs alive and
 //! deletions by reason.
+//!
+//! A leaf: it imports nothing from the crate.
 
 use std::sync::Arc;
 

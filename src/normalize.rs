@@ -10,6 +10,9 @@
 //! nanoseconds by default, which wraps around outside 1677-09-21 .. 2262-04-11 (Redshift allows
 //! years 1 to 294276), so [`reader_schema`] is the hint given to the Parquet reader, making it
 //! read those columns straight into the promised unit.
+//!
+//! Imports: `crate::catalog` (the type table) and `crate::plan::chunks` (how long values were
+//! split); nothing that does I/O.
 
 use std::ops::Range;
 use std::sync::Arc;

@@ -7,6 +7,10 @@
 //! failure 40001) are retried with exponential backoff and jitter; SQL errors are not retried and
 //! come back with Redshift's message. A statement whose caller goes away (client cancelled, deadline
 //! passed) is cancelled on Redshift too.
+//!
+//! Imports: `crate::config` (its settings), `crate::sql` (statements are `Sql`) and
+//! `crate::store::error_chain`; the catalog and the stager reach Redshift through
+//! `crate::warehouse`, never the other way round.
 
 use std::fmt;
 use std::future::Future;

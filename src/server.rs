@@ -2,6 +2,9 @@
 //! binds the listeners (so callers and tests can read the real ports before serving), then serves
 //! until a shutdown signal: the Flight service, the gRPC health service, the sweeper of expired
 //! runs and, if configured, the Prometheus `/metrics` endpoint.
+//!
+//! The wiring: the only module that imports everything (configuration sections to parts, parts
+//! to the service); nothing imports it but `main.rs`.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -19,9 +22,8 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_layer::{Identity, Stack};
 
 use crate::auth::{AuthError, Authenticator};
-use crate::catalog::spec::{SpecError, TableSpec};
 use crate::catalog::Catalog;
-use crate::warehouse::catalog::CachedCatalog;
+use crate::catalog::spec::{SpecError, TableSpec};
 use crate::config::{Config, S3Settings};
 use crate::flight::{RedshiftFlightService, Service};
 use crate::metrics::Metrics;
@@ -30,6 +32,7 @@ use crate::redshift::{Redshift, RedshiftError, RetrySettings};
 use crate::stage::{StageSettings, Stager};
 use crate::store::{StoreError, build_s3, error_chain};
 use crate::ticket::TicketCodec;
+use crate::warehouse::catalog::CachedCatalog;
 
 /// Largest gRPC message accepted from clients (descriptors and tickets are small).
 const MAX_REQUEST_BYTES: usize = 1024 * 1024;

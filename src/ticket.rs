@@ -35,6 +35,8 @@
 //! Redshift's 127 bytes. Anything that does not decode, does not verify (a flipped bit,
 //! truncation, another key) or has expired is rejected before any I/O. Version 1 tickets
 //! (`RSF1...`) are refused as malformed, with "call GetFlightInfo again".
+//!
+//! Imports: `crate::keys` (the signing keys) and `crate::clock`; a leaf otherwise.
 
 use std::fmt;
 use std::sync::Arc;

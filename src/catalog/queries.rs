@@ -120,7 +120,6 @@ pub fn assemble(
     Ok(tables)
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

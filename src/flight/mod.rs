@@ -1,6 +1,10 @@
 //! The Flight service. The tonic `impl FlightService` is thin: each RPC checks credentials, opens a
 //! span and calls a plain async function in its own file; the logic sits behind the [`Catalog`],
-//! [`Stager`] and object-store seams, so every RPC can be tested with fakes.
+//! [`Authenticate`], object-store and (inside the [`Stager`]) warehouse seams, which
+//! [`Service::builder`] takes as trait objects, so every RPC can be tested with fakes.
+//!
+//! Imports: everything below it (catalog, plan, stage, store, ticket, auth, normalize, decode);
+//! nothing imports it but `crate::server`. Errors become statuses in one place, [`error`].
 
 mod actions;
 mod do_get;

@@ -175,7 +175,10 @@ mod tests {
     fn column_expressions_cast_what_parquet_cannot_hold() {
         let expr = |rtype: RedshiftType, name: &str| column_expr(&rtype, name).unwrap().to_string();
         assert_eq!(expr(RedshiftType::Integer, "a\"b"), r#""a""b""#);
-        assert_eq!(expr(RedshiftType::Time, "t"), r#"CAST("t" AS VARCHAR) AS "t""#);
+        assert_eq!(
+            expr(RedshiftType::Time, "t"),
+            r#"CAST("t" AS VARCHAR) AS "t""#
+        );
         assert_eq!(expr(RedshiftType::Varbyte, "v"), r#"TO_HEX("v") AS "v""#);
         assert_eq!(expr(RedshiftType::Super, "s"), r#""s""#);
         assert_eq!(

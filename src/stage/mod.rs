@@ -32,10 +32,10 @@ use object_store::ObjectStore;
 
 use crate::config::IamRole;
 use crate::metrics::Metrics;
-use crate::sql::QuoteError;
-use crate::warehouse::Warehouse;
 use crate::redshift::{RedshiftError, RetrySettings};
+use crate::sql::QuoteError;
 use crate::store::StoreError;
+use crate::warehouse::Warehouse;
 pub use layout::{FileLayout, LayoutError, Part};
 pub use manifest::ManifestEntry;
 pub use run_id::{data_prefix, new_reader_id, new_run_id, run_created_at};

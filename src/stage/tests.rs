@@ -6,8 +6,8 @@ use object_store::memory::InMemory;
 use object_store::path::Path;
 use object_store::{ObjectStoreExt, PutPayload};
 
-use crate::plan::Plan;
 use crate::catalog::{CatalogError, TableInfo};
+use crate::plan::Plan;
 use crate::redshift::TextRow;
 use crate::sql::Sql;
 use crate::warehouse::Warehouse;
@@ -88,7 +88,9 @@ impl Warehouse for FakeWarehouse {
     }
 }
 
-fn fixture(failures: Vec<RedshiftError>) -> (Arc<Stager>, Arc<dyn ObjectStore>, Arc<FakeWarehouse>) {
+fn fixture(
+    failures: Vec<RedshiftError>,
+) -> (Arc<Stager>, Arc<dyn ObjectStore>, Arc<FakeWarehouse>) {
     fixture_with(failures, Duration::ZERO, false, Duration::from_secs(60))
 }
 

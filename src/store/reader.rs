@@ -141,8 +141,9 @@ impl ObjectReader {
         self
     }
 
-    /// Reads and decodes the footer with one ranged GET when it fits [`FOOTER_PREFETCH`] (two
-    /// otherwise); returns the metadata and the footer's length (metadata plus the 8-byte tail).
+    /// Reads and decodes the footer with one ranged GET when it fits the last 64 KiB of the file
+    /// (two otherwise); returns the metadata and the footer's length (metadata plus the 8-byte
+    /// tail).
     pub async fn read_footer(&self) -> parquet::errors::Result<(ParquetMetaData, u64)> {
         const TAIL: u64 = 8;
         let size = self.file_size;

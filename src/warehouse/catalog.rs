@@ -114,15 +114,13 @@ impl CachedCatalog {
             return Ok(Arc::clone(&names.names));
         }
         self.metrics.catalog_query("schemas");
-        let names: Arc<Vec<String>> = Arc::new(
-            self.warehouse
-                .schema_names()
-                .await
-                .map_err(|source| CatalogError::Redshift {
+        let names: Arc<Vec<String>> =
+            Arc::new(self.warehouse.schema_names().await.map_err(|source| {
+                CatalogError::Redshift {
                     schema: "(schema names)".to_string(),
                     source,
-                })?,
-        );
+                }
+            })?);
         *cached = Some(SchemaNames {
             loaded: Instant::now(),
             names: Arc::clone(&names),
@@ -243,4 +241,3 @@ impl Catalog for CachedCatalog {
             .unwrap_or_else(|| schema.to_string()))
     }
 }
-
