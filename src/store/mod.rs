@@ -44,28 +44,28 @@ pub enum StoreError {
         path: String,
     },
     /// S3 refused our credentials or permissions.
-    #[error("S3 denied access to s3://{bucket}/{path}: {message}")]
+    #[error("S3 denied access to s3://{bucket}/{path}: {source}")]
     Denied {
         /// Bucket.
         bucket: String,
         /// Key.
         path: String,
-        /// S3's answer.
-        message: String,
+        /// S3's answer, kept whole.
+        source: object_store::Error,
     },
     /// S3 could not be reached or failed.
-    #[error("cannot read s3://{bucket}/{path}: {message}")]
+    #[error("cannot read s3://{bucket}/{path}: {source}")]
     Unavailable {
         /// Bucket.
         bucket: String,
         /// Key.
         path: String,
-        /// The cause chain.
-        message: String,
+        /// The cause, kept whole.
+        source: object_store::Error,
     },
     /// The S3 client could not be built from the configuration.
     #[error("invalid S3 configuration: {0}")]
-    Config(String),
+    Config(#[source] object_store::Error),
 }
 
 impl StoreError {
@@ -78,12 +78,12 @@ impl StoreError {
             | object_store::Error::Unauthenticated { .. } => Self::Denied {
                 bucket,
                 path,
-                message: error_chain(&error),
+                source: error,
             },
             other => Self::Unavailable {
                 bucket,
                 path,
-                message: error_chain(&other),
+                source: other,
             },
         }
     }
@@ -153,8 +153,6 @@ pub fn build_s3(settings: &S3Settings) -> Result<Arc<dyn ObjectStore>, StoreErro
             .with_access_key_id(key)
             .with_secret_access_key(secret.expose_secret());
     }
-    let store = builder
-        .build()
-        .map_err(|e| StoreError::Config(error_chain(&e)))?;
+    let store = builder.build().map_err(StoreError::Config)?;
     Ok(Arc::new(store))
 }
