@@ -9,6 +9,7 @@ use redshift_flight::config::{Config, RawConfig};
 use redshift_flight::plan::{FlightRequest, Plan, PlanSettings, split_table_name};
 use redshift_flight::server::{Application, Parts};
 use redshift_flight::stage::new_run_id;
+use redshift_flight::store::error_chain;
 
 /// Apache Arrow Flight server for Amazon Redshift tables (UNLOAD to Parquet on S3, streamed back).
 #[derive(Debug, Parser)]
@@ -46,10 +47,10 @@ enum Command {
 
 fn load_config(cli: &Cli) -> Result<Config, String> {
     let file = match &cli.config {
-        Some(path) => RawConfig::from_file(path).map_err(|e| e.to_string())?,
+        Some(path) => RawConfig::from_file(path).map_err(|e| error_chain(&e))?,
         None => RawConfig::default(),
     };
-    Config::try_from_raw(file.overlay(cli.overrides.clone())).map_err(|e| e.to_string())
+    Config::try_from_raw(file.overlay(cli.overrides.clone())).map_err(|e| error_chain(&e))
 }
 
 async fn run(cli: Cli) -> Result<(), String> {
@@ -57,7 +58,7 @@ async fn run(cli: Cli) -> Result<(), String> {
         let mut password = String::new();
         std::io::stdin()
             .read_line(&mut password)
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| error_chain(&e))?;
         let password = password.trim_end_matches(['\r', '\n']);
         if password.is_empty() {
             return Err("hash-password: no password on standard input".into());
@@ -70,22 +71,22 @@ async fn run(cli: Cli) -> Result<(), String> {
         Command::Serve => {
             let app = Application::build(config)
                 .await
-                .map_err(|e| e.to_string())?;
-            let addr = app.local_addr().map_err(|e| e.to_string())?;
+                .map_err(|e| error_chain(&e))?;
+            let addr = app.local_addr().map_err(|e| error_chain(&e))?;
             tracing::info!(%addr, "redshift-flight listening");
             println!("redshift-flight listening on {addr}");
             app.run_until(shutdown_signal())
                 .await
-                .map_err(|e| e.to_string())
+                .map_err(|e| error_chain(&e))
         }
         Command::Tables { schema } => {
-            let parts = Parts::build(&config).map_err(|e| e.to_string())?;
+            let parts = Parts::build(&config).map_err(|e| error_chain(&e))?;
             let schema = schema.unwrap_or_else(|| config.redshift.schema.clone());
             let tables = parts
                 .catalog
                 .list_tables(&schema)
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| error_chain(&e))?;
             for table in tables {
                 let estimate = table
                     .row_estimate
@@ -102,14 +103,14 @@ async fn run(cli: Cli) -> Result<(), String> {
         }
         Command::HashPassword => Ok(()),
         Command::Plan { table } => {
-            let parts = Parts::build(&config).map_err(|e| e.to_string())?;
-            let (schema, name) = split_table_name(&table).map_err(|e| e.to_string())?;
+            let parts = Parts::build(&config).map_err(|e| error_chain(&e))?;
+            let (schema, name) = split_table_name(&table).map_err(|e| error_chain(&e))?;
             let schema = schema.unwrap_or_else(|| config.redshift.schema.clone());
             let info = parts
                 .catalog
                 .table(&schema, &name)
                 .await
-                .map_err(|e| e.to_string())?
+                .map_err(|e| error_chain(&e))?
                 .ok_or_else(|| format!("table {} not found", TableRef::new(schema, name)))?;
             let request = FlightRequest {
                 schema: None,
@@ -129,7 +130,7 @@ async fn run(cli: Cli) -> Result<(), String> {
                     complete_resync: true,
                 },
             )
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| error_chain(&e))?;
             let prefix = format!(
                 "{}/{}/",
                 config.s3.prefix,
@@ -138,7 +139,7 @@ async fn run(cli: Cli) -> Result<(), String> {
             let sql = parts
                 .stager
                 .unload_sql(&plan, &prefix)
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| error_chain(&e))?;
             println!("{sql};");
             Ok(())
         }

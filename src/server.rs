@@ -30,7 +30,7 @@ use crate::metrics::Metrics;
 use crate::panics::PanicToStatus;
 use crate::redshift::{Redshift, RedshiftError, RetrySettings};
 use crate::stage::{StageSettings, Stager};
-use crate::store::{StoreError, build_s3, error_chain};
+use crate::store::{StoreError, build_s3};
 use crate::ticket::TicketCodec;
 use crate::warehouse::catalog::CachedCatalog;
 
@@ -60,14 +60,14 @@ pub enum StartError {
     #[error("start-up check failed: {0}")]
     Redshift(#[from] RedshiftError),
     /// The bucket did not answer.
-    #[error("start-up check failed: cannot list s3://{bucket}/{prefix}/: {message}")]
+    #[error("start-up check failed: cannot list s3://{bucket}/{prefix}/: {source}")]
     Bucket {
         /// Bucket.
         bucket: String,
         /// Staging prefix.
         prefix: String,
-        /// Cause.
-        message: String,
+        /// S3's error, kept whole.
+        source: object_store::Error,
     },
     /// The S3 client could not be built.
     #[error(transparent)]
@@ -201,7 +201,7 @@ impl Parts {
             .map_err(|e| StartError::Bucket {
                 bucket: s3.bucket.clone(),
                 prefix: s3.prefix.clone(),
-                message: error_chain(&e),
+                source: e,
             })?;
         Ok(())
     }
