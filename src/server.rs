@@ -67,7 +67,7 @@ pub enum StartError {
         /// Staging prefix.
         prefix: String,
         /// S3's error, kept whole.
-        source: object_store::Error,
+        source: Box<object_store::Error>,
     },
     /// The S3 client could not be built.
     #[error(transparent)]
@@ -201,7 +201,7 @@ impl Parts {
             .map_err(|e| StartError::Bucket {
                 bucket: s3.bucket.clone(),
                 prefix: s3.prefix.clone(),
-                source: e,
+                source: Box::new(e),
             })?;
         Ok(())
     }

@@ -51,7 +51,7 @@ pub enum StoreError {
         /// Key.
         path: String,
         /// S3's answer, kept whole.
-        source: object_store::Error,
+        source: Box<object_store::Error>,
     },
     /// S3 could not be reached or failed.
     #[error("cannot read s3://{bucket}/{path}: {source}")]
@@ -61,11 +61,11 @@ pub enum StoreError {
         /// Key.
         path: String,
         /// The cause, kept whole.
-        source: object_store::Error,
+        source: Box<object_store::Error>,
     },
     /// The S3 client could not be built from the configuration.
     #[error("invalid S3 configuration: {0}")]
-    Config(#[source] object_store::Error),
+    Config(#[source] Box<object_store::Error>),
 }
 
 impl StoreError {
@@ -78,12 +78,12 @@ impl StoreError {
             | object_store::Error::Unauthenticated { .. } => Self::Denied {
                 bucket,
                 path,
-                source: error,
+                source: Box::new(error),
             },
             other => Self::Unavailable {
                 bucket,
                 path,
-                source: other,
+                source: Box::new(other),
             },
         }
     }
@@ -153,6 +153,8 @@ pub fn build_s3(settings: &S3Settings) -> Result<Arc<dyn ObjectStore>, StoreErro
             .with_access_key_id(key)
             .with_secret_access_key(secret.expose_secret());
     }
-    let store = builder.build().map_err(StoreError::Config)?;
+    let store = builder
+        .build()
+        .map_err(|e| StoreError::Config(Box::new(e)))?;
     Ok(Arc::new(store))
 }
