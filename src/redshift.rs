@@ -141,6 +141,23 @@ impl RedshiftError {
     }
 }
 
+/// A result column as the extended protocol describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DescribedColumn {
+    /// Its name.
+    pub name: String,
+    /// The type's OID.
+    pub type_oid: u32,
+    /// The type modifier (length, precision and scale), -1 when none.
+    pub type_modifier: i32,
+    /// The type's name.
+    pub type_name: String,
+    /// The table the column comes straight from, if it does (`pg_attribute.attrelid`).
+    pub table_oid: Option<u32>,
+    /// Its position in that table (`pg_attribute.attnum`).
+    pub column_id: Option<i16>,
+}
+
 /// One row of a simple-query result: text values, `None` for NULL.
 pub type TextRow = Vec<Option<String>>;
 
@@ -438,6 +455,31 @@ impl Redshift {
     /// Runs one statement, retrying transient failures, and returns its rows as text.
     pub async fn query(&self, sql: &Sql) -> Result<Vec<TextRow>, RedshiftError> {
         self.with_retries("query", || self.run_once(sql)).await
+    }
+
+    /// The result columns of `sql` without running it (the extended protocol's Parse and
+    /// Describe): name, type OID, type modifier and type name of each.
+    pub async fn describe_columns(&self, sql: &Sql) -> Result<Vec<DescribedColumn>, RedshiftError> {
+        self.with_retries("describe", || async {
+            let client = self.connection().await?;
+            let statement = client
+                .prepare(sql.as_str())
+                .await
+                .map_err(|e| RedshiftError::from_pg(e, &self.address, &self.user))?;
+            Ok(statement
+                .columns()
+                .iter()
+                .map(|c| DescribedColumn {
+                    name: c.name().to_string(),
+                    type_oid: c.type_().oid(),
+                    type_modifier: c.type_modifier(),
+                    type_name: c.type_().name().to_string(),
+                    table_oid: c.table_oid().filter(|oid| *oid != 0),
+                    column_id: c.column_id().filter(|id| *id > 0),
+                })
+                .collect())
+        })
+        .await
     }
 
     /// Runs one statement once (no retry): for statements whose retry needs cleanup first.

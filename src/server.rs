@@ -301,6 +301,7 @@ impl Application {
             .with_keepalive(listen.keepalive)
             .with_snapshot_reuse(config.staging.snapshot_reuse)
             .with_stream_memory(config.performance.stream_memory)
+            .with_database(config.redshift.database.clone())
             .build(),
         );
         let bind = |address: SocketAddr| async move {

@@ -296,6 +296,11 @@ pub trait Catalog: Send + Sync + fmt::Debug {
     /// The schema used when a request names none.
     fn default_schema(&self) -> &str;
 
+    /// Every schema name, sorted (for metadata listings).
+    async fn schemas(&self) -> Result<Vec<String>, CatalogError> {
+        Ok(vec![self.default_schema().to_string()])
+    }
+
     /// Forgets what is cached for `schema` (after Redshift said a column or table is gone).
     async fn invalidate(&self, _schema: &str) {}
 

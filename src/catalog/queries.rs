@@ -63,6 +63,25 @@ fn text(row: &TextRow, i: usize, schema: &str) -> Result<String, CatalogError> {
         })
 }
 
+/// The catalog types of table columns, by table OID and column number: `attrelid`, `attnum`,
+/// `format_type`. For the result columns of a query that come straight from a table.
+pub fn column_types(columns: &[(u32, i16)]) -> Sql {
+    let conditions = columns.iter().map(|(oid, attnum)| {
+        sql!(
+            "(attrelid = ",
+            Sql::int(*oid),
+            " AND attnum = ",
+            Sql::int(*attnum),
+            ")"
+        )
+    });
+    sql!(
+        "SELECT attrelid, attnum, pg_catalog.format_type(atttypid, atttypmod) \
+         FROM pg_catalog.pg_attribute WHERE ",
+        Sql::join(conditions, " OR ")
+    )
+}
+
 /// The tables of `schema` from the answers to [`columns`], [`primary_keys`] and
 /// [`row_estimates`], sorted by name.
 pub fn assemble(

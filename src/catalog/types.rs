@@ -151,6 +151,47 @@ impl RedshiftType {
     }
 }
 
+/// What `format_type(oid, typmod)` prints for a result column that the extended protocol
+/// described by its type OID, type modifier and type name: how a query's columns get the same
+/// catalog types (and so the same Arrow types) as a table's. Redshift's own types have their own
+/// OIDs; PostgreSQL (the emulator) describes SUPER as `jsonb` and VARBYTE as `bytea`.
+pub fn catalog_type_of(oid: u32, type_modifier: i32, type_name: &str) -> String {
+    let length = (type_modifier >= 4).then(|| type_modifier - 4);
+    match oid {
+        16 => "boolean".into(),
+        20 => "bigint".into(),
+        21 => "smallint".into(),
+        23 => "integer".into(),
+        700 => "real".into(),
+        701 => "double precision".into(),
+        1700 => match length {
+            Some(packed) => format!("numeric({},{})", (packed >> 16) & 0xffff, packed & 0xffff),
+            None => "numeric".into(),
+        },
+        1042 => match length {
+            Some(n) => format!("character({n})"),
+            None => "character".into(),
+        },
+        1043 => match length {
+            Some(n) => format!("character varying({n})"),
+            None => "character varying".into(),
+        },
+        25 | 19 => "character varying".into(),
+        1082 => "date".into(),
+        1083 => "time without time zone".into(),
+        1266 => "time with time zone".into(),
+        1114 => "timestamp without time zone".into(),
+        1184 => "timestamp with time zone".into(),
+        17 | 6551 => match length {
+            Some(n) if oid == 6551 => format!("varbyte({n})"),
+            _ => "varbyte".into(),
+        },
+        114 | 3802 | 4000 => "super".into(),
+        3000 => "geometry".into(),
+        _ => type_name.to_string(),
+    }
+}
+
 fn parse_precision_scale(args: &str) -> Option<(u8, i8)> {
     let mut parts = args.split(',').map(str::trim);
     let precision: u8 = parts.next()?.parse().ok()?;
@@ -172,6 +213,33 @@ fn parse_precision_scale(args: &str) -> Option<(u8, i8)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn described_result_columns_get_catalog_types() {
+        assert_eq!(
+            catalog_type_of(1700, (10 << 16 | 2) + 4, "numeric"),
+            "numeric(10,2)"
+        );
+        assert_eq!(catalog_type_of(1700, -1, "numeric"), "numeric");
+        assert_eq!(
+            catalog_type_of(1043, 24, "varchar"),
+            "character varying(20)"
+        );
+        assert_eq!(
+            catalog_type_of(1184, -1, "timestamptz"),
+            "timestamp with time zone"
+        );
+        assert_eq!(catalog_type_of(3802, -1, "jsonb"), "super");
+        assert_eq!(catalog_type_of(6551, 68, "varbyte"), "varbyte(64)");
+        assert_eq!(catalog_type_of(1186, -1, "interval"), "interval");
+        assert_eq!(
+            RedshiftType::from_format_type(&catalog_type_of(1700, (38 << 16 | 4) + 4, "numeric")),
+            RedshiftType::Decimal {
+                precision: 38,
+                scale: 4
+            }
+        );
+    }
 
     #[test]
     fn parses_format_type_output() {

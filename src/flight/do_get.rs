@@ -199,9 +199,17 @@ pub(super) async fn do_get(
     ticket: Ticket,
     span: tracing::Span,
 ) -> Result<BoxStream<'static, Result<FlightData, Status>>, ServiceError> {
+    if let Some(command) = super::sql::decode(&ticket.ticket) {
+        return super::sql::do_get(&service, principal, command?).await;
+    }
     let payload = service.tickets.decode(&ticket.ticket, SystemTime::now())?;
-    // The ticket is genuine; the caller must still be allowed to read its table now.
-    principal.check(&payload.schema, &payload.table)?;
+    // The ticket is genuine; the caller must still be allowed to read its table now. A Flight SQL
+    // query's ticket has no schema: the relations its query reads are in the run's columns
+    // object, checked once that is read.
+    let query = payload.schema.is_empty();
+    if !query {
+        principal.check(&payload.schema, &payload.table)?;
+    }
     let table = TableRef::new(payload.schema.clone(), payload.table.clone());
     span.record("table", tracing::field::display(&table));
     span.record("run_id", payload.run_id.as_str());
@@ -222,6 +230,9 @@ pub(super) async fn do_get(
             ColumnsError::Store(source) => ServiceError::Store(source),
             ColumnsError::Invalid { key, message, .. } => ServiceError::Corrupt { key, message },
         })?;
+    for [schema, table] in &stored.relations {
+        principal.check(schema, table)?;
+    }
     let columns: Vec<ColumnInfo> = stored.column_infos();
     let types: Vec<RedshiftType> = columns.iter().map(|c| c.redshift_type.clone()).collect();
     let mut schema = promised_schema(&table, &stored.primary_key, &columns);

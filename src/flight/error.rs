@@ -16,6 +16,7 @@ use crate::catalog::CatalogError;
 use crate::normalize::NormalizeError;
 use crate::plan::PlanError;
 use crate::redshift::RedshiftError;
+use crate::sql::query::QueryError;
 use crate::stage::{LayoutError, StageError};
 use crate::status::with_error_info;
 use crate::store::{StoreError, error_chain};
@@ -76,6 +77,28 @@ pub enum ServiceError {
     /// An Arrow encoding failure.
     #[error("arrow: {0}")]
     Arrow(#[from] arrow::error::ArrowError),
+    /// A Flight SQL request this read-only server does not support (updates, DoPut of data,
+    /// transactions, Substrait plans).
+    #[error("{0}")]
+    Unimplemented(String),
+    /// A Flight SQL query that is not one read-only query, or uses what is not allowed.
+    #[error(transparent)]
+    Query(#[from] QueryError),
+    /// A Flight SQL message that does not decode.
+    #[error("invalid Flight SQL request: {0}")]
+    FlightSql(String),
+    /// Redshift could not describe (prepare) a client's query.
+    #[error("the query cannot be run: {source}")]
+    Describe {
+        /// Redshift's error.
+        source: RedshiftError,
+    },
+}
+
+/// Whether Redshift's error about a client's own query is the client's doing (bad SQL, an
+/// unknown column, no privilege), as opposed to the warehouse failing.
+fn query_fault_is_clients(error: &RedshiftError) -> bool {
+    matches!(error, RedshiftError::Sql { code, .. } if code != "57014" && !code.starts_with("XX") && !code.starts_with("53"))
 }
 
 fn redshift_code(error: &RedshiftError) -> Code {
@@ -155,6 +178,15 @@ impl ServiceError {
             Self::Auth(AuthError::Missing | AuthError::Invalid | AuthError::Expired) => {
                 (Code::Unauthenticated, true)
             }
+            Self::Unimplemented(_) => (Code::Unimplemented, true),
+            Self::FlightSql(_) | Self::Query(_) => (Code::InvalidArgument, true),
+            Self::Describe { source } if query_fault_is_clients(source) => match source {
+                RedshiftError::Sql { code, .. } if code == "42501" => {
+                    (Code::PermissionDenied, true)
+                }
+                _ => (Code::InvalidArgument, true),
+            },
+            Self::Describe { source } => (redshift_code(source), false),
         }
     }
 }
@@ -210,6 +242,10 @@ impl ServiceError {
             Self::Auth(AuthError::File { .. }) => "INTERNAL",
             Self::Auth(AuthError::Busy) => "HANDSHAKE_BUSY",
             Self::FlightInfoTooLarge { .. } => "FLIGHT_INFO_TOO_LARGE",
+            Self::Unimplemented(_) => "UNIMPLEMENTED",
+            Self::FlightSql(_) => "INVALID_REQUEST",
+            Self::Query(_) => "QUERY_REFUSED",
+            Self::Describe { source } => redshift_reason(source, "QUERY_INVALID"),
         }
     }
 
@@ -255,6 +291,7 @@ impl ServiceError {
             Self::Corrupt { .. } | Self::Arrow(_) => {
                 "a staged file of the run cannot be decoded".into()
             }
+            Self::Describe { source } => redshift("describing the query failed".into(), source),
             // Everything else is either the client's own doing or says nothing of the
             // infrastructure (row counts, column names and values the caller may read).
             other => error_chain(other),

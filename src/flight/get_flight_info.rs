@@ -39,6 +39,9 @@ pub(super) async fn get_flight_info(
     principal: &Principal,
     descriptor: FlightDescriptor,
 ) -> Result<FlightInfo, ServiceError> {
+    if let Some(command) = super::sql::decode(&descriptor.cmd) {
+        return super::sql::get_flight_info(service, principal, descriptor, command?).await;
+    }
     let request = FlightRequest::try_from_descriptor(&descriptor)?;
     let span = tracing::Span::current();
     let (snapshot, reader, shared) = snapshot(service, principal, &request).await?;
@@ -78,24 +81,45 @@ pub(super) async fn get_flight_info(
         files: run.as_ref().map_or(0, |r| r.files.len()),
         snapshot_reused: shared,
     };
+    staged_flight_info(
+        service,
+        descriptor,
+        &plan,
+        run.as_ref(),
+        &reader,
+        serde_json::to_vec(&metadata).unwrap_or_default(),
+    )
+    .await
+}
+
+/// The FlightInfo of a plan and its staged run (`None`: nothing to read): the promised schema,
+/// one endpoint per part, the totals and `app_metadata`. A FlightInfo clients would refuse (over
+/// gRPC's 4 MiB) is never sent; its run is dropped at once.
+pub(super) async fn staged_flight_info(
+    service: &Service,
+    descriptor: FlightDescriptor,
+    plan: &Plan,
+    run: Option<&StagedRun>,
+    reader: &str,
+    app_metadata: Vec<u8>,
+) -> Result<FlightInfo, ServiceError> {
     let info = FlightInfo::new()
         .try_with_schema(&plan.schema)?
         .with_descriptor(descriptor)
         .with_ordered(false)
-        .with_app_metadata(serde_json::to_vec(&metadata).unwrap_or_default());
+        .with_app_metadata(app_metadata);
     let Some(run) = run else {
         return Ok(info.with_total_records(0).with_total_bytes(0));
     };
     let info = info
-        .with_endpoints(endpoints(service, &plan, &run, &reader))
+        .with_endpoints(endpoints(service, plan, run, reader))
         .with_total_records(run.total_rows() as i64)
         .with_total_bytes(run.total_bytes() as i64);
-    // A FlightInfo clients would refuse is never sent; its run is dropped at once.
     let bytes = prost::Message::encoded_len(&info);
     if bytes > MAX_FLIGHT_INFO_BYTES {
         if let Err(error) = service
             .stager
-            .cancel_run(&run.run_id, &reader, run.parts.len() as u32)
+            .cancel_run(&run.run_id, reader, run.parts.len() as u32)
             .await
         {
             tracing::warn!(%error, "could not drop the run of an oversized FlightInfo");

@@ -13,6 +13,11 @@ pub(super) async fn get_schema(
     principal: &Principal,
     descriptor: &FlightDescriptor,
 ) -> Result<SchemaResult, ServiceError> {
+    let options = IpcWriteOptions::default();
+    if let Some(command) = super::sql::decode(&descriptor.cmd) {
+        let schema = super::sql::get_schema(service, principal, command?).await?;
+        return Ok(SchemaResult::try_from(SchemaAsIpc::new(&schema, &options))?);
+    }
     let mut request = FlightRequest::try_from_descriptor(descriptor)?;
     let table = service
         .resolve(principal, request.schema.as_deref(), &request.table)
@@ -23,7 +28,6 @@ pub(super) async fn get_schema(
     request.replication_key = None;
     request.lookback = None;
     let plan = Plan::try_new(table, &request, PlanSettings::default())?;
-    let options = IpcWriteOptions::default();
     Ok(SchemaResult::try_from(SchemaAsIpc::new(
         &plan.schema,
         &options,

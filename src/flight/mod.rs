@@ -13,6 +13,7 @@ mod get_flight_info;
 mod get_schema;
 mod list_flights;
 mod snapshots;
+mod sql;
 
 use std::sync::Arc;
 
@@ -34,6 +35,7 @@ use crate::catalog::{Catalog, TableInfo};
 use crate::decode::Decoder;
 use crate::metrics::Metrics;
 use crate::plan::PlanSettings;
+use crate::sql::query::QueryPolicy;
 use crate::stage::Stager;
 use crate::stage::columns::ColumnsCache;
 use crate::store::MemoryBudget;
@@ -58,6 +60,8 @@ pub struct Service {
     decoder: Decoder,
     stream_memory: Option<MemoryBudget>,
     columns: ColumnsCache,
+    database: String,
+    query_policy: QueryPolicy,
 }
 
 /// Builds a [`Service`]: the collaborators are required, the tuning has defaults.
@@ -96,6 +100,8 @@ impl Service {
                 decoder,
                 stream_memory: None,
                 columns: ColumnsCache::default(),
+                database: String::new(),
+                query_policy: QueryPolicy::default(),
             },
         }
     }
@@ -139,6 +145,18 @@ impl ServiceBuilder {
     /// Row-group bytes all DoGet streams may hold at once (`stream_memory`).
     pub fn with_stream_memory(mut self, bytes: Option<u64>) -> Self {
         self.service.stream_memory = bytes.map(MemoryBudget::new);
+        self
+    }
+
+    /// The Redshift database served: the Flight SQL catalog name.
+    pub fn with_database(mut self, database: impl Into<String>) -> Self {
+        self.service.database = database.into();
+        self
+    }
+
+    /// What Flight SQL queries may do (the function allowlist, the longest query).
+    pub fn with_query_policy(mut self, policy: QueryPolicy) -> Self {
+        self.service.query_policy = policy;
         self
     }
 
@@ -367,7 +385,8 @@ impl FlightService for RedshiftFlightService {
     ) -> Result<Response<Self::DoPutStream>, Status> {
         self.inner.authenticate(&request)?;
         Err(Status::unimplemented(
-            "DoPut is not supported: redshift-flight is read-only",
+            "DoPut is not supported: redshift-flight is read-only (Flight SQL updates, ingestion \
+             and bound parameters are refused)",
         ))
     }
 

@@ -154,6 +154,8 @@ pub struct Plan {
     pub upper: Option<String>,
     /// The SELECT that UNLOAD runs (its WHERE is set by [`Plan::close_window`]).
     pub select: Sql,
+    /// For a Flight SQL query: the relations it reads (a table read: empty).
+    pub relations: Vec<crate::catalog::TableRef>,
 }
 
 impl Plan {
@@ -241,6 +243,57 @@ impl Plan {
             request_cursor: if full { None } else { request.cursor.clone() },
             upper: None,
             select,
+            relations: Vec::new(),
+        })
+    }
+
+    /// Plans a Flight SQL query: `query` (validated and rendered by `crate::sql::query`) read
+    /// whole, its `columns` as Redshift described them, staged as `label` (a name for logs and the
+    /// schema metadata). The UNLOAD's SELECT wraps the query, so each column is converted as a
+    /// table's column of the same type would be and the query's own LIMIT or ORDER BY stays
+    /// inside (UNLOAD refuses a LIMIT in its outer SELECT).
+    pub fn try_for_query(
+        label: crate::catalog::TableRef,
+        columns: Vec<ColumnInfo>,
+        query: &Sql,
+        relations: Vec<crate::catalog::TableRef>,
+    ) -> Result<Self, PlanError> {
+        if columns.is_empty() {
+            return Err(PlanError::Columns("the query returns no columns".into()));
+        }
+        for (i, column) in columns.iter().enumerate() {
+            if columns[..i].iter().any(|c| c.name == column.name) {
+                return Err(PlanError::Columns(format!(
+                    "the query returns two columns named {:?}; give them different names with AS",
+                    column.name
+                )));
+            }
+        }
+        let select = select::query_select(&columns, query)?;
+        let table = Arc::new(TableInfo {
+            table: label,
+            kind: crate::catalog::TableKind::View,
+            columns: columns.clone(),
+            primary_key: Vec::new(),
+            row_estimate: None,
+            replication_key: None,
+            strategy: None,
+        });
+        Ok(Self {
+            schema: table.arrow_schema(),
+            dictionary: false,
+            geometry: GeometryEncoding::Wkb,
+            table,
+            columns,
+            mode: Mode::Full,
+            reason: "Flight SQL query".into(),
+            key: None,
+            lower: None,
+            lookback: None,
+            request_cursor: None,
+            upper: None,
+            select,
+            relations,
         })
     }
 

@@ -111,6 +111,23 @@ pub fn select_sql(
     Ok(select)
 }
 
+/// `SELECT <columns> FROM (<query>) AS "rsf_query"`: a client's query wrapped so each column is
+/// converted as [`select_list`] does for a table's, and the query's own LIMIT stays inside.
+pub fn query_select(columns: &[ColumnInfo], query: &Sql) -> Result<Sql, QuoteError> {
+    let list = columns
+        .iter()
+        .enumerate()
+        .map(|(i, c)| select_list(&c.redshift_type, &c.name, &c.catalog_type, i))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(sql!(
+        "SELECT ",
+        Sql::join(list, ", "),
+        " FROM (",
+        query,
+        ") AS \"rsf_query\""
+    ))
+}
+
 /// The UNLOAD that stages `select` under `destination` (an `s3://bucket/prefix/` URL) as Parquet
 /// files of at most `max_file_size_mb`, with a verbose manifest.
 pub fn unload_sql(

@@ -11,6 +11,9 @@
 //! ```json
 //! {"version":1,"columns":[{"name":"id","catalog_type":"integer","nullable":false}],"primary_key":["id"]}
 //! ```
+//!
+//! The run of a Flight SQL query also lists the relations the query reads
+//! (`"relations":[["public","orders"]]`), which DoGet checks against the caller.
 
 use std::sync::Arc;
 
@@ -19,7 +22,7 @@ use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::catalog::ColumnInfo;
+use crate::catalog::{ColumnInfo, TableRef};
 use crate::store::StoreError;
 
 /// Name of the columns object inside a run's prefix.
@@ -55,6 +58,10 @@ pub struct RunColumns {
     pub columns: Vec<StoredColumn>,
     /// Primary-key columns (schema metadata).
     pub primary_key: Vec<String>,
+    /// For a Flight SQL query's run: every relation the query reads, as `[schema, name]`.
+    /// DoGet checks the caller may read each of them (a table read checks the ticket's table).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub relations: Vec<[String; 2]>,
 }
 
 impl RunColumns {
@@ -71,7 +78,17 @@ impl RunColumns {
                 })
                 .collect(),
             primary_key: primary_key.to_vec(),
+            relations: Vec::new(),
         }
+    }
+
+    /// The same columns object, naming the relations a query read.
+    pub fn with_relations(mut self, relations: &[TableRef]) -> Self {
+        self.relations = relations
+            .iter()
+            .map(|r| [r.schema.clone(), r.table.clone()])
+            .collect();
+        self
     }
 
     /// The canonical bytes: compact JSON, fields in declaration order.

@@ -205,6 +205,11 @@ impl Stager {
         }
     }
 
+    /// The warehouse UNLOADs run on (Flight SQL also describes queries there).
+    pub fn warehouse(&self) -> &Arc<dyn Warehouse> {
+        &self.warehouse
+    }
+
     /// The bucket.
     pub fn bucket(&self) -> &str {
         &self.settings.bucket

@@ -86,6 +86,13 @@ impl Warehouse for FakeWarehouse {
     async fn query(&self, _sql: &Sql) -> Result<Vec<TextRow>, RedshiftError> {
         Ok(Vec::new())
     }
+
+    async fn describe_query(
+        &self,
+        _sql: &Sql,
+    ) -> Result<Vec<crate::catalog::ColumnInfo>, RedshiftError> {
+        Ok(Vec::new())
+    }
 }
 
 fn fixture(

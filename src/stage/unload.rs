@@ -166,10 +166,10 @@ impl Stager {
                 )
                 .await;
         }
-        let run_columns = Arc::new(columns::RunColumns::new(
-            &plan.columns,
-            &plan.table.primary_key,
-        ));
+        let run_columns = Arc::new(
+            columns::RunColumns::new(&plan.columns, &plan.table.primary_key)
+                .with_relations(&plan.relations),
+        );
         let layouts = if files.is_empty() {
             Vec::new()
         } else {

@@ -230,6 +230,11 @@ impl Catalog for CachedCatalog {
         &self.default_schema
     }
 
+    async fn schemas(&self) -> Result<Vec<String>, CatalogError> {
+        let fresh_after = Instant::now().checked_sub(self.ttl);
+        Ok(self.schema_names(fresh_after).await?.as_ref().clone())
+    }
+
     async fn invalidate(&self, schema: &str) {
         self.cache.invalidate(schema).await;
     }

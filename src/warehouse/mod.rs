@@ -11,7 +11,7 @@ pub mod catalog;
 
 use std::fmt;
 
-use crate::catalog::{CatalogError, TableInfo, queries};
+use crate::catalog::{CatalogError, ColumnInfo, TableInfo, queries, types};
 use crate::redshift::{Redshift, RedshiftError, TextRow};
 use crate::sql::Sql;
 
@@ -35,6 +35,10 @@ pub trait Warehouse: Send + Sync + fmt::Debug {
 
     /// Runs one statement, retrying transient failures, and returns its rows as text.
     async fn query(&self, sql: &Sql) -> Result<Vec<TextRow>, RedshiftError>;
+
+    /// The result columns of a query without running it, with the catalog types a table's
+    /// columns would have (all nullable: a query's result says nothing of NOT NULL).
+    async fn describe_query(&self, sql: &Sql) -> Result<Vec<ColumnInfo>, RedshiftError>;
 }
 
 #[async_trait::async_trait]
@@ -84,5 +88,38 @@ impl Warehouse for Redshift {
 
     async fn query(&self, sql: &Sql) -> Result<Vec<TextRow>, RedshiftError> {
         Redshift::query(self, sql).await
+    }
+
+    async fn describe_query(&self, sql: &Sql) -> Result<Vec<ColumnInfo>, RedshiftError> {
+        let described = self.describe_columns(sql).await?;
+        // A column taken straight from a table gets that column's own catalog type (the
+        // protocol describes a domain such as the emulator's GEOMETRY by its base type).
+        let direct: Vec<(u32, i16)> = described
+            .iter()
+            .filter_map(|c| Some((c.table_oid?, c.column_id?)))
+            .collect();
+        let mut exact = std::collections::HashMap::new();
+        if !direct.is_empty() {
+            for row in Redshift::query(self, &queries::column_types(&direct)).await? {
+                if let [Some(oid), Some(attnum), Some(catalog_type)] = row.as_slice()
+                    && let (Ok(oid), Ok(attnum)) = (oid.parse::<u32>(), attnum.parse::<i16>())
+                {
+                    exact.insert((oid, attnum), catalog_type.clone());
+                }
+            }
+        }
+        Ok(described
+            .into_iter()
+            .map(|c| {
+                let catalog_type = c
+                    .table_oid
+                    .zip(c.column_id)
+                    .and_then(|key| exact.get(&key).cloned())
+                    .unwrap_or_else(|| {
+                        types::catalog_type_of(c.type_oid, c.type_modifier, &c.type_name)
+                    });
+                ColumnInfo::new(c.name, catalog_type, true)
+            })
+            .collect())
     }
 }

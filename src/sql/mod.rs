@@ -13,6 +13,8 @@
 //! This module is a leaf: it imports nothing from the crate. Typed literals and select expressions
 //! (which know Redshift types) live in `crate::plan`; catalog queries in `crate::catalog::queries`.
 
+pub mod query;
+
 use std::fmt;
 
 /// Text that cannot be quoted for SQL.

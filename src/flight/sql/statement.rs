@@ -1,0 +1,133 @@
+//! Flight SQL queries (`CommandStatementQuery`): the client's SQL is validated by
+//! `crate::sql::query` (one read-only query, allowlisted functions), every relation it reads must
+//! be served and readable by the caller, Redshift describes its result columns (so the schema is
+//! known before data moves), and the query, wrapped so each column is converted as a table's
+//! would be, is staged by UNLOAD like a table read. The endpoints carry ordinary signed tickets
+//! without a schema; DoGet checks the caller against the relations the run's columns object
+//! lists.
+
+use std::sync::Arc;
+
+use arrow::datatypes::SchemaRef;
+use arrow_flight::sql::CommandStatementQuery;
+use arrow_flight::{FlightDescriptor, FlightInfo};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use super::super::get_flight_info::staged_flight_info;
+use super::super::{Service, ServiceError};
+use crate::auth::Principal;
+use crate::catalog::TableRef;
+use crate::plan::Plan;
+use crate::sql::query::{Relation, validate};
+use crate::stage::new_reader_id;
+
+/// FlightInfo.app_metadata of a query, as JSON.
+#[derive(Debug, Serialize)]
+struct AppMetadata<'a> {
+    query: &'a str,
+    run_id: &'a str,
+    expires_at: String,
+    files: usize,
+}
+
+pub(super) async fn get_flight_info(
+    service: &Service,
+    principal: &Principal,
+    descriptor: FlightDescriptor,
+    command: CommandStatementQuery,
+) -> Result<FlightInfo, ServiceError> {
+    if command.transaction_id.is_some() {
+        return Err(ServiceError::Unimplemented(
+            "transactions are not supported: redshift-flight is read-only".into(),
+        ));
+    }
+    let plan = plan(service, principal, &command.query).await?;
+    let span = tracing::Span::current();
+    span.record("table", tracing::field::display(&plan.table.table));
+    let run = service.stager.stage(&plan).await?;
+    span.record("run_id", run.run_id.as_str());
+    // Staging wrote the run's columns object; DoGet on this replica needs no GET for it.
+    service
+        .columns
+        .insert(&run.run_id, Arc::clone(&run.columns));
+    tracing::info!(
+        rows = run.total_rows(),
+        bytes = run.total_bytes(),
+        files = run.files.len(),
+        relations = plan.relations.len(),
+        "query staged"
+    );
+    let metadata = AppMetadata {
+        query: &plan.table.table.table,
+        run_id: &run.run_id,
+        expires_at: chrono::DateTime::<chrono::Utc>::from(run.expires_at)
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        files: run.files.len(),
+    };
+    let reader = new_reader_id();
+    staged_flight_info(
+        service,
+        descriptor,
+        &plan,
+        Some(&run),
+        &reader,
+        serde_json::to_vec(&metadata).unwrap_or_default(),
+    )
+    .await
+}
+
+/// The schema a query's FlightInfo would promise (nothing is staged).
+pub(super) async fn schema(
+    service: &Service,
+    principal: &Principal,
+    query: &str,
+) -> Result<SchemaRef, ServiceError> {
+    Ok(plan(service, principal, query).await?.schema)
+}
+
+/// Validates, authorises and describes `text`, and plans its read.
+async fn plan(service: &Service, principal: &Principal, text: &str) -> Result<Plan, ServiceError> {
+    // Parsing is CPU-bound and may recurse deeply (it runs on a thread of its own).
+    let policy = service.query_policy.clone();
+    let owned = text.to_string();
+    let validated = tokio::task::spawn_blocking(move || validate(&owned, &policy))
+        .await
+        .map_err(|e| ServiceError::FlightSql(format!("validating the query failed: {e}")))??;
+    let relations = authorize(service, principal, validated.relations()).await?;
+    let query = validated.sql();
+    let columns = service
+        .stager
+        .warehouse()
+        .describe_query(&query)
+        .await
+        .map_err(|source| ServiceError::Describe { source })?;
+    let digest = Sha256::digest(query.as_str().as_bytes());
+    let label = TableRef::new("", format!("query {}", hex::encode(&digest[..6])));
+    Ok(Plan::try_for_query(label, columns, &query, relations)?)
+}
+
+/// Checks the caller may read every relation of the query, and that each non-system relation is
+/// served (a table spec limits queries as it limits table reads). Returns them as resolved.
+async fn authorize(
+    service: &Service,
+    principal: &Principal,
+    relations: &[Relation],
+) -> Result<Vec<TableRef>, ServiceError> {
+    let mut resolved = Vec::with_capacity(relations.len());
+    for relation in relations {
+        if relation.is_system() {
+            let schema = relation.schema.as_deref().unwrap_or("pg_catalog");
+            principal.check(schema, &relation.name)?;
+            resolved.push(TableRef::new(schema, relation.name.clone()));
+        } else {
+            let table = service
+                .resolve(principal, relation.schema.as_deref(), &relation.name)
+                .await?;
+            resolved.push(table.table.clone());
+        }
+    }
+    resolved.sort();
+    resolved.dedup();
+    Ok(resolved)
+}
