@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use backon::{ExponentialBuilder, Retryable};
 use deadpool_postgres::{
-    Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime,
+    Hook, HookError, Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime,
 };
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::pem::PemObject;
@@ -31,7 +31,7 @@ use tokio_postgres::{CancelToken, SimpleQueryMessage};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::config::{RedshiftSettings, SslMode};
-use crate::sql::Sql;
+use crate::sql::{Sql, sql};
 
 /// How a statement sent to Redshift failed.
 #[derive(Debug, thiserror::Error)]
@@ -363,7 +363,26 @@ impl Redshift {
             0 => max_parallel_workers + 4,
             size => size,
         };
+        // Unqualified names in a Flight SQL query resolve in the default schema first: the schema
+        // they are authorised in (Redshift's own default, `$user, public`, could differ). Flight
+        // SQL authorises only names found there exactly, so `public` after it (where the emulator
+        // keeps its compatibility functions) never decides which relation is read.
+        let search_path = Sql::ident(&settings.schema)
+            .map(|schema| sql!("SET search_path TO ", schema, ", public"))
+            .ok();
         let pool = Pool::builder(manager)
+            .post_create(Hook::async_fn(move |client, _| {
+                let search_path = search_path.clone();
+                Box::pin(async move {
+                    if let Some(search_path) = search_path {
+                        client
+                            .simple_query(search_path.as_str())
+                            .await
+                            .map_err(HookError::Backend)?;
+                    }
+                    Ok(())
+                })
+            }))
             .max_size(size)
             .wait_timeout(Some(settings.pool_timeout))
             .runtime(Runtime::Tokio1)
@@ -394,7 +413,9 @@ impl Redshift {
 
     async fn connection(&self) -> Result<Object, RedshiftError> {
         self.pool.get().await.map_err(|e| match e {
-            PoolError::Backend(e) => RedshiftError::from_pg(e, &self.address, &self.user),
+            PoolError::Backend(e) | PoolError::PostCreateHook(HookError::Backend(e)) => {
+                RedshiftError::from_pg(e, &self.address, &self.user)
+            }
             PoolError::Timeout(deadpool_postgres::TimeoutType::Wait) => {
                 RedshiftError::PoolTimeout {
                     size: self.pool.status().max_size,

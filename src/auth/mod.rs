@@ -36,7 +36,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
+use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use secrecy::{ExposeSecret, SecretString};
 use subtle::ConstantTimeEq;
 use tonic::metadata::MetadataMap;
@@ -55,6 +55,12 @@ use password::HashLimiter;
 pub use password::{HashLimits, hash_password};
 pub use principal::Principal;
 use principal::Tables;
+
+/// Base64 of Basic credentials, padded or not: pyarrow pads, Go's Flight client (ADBC) does not.
+const BASIC_CREDENTIALS: GeneralPurpose = GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
 
 /// Why a call was not authenticated or not authorised. Messages never echo a credential.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -229,7 +235,7 @@ impl Authenticator {
                 .contains_key(principal.name())
                 .then(|| self.issue(principal.name(), now)));
         };
-        let decoded = STANDARD
+        let decoded = BASIC_CREDENTIALS
             .decode(basic.trim())
             .map_err(|_| AuthError::Invalid)?;
         let decoded = String::from_utf8(decoded).map_err(|_| AuthError::Invalid)?;

@@ -18,6 +18,7 @@ fn metadata(value: Option<&str>) -> MetadataMap {
 }
 
 fn basic(user: &str, password: &str) -> String {
+    use base64::engine::general_purpose::STANDARD;
     format!("Basic {}", STANDARD.encode(format!("{user}:{password}")))
 }
 
@@ -169,6 +170,23 @@ async fn handshake_issues_expiring_signed_tokens() {
 
 /// Rotation: a token signed with key A is accepted where A is still configured (after B),
 /// not where it is gone; the key that signs tickets does not sign tokens.
+#[tokio::test]
+async fn basic_credentials_without_base64_padding_are_accepted() {
+    // Go's Flight client (ADBC's Flight SQL driver) sends Basic credentials unpadded.
+    use base64::engine::general_purpose::STANDARD_NO_PAD;
+    let auth = authenticator(Duration::from_secs(60));
+    let now = SystemTime::now();
+    for credentials in ["alice:s3cret-pw", "alice:s3cret-pw1", "alice:s3cret-pw12"] {
+        let header = format!("Basic {}", STANDARD_NO_PAD.encode(credentials));
+        let result = auth.handshake(&metadata(Some(&header)), now).await;
+        if credentials == "alice:s3cret-pw" {
+            assert!(result.unwrap().is_some(), "{credentials}");
+        } else {
+            assert_eq!(result, Err(AuthError::Invalid), "{credentials}");
+        }
+    }
+}
+
 #[tokio::test]
 async fn issued_tokens_verify_by_key_id_across_rotation() {
     let a = authenticator(Duration::from_secs(60));

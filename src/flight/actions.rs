@@ -2,7 +2,9 @@
 //! extends an endpoint's life (a new ticket with a later expiry, and a lease on the run so the
 //! sweeper keeps it). Both find the run through the endpoints' signed, unexpired tickets, never
 //! through anything the client could forge, and both check that the caller may read the ticket's
-//! table (access may have been revoked since the ticket was issued).
+//! table (access may have been revoked since the ticket was issued), or for a Flight SQL query's
+//! run every relation the query read. `CloseSession` (sent by ADBC on disconnect) succeeds: the
+//! server keeps no session state.
 
 use std::time::SystemTime;
 
@@ -21,6 +23,17 @@ use crate::plan::PlanError;
 pub(super) const CANCEL_FLIGHT_INFO: &str = "CancelFlightInfo";
 /// Action type of RenewFlightEndpoint (Flight protocol).
 pub(super) const RENEW_FLIGHT_ENDPOINT: &str = "RenewFlightEndpoint";
+
+/// Action type of CloseSession (Flight protocol, sessions).
+pub(super) const CLOSE_SESSION: &str = "CloseSession";
+
+/// `arrow.flight.protocol.CloseSessionResult` (arrow-flight has no type for it): status 1 is
+/// `CLOSED`.
+#[derive(Clone, PartialEq, prost::Message)]
+struct CloseSessionResult {
+    #[prost(int32, tag = "1")]
+    status: i32,
+}
 
 /// The actions this server offers.
 pub(super) fn list() -> Vec<ActionType> {
@@ -65,7 +78,7 @@ pub(super) async fn do_action(
                 // Only a caller who may read the table, holding a live ticket, may delete its
                 // run: an expired ticket's run is the sweeper's to delete.
                 let payload = service.tickets.decode(&ticket.ticket, SystemTime::now())?;
-                principal.check(&payload.schema, &payload.table)?;
+                service.check_ticket(principal, &payload).await?;
                 let run = (payload.run_id, payload.reader, payload.run_endpoints);
                 if !runs.contains(&run) {
                     runs.push(run);
@@ -104,7 +117,7 @@ pub(super) async fn do_action(
                 .as_ref()
                 .ok_or_else(|| bad("the endpoint has no ticket"))?;
             let mut payload = service.tickets.decode(&ticket.ticket, SystemTime::now())?;
-            principal.check(&payload.schema, &payload.table)?;
+            service.check_ticket(principal, &payload).await?;
             let until = SystemTime::now() + service.stager.ttl();
             service.stager.renew_run(&payload.run_id, until).await?;
             payload.expires_at_ms = unix_ms(until);
@@ -117,6 +130,11 @@ pub(super) async fn do_action(
                 body: renewed.encode_to_vec().into(),
             }])
         }
+        // Flight SQL clients (ADBC) close their session on disconnect; there is no session
+        // state here, so it is closed already.
+        CLOSE_SESSION => Ok(vec![arrow_flight::Result {
+            body: CloseSessionResult { status: 1 }.encode_to_vec().into(),
+        }]),
         other => Err(ServiceError::Plan(PlanError::Unsupported(format!(
             "action {other:?} is not supported (ListActions lists {CANCEL_FLIGHT_INFO} and {RENEW_FLIGHT_ENDPOINT})"
         )))),

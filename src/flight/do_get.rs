@@ -37,7 +37,6 @@ use crate::catalog::{
 };
 use crate::decode::Decoder;
 use crate::normalize::{normalize_batch, reader_schema};
-use crate::stage::columns::ColumnsError;
 use crate::store::{ObjectReader, ParquetReadError};
 
 /// Arrow bytes a record batch aims at: one gRPC message each (the encoder splits batches above
@@ -226,10 +225,7 @@ pub(super) async fn do_get(
             &payload.columns_sha256,
         )
         .await
-        .map_err(|error| match error {
-            ColumnsError::Store(source) => ServiceError::Store(source),
-            ColumnsError::Invalid { key, message, .. } => ServiceError::Corrupt { key, message },
-        })?;
+        .map_err(ServiceError::from_columns)?;
     for [schema, table] in &stored.relations {
         principal.check(schema, table)?;
     }

@@ -87,17 +87,29 @@ pub enum ServiceError {
     /// A Flight SQL message that does not decode.
     #[error("invalid Flight SQL request: {0}")]
     FlightSql(String),
-    /// Redshift could not describe (prepare) a client's query.
-    #[error("the query cannot be run: {source}")]
-    Describe {
+    /// Redshift could not describe (prepare) or run a client's query.
+    #[error("the query failed on Redshift: {source}")]
+    QueryFailed {
         /// Redshift's error.
         source: RedshiftError,
     },
 }
 
+impl ServiceError {
+    /// A run's columns object that cannot be read or used.
+    pub(crate) fn from_columns(error: crate::stage::columns::ColumnsError) -> Self {
+        match error {
+            crate::stage::columns::ColumnsError::Store(source) => Self::Store(source),
+            crate::stage::columns::ColumnsError::Invalid { key, message, .. } => {
+                Self::Corrupt { key, message }
+            }
+        }
+    }
+}
+
 /// Whether Redshift's error about a client's own query is the client's doing (bad SQL, an
 /// unknown column, no privilege), as opposed to the warehouse failing.
-fn query_fault_is_clients(error: &RedshiftError) -> bool {
+pub(super) fn query_fault_is_clients(error: &RedshiftError) -> bool {
     matches!(error, RedshiftError::Sql { code, .. } if code != "57014" && !code.starts_with("XX") && !code.starts_with("53"))
 }
 
@@ -180,13 +192,13 @@ impl ServiceError {
             }
             Self::Unimplemented(_) => (Code::Unimplemented, true),
             Self::FlightSql(_) | Self::Query(_) => (Code::InvalidArgument, true),
-            Self::Describe { source } if query_fault_is_clients(source) => match source {
+            Self::QueryFailed { source } if query_fault_is_clients(source) => match source {
                 RedshiftError::Sql { code, .. } if code == "42501" => {
                     (Code::PermissionDenied, true)
                 }
                 _ => (Code::InvalidArgument, true),
             },
-            Self::Describe { source } => (redshift_code(source), false),
+            Self::QueryFailed { source } => (redshift_code(source), false),
         }
     }
 }
@@ -245,7 +257,7 @@ impl ServiceError {
             Self::Unimplemented(_) => "UNIMPLEMENTED",
             Self::FlightSql(_) => "INVALID_REQUEST",
             Self::Query(_) => "QUERY_REFUSED",
-            Self::Describe { source } => redshift_reason(source, "QUERY_INVALID"),
+            Self::QueryFailed { source } => redshift_reason(source, "QUERY_INVALID"),
         }
     }
 
@@ -291,7 +303,7 @@ impl ServiceError {
             Self::Corrupt { .. } | Self::Arrow(_) => {
                 "a staged file of the run cannot be decoded".into()
             }
-            Self::Describe { source } => redshift("describing the query failed".into(), source),
+            Self::QueryFailed { source } => redshift("describing the query failed".into(), source),
             // Everything else is either the client's own doing or says nothing of the
             // infrastructure (row counts, column names and values the caller may read).
             other => error_chain(other),

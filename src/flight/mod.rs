@@ -207,6 +207,35 @@ impl Service {
         }
     }
 
+    /// Checks the caller may read what a (genuine) ticket's run holds: its table, or for a
+    /// Flight SQL query's run (no schema in the ticket) every relation the query read, as its
+    /// columns object lists them.
+    pub(crate) async fn check_ticket(
+        &self,
+        principal: &Principal,
+        payload: &crate::ticket::TicketPayload,
+    ) -> Result<(), ServiceError> {
+        if !payload.schema.is_empty() {
+            return Ok(principal.check(&payload.schema, &payload.table)?);
+        }
+        let run_prefix = self.stager.run_prefix(&payload.run_id)?;
+        let stored = self
+            .columns
+            .get_or_read(
+                &self.store,
+                self.stager.bucket(),
+                &payload.run_id,
+                &run_prefix,
+                &payload.columns_sha256,
+            )
+            .await
+            .map_err(ServiceError::from_columns)?;
+        for [schema, table] in &stored.relations {
+            principal.check(schema, table)?;
+        }
+        Ok(())
+    }
+
     /// Authenticates a call; the principal says which tables it may read.
     fn authenticate<T>(&self, request: &Request<T>) -> Result<Principal, Status> {
         self.auth

@@ -231,8 +231,13 @@ impl Catalog for CachedCatalog {
     }
 
     async fn schemas(&self) -> Result<Vec<String>, CatalogError> {
-        let fresh_after = Instant::now().checked_sub(self.ttl);
-        Ok(self.schema_names(fresh_after).await?.as_ref().clone())
+        // A listing cannot tell a missing schema from a new one, so it reads the names afresh
+        // (one cheap query; callers waiting meanwhile share it). Their tables stay cached.
+        Ok(self
+            .schema_names(Some(Instant::now()))
+            .await?
+            .as_ref()
+            .clone())
     }
 
     async fn invalidate(&self, schema: &str) {

@@ -5,6 +5,7 @@ with what PostgreSQL (behind the Redshift emulator) returns for the same SQL."""
 from __future__ import annotations
 
 import subprocess
+from pathlib import Path
 from decimal import Decimal
 
 import adbc_driver_flightsql.dbapi as flight_sql
@@ -20,6 +21,9 @@ from support import path, read_flight
 from test_all_types import COLUMNS, NAMES, ROWS, all_types, arrow_rows, postgres_rows  # noqa: F401
 
 PASSWORD = "flight-sql-password"
+VERSION = next(
+    line.split('"')[1] for line in (Path(__file__).parents[3] / "Cargo.toml").read_text().splitlines() if line.startswith("version")
+)
 
 
 def connect(server, **db_kwargs):
@@ -153,7 +157,7 @@ def test_metadata_through_adbc(flight_server, testbed, sales):
     with connect(flight_server) as conn:
         info = conn.adbc_get_info()
         assert info["vendor_name"] == "redshift-flight", info
-        assert info["vendor_sql"] is True, info
+        assert info["vendor_version"] == VERSION, info
         schema = conn.adbc_get_table_schema("orders", db_schema_filter=sales)
         assert schema.names == ["id", "customer_id", "amount", "placed"]
         assert schema.field("amount").type == pa.decimal128(10, 2)
@@ -216,3 +220,19 @@ def test_authorisation_covers_every_relation_of_the_query(access_server, pg, sal
         objects = conn.adbc_get_objects(depth="tables", db_schema_filter=sales).read_all().to_pylist()
         tables = [t["table_name"] for s in objects[0]["catalog_db_schemas"] for t in s["db_schema_tables"]]
         assert tables == ["orders"], "metadata lists only what alice may read"
+
+
+def test_unqualified_names_resolve_in_the_default_schema(testbed, tmp_path, pg, sales):
+    """Unqualified relations are authorised and read in `redshift_schema`, whatever Redshift's
+    own search path would say."""
+    pg.execute("CREATE TABLE IF NOT EXISTS public.rsf_fsql_shadow (id integer)")
+    server = start_server(dict(base_config(testbed), redshift_schema=sales), tmp_path / "default-schema")
+    try:
+        with connect(server) as conn, conn.cursor() as cur:
+            cur.execute("SELECT count(*) AS n, max(amount) AS top FROM orders")
+            # max() of a numeric(10,2) has no declared scale on PostgreSQL: its exact text.
+            assert cur.fetch_arrow_table().to_pylist() == [{"n": 5, "top": "1234.56"}]
+            with pytest.raises(adbc_driver_manager.Error, match="not found"):
+                cur.execute("SELECT * FROM rsf_fsql_shadow")
+    finally:
+        assert stop_server(server) is None, server.stderr_tail()

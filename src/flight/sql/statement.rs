@@ -14,13 +14,14 @@ use arrow_flight::{FlightDescriptor, FlightInfo};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use super::super::error::query_fault_is_clients;
 use super::super::get_flight_info::staged_flight_info;
 use super::super::{Service, ServiceError};
 use crate::auth::Principal;
 use crate::catalog::TableRef;
 use crate::plan::Plan;
 use crate::sql::query::{Relation, validate};
-use crate::stage::new_reader_id;
+use crate::stage::{StageError, new_reader_id};
 
 /// FlightInfo.app_metadata of a query, as JSON.
 #[derive(Debug, Serialize)]
@@ -45,7 +46,18 @@ pub(super) async fn get_flight_info(
     let plan = plan(service, principal, &command.query).await?;
     let span = tracing::Span::current();
     span.record("table", tracing::field::display(&plan.table.table));
-    let run = service.stager.stage(&plan).await?;
+    // An error in the client's own SQL that only running it reveals (division by zero, a bad
+    // cast) is the client's: it gets Redshift's message.
+    let run = service
+        .stager
+        .stage(&plan)
+        .await
+        .map_err(|error| match error {
+            StageError::Unload { source, .. } if query_fault_is_clients(&source) => {
+                ServiceError::QueryFailed { source }
+            }
+            other => ServiceError::Stage(other),
+        })?;
     span.record("run_id", run.run_id.as_str());
     // Staging wrote the run's columns object; DoGet on this replica needs no GET for it.
     service
@@ -101,7 +113,7 @@ async fn plan(service: &Service, principal: &Principal, text: &str) -> Result<Pl
         .warehouse()
         .describe_query(&query)
         .await
-        .map_err(|source| ServiceError::Describe { source })?;
+        .map_err(|source| ServiceError::QueryFailed { source })?;
     let digest = Sha256::digest(query.as_str().as_bytes());
     let label = TableRef::new("", format!("query {}", hex::encode(&digest[..6])));
     Ok(Plan::try_for_query(label, columns, &query, relations)?)
@@ -124,6 +136,22 @@ async fn authorize(
             let table = service
                 .resolve(principal, relation.schema.as_deref(), &relation.name)
                 .await?;
+            // Redshift resolves the name exactly (after folding unquoted names), so only an exact
+            // match is the relation it will read; a case-insensitive one is not.
+            let schema_matches = relation
+                .schema
+                .as_deref()
+                .is_none_or(|schema| schema == table.table.schema);
+            if !schema_matches || table.table.table != relation.name {
+                let schema = relation
+                    .schema
+                    .as_deref()
+                    .unwrap_or(service.catalog.default_schema());
+                return Err(ServiceError::TableNotFound(format!(
+                    "{schema}.{} (names are matched exactly: quote names with capitals)",
+                    relation.name
+                )));
+            }
             resolved.push(table.table.clone());
         }
     }
