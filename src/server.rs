@@ -302,6 +302,10 @@ impl Application {
             .with_snapshot_reuse(config.staging.snapshot_reuse)
             .with_stream_memory(config.performance.stream_memory)
             .with_database(config.redshift.database.clone())
+            .with_query_policy(
+                crate::sql::query::QueryPolicy::new()
+                    .allow_functions(config.flight_sql.extra_functions.clone()),
+            )
             .build(),
         );
         let bind = |address: SocketAddr| async move {

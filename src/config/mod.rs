@@ -20,8 +20,8 @@ use std::path::PathBuf;
 
 pub use raw::RawConfig;
 pub use sections::{
-    AuthSettings, CatalogSettings, IamRole, ListenSettings, PerformanceSettings, RedshiftSettings,
-    S3Settings, SslMode, StagingSettings,
+    AuthSettings, CatalogSettings, FlightSqlSettings, IamRole, ListenSettings, PerformanceSettings,
+    RedshiftSettings, S3Settings, SslMode, StagingSettings,
 };
 pub use validate::MIN_SECRET_BYTES;
 
@@ -85,6 +85,8 @@ pub struct Config {
     pub auth: AuthSettings,
     /// Concurrency and memory bounds.
     pub performance: PerformanceSettings,
+    /// Flight SQL.
+    pub flight_sql: FlightSqlSettings,
 }
 
 impl Config {
@@ -223,6 +225,7 @@ impl Config {
             4,
             0..=20,
         )?;
+        let extra_functions = validate::function_names(raw.flight_sql_functions)?;
         let retry_timeout = parse_seconds(
             raw.s3_retry_timeout_seconds,
             "s3_retry_timeout_seconds",
@@ -288,6 +291,7 @@ impl Config {
                 decode_threads,
                 stream_memory,
             },
+            flight_sql: FlightSqlSettings { extra_functions },
         })
     }
 }

@@ -189,6 +189,8 @@ raw_config! {
     redshift_pool_size: "REDSHIFT_FLIGHT_REDSHIFT_POOL_SIZE", secret = false;
     /// Seconds a request waits for a free Redshift connection before it fails with UNAVAILABLE (default 30).
     redshift_pool_timeout_seconds: "REDSHIFT_FLIGHT_REDSHIFT_POOL_TIMEOUT_SECONDS", secret = false;
+    /// Functions Flight SQL queries may call besides the built-in read-only list (comma-separated names).
+    flight_sql_functions: "REDSHIFT_FLIGHT_FLIGHT_SQL_FUNCTIONS", secret = false;
     /// `true`: allow listening on a non-loopback address without authentication (a warning is logged).
     insecure: "REDSHIFT_FLIGHT_INSECURE", secret = false, arg(num_args = 0..=1, default_missing_value = "true");
 }

@@ -155,3 +155,10 @@ pub struct PerformanceSettings {
     /// Row-group bytes DoGet streams may hold at once, `None`: unbounded (`stream_memory_mb`).
     pub stream_memory: Option<u64>,
 }
+
+/// Flight SQL.
+#[derive(Debug, Clone, Default)]
+pub struct FlightSqlSettings {
+    /// Functions queries may call besides the built-in read-only list (`flight_sql_functions`).
+    pub extra_functions: Vec<String>,
+}

@@ -47,7 +47,8 @@ fn seed_configuration_works_unchanged() {
     assert!(!config.listen.insecure);
     assert_eq!(config.redshift.pool_size, 0, "max_parallel_workers + 4");
     assert_eq!(config.redshift.pool_timeout, Duration::from_secs(30));
-    assert_eq!(RawConfig::KEYS.len(), 45);
+    assert_eq!(RawConfig::KEYS.len(), 46);
+    assert!(config.flight_sql.extra_functions.is_empty());
 }
 
 #[test]
@@ -272,4 +273,18 @@ fn several_faults_report_the_first_in_the_historical_order() {
     json["keepalive_seconds"] = "0".into();
     let error = parse(json).unwrap_err().to_string();
     assert!(error.starts_with("listen_address must be"), "{error}");
+}
+
+#[test]
+fn flight_sql_functions_are_names() {
+    let mut json = seed_json();
+    json["flight_sql_functions"] = "My_Udf, f2".into();
+    let config = parse(json.clone()).unwrap();
+    assert_eq!(config.flight_sql.extra_functions, vec!["my_udf", "f2"]);
+    json["flight_sql_functions"] = "ok, pg_sleep(1)".into();
+    let error = parse(json).unwrap_err().to_string();
+    assert!(
+        error.contains("flight_sql_functions") && error.contains("pg_sleep(1)"),
+        "{error}"
+    );
 }

@@ -301,6 +301,28 @@ pub(super) fn stream_memory(value: Option<String>) -> Result<Option<u64>, Config
     )
 }
 
+/// `flight_sql_functions`: comma-separated function names (letters, digits, `_`), lower-cased.
+pub(super) fn function_names(value: Option<String>) -> Result<Vec<String>, ConfigError> {
+    let Some(text) = optional(value) else {
+        return Ok(Vec::new());
+    };
+    let mut names = Vec::new();
+    for name in text.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+        let valid = name.len() <= 127
+            && name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid {
+            return Err(ConfigError::Invalid {
+                key: "flight_sql_functions",
+                expected: "comma-separated function names (letters, digits and _)",
+                got: name.to_string(),
+            });
+        }
+        names.push(name.to_ascii_lowercase());
+    }
+    Ok(names)
+}
+
 /// `auth_tokens`: comma-separated, blanks dropped.
 pub(super) fn auth_tokens(value: Option<String>) -> Vec<SecretString> {
     optional(value)

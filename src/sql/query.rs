@@ -85,6 +85,14 @@ impl QueryPolicy {
         self
     }
 
+    /// Adds functions (lower-case names) to the allowlist: the operator's own extensions
+    /// (`flight_sql_functions`).
+    pub fn allow_functions(mut self, names: impl IntoIterator<Item = String>) -> Self {
+        self.functions
+            .extend(names.into_iter().map(|n| n.to_lowercase()));
+        self
+    }
+
     /// Largest query text accepted in bytes (default 1 MiB).
     pub fn with_max_bytes(mut self, bytes: usize) -> Self {
         self.max_bytes = bytes;
