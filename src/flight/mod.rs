@@ -359,10 +359,35 @@ impl FlightService for RedshiftFlightService {
         &self,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<PollInfo>, Status> {
-        self.inner.authenticate(&request)?;
-        Err(Status::unimplemented(
-            "PollFlightInfo is not supported; use GetFlightInfo",
-        ))
+        // The planning and the UNLOAD run within this call, as for GetFlightInfo; the answer is
+        // complete (no descriptor to poll again, progress 1). Clients that execute
+        // incrementally (ADBC) thereby work unchanged.
+        let result = async {
+            let principal = self.inner.authenticate(&request)?;
+            let descriptor = request.into_inner();
+            let span = tracing::info_span!(
+                "poll_flight_info",
+                principal = principal.name(),
+                table = tracing::field::Empty,
+                run_id = tracing::field::Empty
+            );
+            let info = get_flight_info::get_flight_info(&self.inner, &principal, descriptor)
+                .instrument(span)
+                .await?;
+            let expiration_time = info
+                .endpoint
+                .iter()
+                .filter_map(|e| e.expiration_time)
+                .min_by_key(|t| (t.seconds, t.nanos));
+            Ok(Response::new(PollInfo {
+                info: Some(info),
+                flight_descriptor: None,
+                progress: Some(1.0),
+                expiration_time,
+            }))
+        }
+        .await;
+        self.observe("poll_flight_info", result)
     }
 
     async fn get_schema(

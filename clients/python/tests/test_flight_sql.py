@@ -236,3 +236,4 @@ def test_unqualified_names_resolve_in_the_default_schema(testbed, tmp_path, pg, 
                 cur.execute("SELECT * FROM rsf_fsql_shadow")
     finally:
         assert stop_server(server) is None, server.stderr_tail()
+
