@@ -19,6 +19,7 @@ use redshift_flight::plan::lookback::Lookback;
 use redshift_flight::plan::select::typed_literal;
 use redshift_flight::plan::{FlightRequest, MAX_COMMAND_BYTES};
 use redshift_flight::sql;
+use redshift_flight::sql::query::{QueryPolicy, validate};
 use redshift_flight::stage::manifest;
 use redshift_flight::ticket::{TICKET_VERSION, TicketCodec, TicketError, unix_ms};
 
@@ -46,6 +47,7 @@ pub(crate) fn run(target: &str, data: &[u8]) {
         "command_parse" => command_parse(data),
         "cursor_decode" => cursor_decode(data),
         "manifest_parse" => manifest_parse(data),
+        "sql_validate" => sql_validate(data),
         other => panic!("no fuzz target {other:?}"),
     }
 }
@@ -289,4 +291,26 @@ pub(crate) fn manifest_parse(data: &[u8]) {
             entry.key
         );
     }
+}
+
+/// The Flight SQL validator on UTF-8 input: never a panic; and whatever it accepts renders to SQL
+/// that it accepts again, reading the same relations and rendering to itself (the SQL sent to
+/// Redshift means what was validated).
+pub(crate) fn sql_validate(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let policy = QueryPolicy::default();
+    let Ok(query) = validate(text, &policy) else {
+        return;
+    };
+    let rendered = query.sql();
+    let again = validate(rendered.as_str(), &policy)
+        .unwrap_or_else(|e| panic!("rendered SQL {rendered} is refused: {e}"));
+    assert_eq!(
+        again.relations(),
+        query.relations(),
+        "relations of {rendered}"
+    );
+    assert_eq!(again.sql(), rendered, "rendering is not stable");
 }

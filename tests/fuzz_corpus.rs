@@ -76,6 +76,11 @@ fn manifest_parse_corpus() {
     replay("manifest_parse");
 }
 
+#[test]
+fn sql_validate_corpus() {
+    replay("sql_validate");
+}
+
 /// The corpora hold inputs that reach the accepting paths, not only rejections: a corpus of
 /// garbage would let the round-trip assertions go unexercised.
 #[test]
