@@ -109,6 +109,11 @@ impl UnloadStats {
         self.max_running.load(std::sync::atomic::Ordering::SeqCst)
     }
 
+    /// UNLOADs running now (a cancelled one stops counting once it has stopped).
+    pub fn running(&self) -> usize {
+        self.running.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     /// UNLOADs started so far.
     pub fn started(&self) -> usize {
         self.started.load(std::sync::atomic::Ordering::SeqCst)
