@@ -1,13 +1,14 @@
 //! Signing keys. The configured `ticket_secret` may hold several secrets so that replicas can
 //! rotate the key without failing tickets and tokens in flight: the first secret signs, every one
 //! verifies. No secret is used directly: each one yields, with HKDF-SHA256 (RFC 5869, no salt), a
-//! separate key per purpose (tickets, Handshake-issued tokens), so that a value signed for one
+//! separate key per purpose (tickets, Handshake-issued tokens, prepared statement handles), so that a value signed for one
 //! purpose never verifies for another, and a public key id that signed values carry, so that the
 //! verifier picks the key by id instead of trying them all.
 //!
 //! ```text
 //! ticket key = HKDF-SHA256(ikm = secret, info = "redshift-flight ticket v1", L = 32)
 //! token key  = HKDF-SHA256(ikm = secret, info = "redshift-flight token v1",  L = 32)
+//! handle key = HKDF-SHA256(ikm = secret, info = "redshift-flight prepared statement v1", L = 32)
 //! key id     = HKDF-SHA256(ikm = secret, info = "redshift-flight key id v1", L = 8)
 //! ```
 //!
@@ -34,6 +35,8 @@ pub enum Purpose {
     Ticket,
     /// Bearer tokens issued by the Handshake.
     Token,
+    /// Flight SQL prepared statement handles.
+    PreparedStatement,
 }
 
 impl Purpose {
@@ -41,6 +44,7 @@ impl Purpose {
         match self {
             Self::Ticket => b"redshift-flight ticket v1",
             Self::Token => b"redshift-flight token v1",
+            Self::PreparedStatement => b"redshift-flight prepared statement v1",
         }
     }
 }
@@ -50,6 +54,7 @@ struct DerivedKeys {
     id: KeyId,
     ticket: SecretSlice<u8>,
     token: SecretSlice<u8>,
+    prepared: SecretSlice<u8>,
 }
 
 impl DerivedKeys {
@@ -70,6 +75,7 @@ impl DerivedKeys {
             id,
             ticket: key(Purpose::Ticket),
             token: key(Purpose::Token),
+            prepared: key(Purpose::PreparedStatement),
         }
     }
 
@@ -77,6 +83,7 @@ impl DerivedKeys {
         match purpose {
             Purpose::Ticket => self.ticket.expose_secret(),
             Purpose::Token => self.token.expose_secret(),
+            Purpose::PreparedStatement => self.prepared.expose_secret(),
         }
     }
 }

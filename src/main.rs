@@ -122,6 +122,7 @@ async fn run(cli: Cli) -> Result<(), String> {
                 lookback: None,
                 dictionary: false,
                 geometry: redshift_flight::plan::GeometryEncoding::Wkb,
+                filter: None,
             };
             let plan = Plan::try_new(
                 info,

@@ -191,6 +191,12 @@ impl TicketCodec {
         Self::with_keys(Arc::new(Keyring::random()))
     }
 
+    /// The keyring the codec signs with (shared with other signed formats, each under a key of
+    /// its own purpose).
+    pub fn keys(&self) -> &Arc<Keyring> {
+        &self.keys
+    }
+
     /// Encodes and signs a payload.
     pub fn encode(&self, payload: &TicketPayload) -> Vec<u8> {
         self.sign_payload_bytes(&payload.encode_to_vec())

@@ -3,7 +3,8 @@
 incrementally, without ever skipping a row.
 
     python redshift_flight_sync.py --location grpc://127.0.0.1:8815 --state state.json --out ./data \\
-        [--token T] [--workers 4] [--lookback "1 hour"] [--format parquet|duckdb] schema.table [...]
+        [--token T] [--workers 4] [--lookback "1 hour"] [--format parquet|duckdb] \\
+        [--where schema.table "status = 'open'" ...] schema.table [...]
 
 For each table (tables in parallel, the endpoints of one table in parallel too):
 
@@ -21,6 +22,12 @@ For each table (tables in parallel, the endpoints of one table in parallel too):
 3. Only after every endpoint was read, the row count checked against `total_records`, and the
    output made durable, the new cursor is stored in the state file (temp file + fsync + rename,
    under a lock, so parallel tables never clobber each other's progress).
+
+A table may have a row filter (`--where TABLE PREDICATE`, or `where={table: predicate}`): one SQL
+expression over the table's columns, sent as the command's `"where"` and ANDed by the server with
+the cursor window. The state file remembers each table's filter; when it changes, the stored cursor
+is ignored and the table is read again as a full snapshot (rows that match only under the new
+filter may lie below the cursor).
 
 A crash anywhere before step 3 leaves the old cursor in place: the next run reads the same window
 again, and the upsert on the primary key makes the overlap harmless. A failing table does not
@@ -436,6 +443,7 @@ class SyncOptions:
     full: bool = False  # ignore stored cursors and read full snapshots
     timeout: float | None = None  # seconds per Flight call
     retries: int = 1  # new GetFlightInfo when a staged run expired mid-read
+    where: dict[str, str] | None = None  # table (as given) -> row filter, sent as "where"
 
 
 def _call_options(options: SyncOptions) -> flight.FlightCallOptions:
@@ -490,11 +498,17 @@ def read_endpoint(
 
 def _sync_once(client, table: str, state: StateFile, sink, options: SyncOptions, result: TableResult) -> None:
     entry = state.get(table)
-    cursor = None if options.full else entry.get("cursor")
+    predicate = (options.where or {}).get(table)
+    # A new filter may match rows below the stored cursor: read a full snapshot again.
+    filter_changed = bool(entry.get("cursor")) and entry.get("where") != predicate
+    full = options.full or filter_changed
+    cursor = None if full else entry.get("cursor")
     result.cursor_before = entry.get("cursor")
-    command: dict[str, Any] = {"table": table, "mode": "full" if options.full else "auto"}
+    command: dict[str, Any] = {"table": table, "mode": "full" if full else "auto"}
     if cursor:
         command["cursor"] = cursor
+    if predicate is not None:
+        command["where"] = predicate
     if options.lookback is not None:
         command["lookback"] = options.lookback
     call_options = _call_options(options)
@@ -537,6 +551,7 @@ def _sync_once(client, table: str, state: StateFile, sink, options: SyncOptions,
             "replication_key": result.replication_key,
             "upper_bound": meta.get("upper_bound"),
             "rows": result.rows,
+            "where": predicate,
             "synced_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds"),
         },
     )
@@ -606,6 +621,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=4, help="tables synced at once (default 4)")
     parser.add_argument("--endpoint-workers", type=int, default=4, help="endpoints of one table read at once (default 4)")
     parser.add_argument("--lookback", help='re-read this much below the cursor: "1 hour" (time keys), "100" (numeric keys)')
+    parser.add_argument(
+        "--where",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("TABLE", "PREDICATE"),
+        help="row filter of one table (as named in the table list): an SQL expression over its columns; repeatable",
+    )
     parser.add_argument("--format", choices=("parquet", "duckdb"), default="parquet")
     parser.add_argument("--duckdb-file", help="DuckDB database (default <out>/redshift_flight.duckdb)")
     parser.add_argument("--full", action="store_true", help="ignore the stored cursors: full snapshots, then continue incrementally")
@@ -613,6 +636,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.workers < 1 or args.endpoint_workers < 1:
         parser.error("--workers and --endpoint-workers must be at least 1")
+    where = dict(args.where)
+    if len(where) != len(args.where) or not set(where) <= set(args.tables):
+        parser.error("--where names each table at most once, and only tables in the table list")
     try:
         results = sync_tables(
             args.tables,
@@ -627,6 +653,7 @@ def main(argv: list[str] | None = None) -> int:
             lookback=args.lookback,  # the server parses it
             full=args.full,
             timeout=args.timeout,
+            where=where,
         )
     except (SyncError, OSError, ImportError) as error:
         print(f"redshift_flight_sync: {error}", file=sys.stderr)

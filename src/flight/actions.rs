@@ -3,7 +3,8 @@
 //! sweeper keeps it). Both find the run through the endpoints' signed, unexpired tickets, never
 //! through anything the client could forge, and both check that the caller may read the ticket's
 //! table (access may have been revoked since the ticket was issued), or for a Flight SQL query's
-//! run every relation the query read. `CloseSession` (sent by ADBC on disconnect) succeeds: the
+//! run every relation the query read. `CreatePreparedStatement` and `ClosePreparedStatement`
+//! (Flight SQL) are `super::sql::prepared`'s. `CloseSession` (sent by ADBC on disconnect) succeeds: the
 //! server keeps no session state.
 
 use std::time::SystemTime;
@@ -14,6 +15,7 @@ use arrow_flight::{
 };
 use prost::Message;
 
+use super::sql::prepared::{self, CLOSE_PREPARED_STATEMENT, CREATE_PREPARED_STATEMENT};
 use super::{Service, ServiceError};
 use crate::auth::Principal;
 use crate::clock::unix_ms;
@@ -46,6 +48,14 @@ pub(super) fn list() -> Vec<ActionType> {
             r#type: RENEW_FLIGHT_ENDPOINT.into(),
             description: "Extend an endpoint's expiration (body: RenewFlightEndpointRequest; result: FlightEndpoint)"
                 .into(),
+        },
+        ActionType {
+            r#type: CREATE_PREPARED_STATEMENT.into(),
+            description: "Flight SQL: prepare a query (body: Any(ActionCreatePreparedStatementRequest); result: Any(ActionCreatePreparedStatementResult))".into(),
+        },
+        ActionType {
+            r#type: CLOSE_PREPARED_STATEMENT.into(),
+            description: "Flight SQL: close a prepared statement (body: Any(ActionClosePreparedStatementRequest))".into(),
         },
     ]
 }
@@ -130,13 +140,22 @@ pub(super) async fn do_action(
                 body: renewed.encode_to_vec().into(),
             }])
         }
+        CREATE_PREPARED_STATEMENT => Ok(vec![arrow_flight::Result {
+            body: prepared::create(service, principal, &action.body)
+                .await?
+                .into(),
+        }]),
+        CLOSE_PREPARED_STATEMENT => {
+            prepared::close(service, &action.body)?;
+            Ok(Vec::new())
+        }
         // Flight SQL clients (ADBC) close their session on disconnect; there is no session
         // state here, so it is closed already.
         CLOSE_SESSION => Ok(vec![arrow_flight::Result {
             body: CloseSessionResult { status: 1 }.encode_to_vec().into(),
         }]),
         other => Err(ServiceError::Plan(PlanError::Unsupported(format!(
-            "action {other:?} is not supported (ListActions lists {CANCEL_FLIGHT_INFO} and {RENEW_FLIGHT_ENDPOINT})"
+            "action {other:?} is not supported (ListActions lists {CANCEL_FLIGHT_INFO}, {RENEW_FLIGHT_ENDPOINT}, {CREATE_PREPARED_STATEMENT} and {CLOSE_PREPARED_STATEMENT})"
         )))),
     }
 }

@@ -13,6 +13,7 @@ use tonic::{Code, Status};
 
 use crate::auth::AuthError;
 use crate::catalog::CatalogError;
+use crate::flight::sql::handle::HandleError;
 use crate::normalize::NormalizeError;
 use crate::plan::PlanError;
 use crate::redshift::RedshiftError;
@@ -47,6 +48,9 @@ pub enum ServiceError {
     /// The ticket was rejected.
     #[error(transparent)]
     Ticket(#[from] TicketError),
+    /// The prepared statement handle was rejected.
+    #[error(transparent)]
+    Handle(#[from] crate::flight::sql::handle::HandleError),
     /// Reading a staged file failed.
     #[error("{0}")]
     Store(StoreError),
@@ -153,7 +157,8 @@ impl ServiceError {
                 | PlanError::CursorMismatch { .. }
                 | PlanError::NoReplicationKey { .. }
                 | PlanError::KeyType { .. }
-                | PlanError::Lookback(_),
+                | PlanError::Lookback(_)
+                | PlanError::Filter(_),
             ) => (Code::InvalidArgument, true),
             Self::Plan(PlanError::CursorStale { .. }) => (Code::FailedPrecondition, true),
             Self::Plan(PlanError::BadMax { .. }) => (Code::Internal, false),
@@ -178,6 +183,9 @@ impl ServiceError {
             Self::Ticket(TicketError::Malformed(_)) => (Code::InvalidArgument, true),
             Self::Ticket(TicketError::BadSignature) => (Code::PermissionDenied, true),
             Self::Ticket(TicketError::Expired(_)) => (Code::FailedPrecondition, true),
+            Self::Handle(HandleError::Malformed(_)) => (Code::InvalidArgument, true),
+            Self::Handle(HandleError::BadSignature) => (Code::PermissionDenied, true),
+            Self::Handle(HandleError::Expired(_)) => (Code::FailedPrecondition, true),
             Self::Store(source) => (
                 store_code(source),
                 matches!(source, StoreError::NotFound { .. }),
@@ -218,6 +226,7 @@ impl ServiceError {
                 "INVALID_REPLICATION_KEY"
             }
             Self::Plan(PlanError::Lookback(_)) => "INVALID_LOOKBACK",
+            Self::Plan(PlanError::Filter(_)) => "INVALID_FILTER",
             Self::Plan(PlanError::BadMax { .. }) => "MAX_QUERY_FAILED",
             Self::TableNotFound(_) => "TABLE_NOT_FOUND",
             Self::Catalog(CatalogError::Name(_)) => "INVALID_REQUEST",
@@ -243,6 +252,9 @@ impl ServiceError {
             Self::Ticket(TicketError::Malformed(_)) => "INVALID_TICKET",
             Self::Ticket(TicketError::BadSignature) => "BAD_TICKET_SIGNATURE",
             Self::Ticket(TicketError::Expired(_)) => "TICKET_EXPIRED",
+            Self::Handle(HandleError::Malformed(_)) => "INVALID_HANDLE",
+            Self::Handle(HandleError::BadSignature) => "BAD_HANDLE_SIGNATURE",
+            Self::Handle(HandleError::Expired(_)) => "HANDLE_EXPIRED",
             Self::Store(StoreError::NotFound { .. }) => "RUN_EXPIRED",
             Self::Store(StoreError::Unavailable { .. }) => "STORAGE_UNAVAILABLE",
             Self::Store(StoreError::Denied { .. } | StoreError::Config(_)) => "STORAGE_FAILED",

@@ -437,11 +437,19 @@ impl FlightService for RedshiftFlightService {
         &self,
         request: Request<Streaming<FlightData>>,
     ) -> Result<Response<Self::DoPutStream>, Status> {
-        self.inner.authenticate(&request)?;
-        Err(Status::unimplemented(
-            "DoPut is not supported: redshift-flight is read-only (Flight SQL updates, ingestion \
-             and bound parameters are refused)",
-        ))
+        // Only a prepared statement's parameters are accepted (see `sql::prepared`).
+        let result = async {
+            let principal = self.inner.authenticate(&request)?;
+            let span = tracing::info_span!("do_put", principal = principal.name());
+            let results = sql::prepared::do_put(&self.inner, request.into_inner())
+                .instrument(span)
+                .await?;
+            Ok(Response::new(
+                stream::iter(results.into_iter().map(Ok)).boxed(),
+            ))
+        }
+        .await;
+        self.observe("do_put", result)
     }
 
     async fn do_action(

@@ -49,6 +49,8 @@ impl SnapshotKey {
             request.lookback,
             request.dictionary,
             request.geometry,
+            // Different filters are different reads: they never share a staged run.
+            request.filter,
         ]);
         Self(key.to_string())
     }

@@ -18,6 +18,7 @@ use arrow::datatypes::SchemaRef;
 
 use crate::catalog::{ColumnInfo, RedshiftType, TableInfo};
 use crate::config::IamRole;
+use crate::sql::query::{QueryError, QueryPolicy, validate_predicate};
 use crate::sql::{QuoteError, Sql, sql};
 pub use request::{
     Command, FlightRequest, GeometryEncoding, MAX_COMMAND_BYTES, Mode, split_table_name,
@@ -88,6 +89,9 @@ pub enum PlanError {
     /// Bad lookback.
     #[error("invalid lookback: {0}")]
     Lookback(String),
+    /// The row filter (`where`) is refused by the validator.
+    #[error("invalid filter (\"where\"): {0}")]
+    Filter(QueryError),
     /// MAX(key) returned something that is not a value of the key's type.
     #[error("Redshift returned {value:?} as MAX({key}), which is not a valid {catalog_type}")]
     BadMax {
@@ -152,6 +156,9 @@ pub struct Plan {
     pub request_cursor: Option<String>,
     /// `MAX(key)` frozen at planning; set by [`Plan::close_window`].
     pub upper: Option<String>,
+    /// The row filter, validated and rendered from its AST (in parentheses); ANDed with the
+    /// cursor window in the SELECT, never in [`Plan::max_sql`].
+    pub filter: Option<Sql>,
     /// The SELECT that UNLOAD runs (its WHERE is set by [`Plan::close_window`]).
     pub select: Sql,
     /// For a Flight SQL query: the relations it reads (a table read: empty).
@@ -219,7 +226,17 @@ impl Plan {
             )?),
             (Some(_), _, _) => None,
         };
-        let select = select::select_sql(&table.table, &columns, None)?;
+        let filter = match &request.filter {
+            None => None,
+            Some(text) => {
+                let names: Vec<&str> = table.columns.iter().map(|c| c.name.as_str()).collect();
+                Some(
+                    validate_predicate(text, &names, &QueryPolicy::default())
+                        .map_err(PlanError::Filter)?,
+                )
+            }
+        };
+        let select = select::select_sql(&table.table, &columns, filter.as_ref(), None)?;
         let mut schema = table.arrow_schema_of(&columns);
         if request.dictionary {
             let types: Vec<_> = columns.iter().map(|c| c.redshift_type.clone()).collect();
@@ -242,6 +259,7 @@ impl Plan {
             lookback,
             request_cursor: if full { None } else { request.cursor.clone() },
             upper: None,
+            filter,
             select,
             relations: Vec::new(),
         })
@@ -292,12 +310,17 @@ impl Plan {
             lookback: None,
             request_cursor: None,
             upper: None,
+            filter: None,
             select,
             relations,
         })
     }
 
     /// `SELECT MAX(key)`, above the cursor when there is one; `None` when the table has no key.
+    ///
+    /// Without the row filter, on purpose: the window's upper end is the table's MAX(key), so a
+    /// row that matches the filter only later (updated, or inserted below a filtered-out row's
+    /// key) is still bounded by the cursor, and the next window starts where this one ended.
     pub fn max_sql(&self) -> Result<Option<Sql>, QuoteError> {
         let Some(key) = &self.key else {
             return Ok(None);
@@ -341,7 +364,12 @@ impl Plan {
             };
             condition = sql!(&column, " > ", lower_sql, " AND ", condition);
         }
-        self.select = select::select_sql(&self.table.table, &self.columns, Some(&condition))?;
+        self.select = select::select_sql(
+            &self.table.table,
+            &self.columns,
+            self.filter.as_ref(),
+            Some(&condition),
+        )?;
         Ok(Window::Read)
     }
 
@@ -512,6 +540,7 @@ mod tests {
             lookback: None,
             dictionary: false,
             geometry: GeometryEncoding::Wkb,
+            filter: None,
         }
     }
 

@@ -54,6 +54,10 @@ pub struct Command {
     /// EWKB, which keeps each value's SRID).
     #[serde(default)]
     pub geometry: GeometryEncoding,
+    /// A row filter (JSON key `where`): one SQL expression over the table's columns, checked by
+    /// `crate::sql::query::validate_predicate` when the read is planned.
+    #[serde(default)]
+    pub r#where: Option<String>,
 }
 
 /// How GEOMETRY values are sent.
@@ -88,6 +92,8 @@ pub struct FlightRequest {
     pub dictionary: bool,
     /// GEOMETRY encoding.
     pub geometry: GeometryEncoding,
+    /// The row filter's text as the client sent it (`where`; PATH descriptors have none).
+    pub filter: Option<String>,
 }
 
 /// Splits `schema.table` at the first dot outside double quotes; quoted parts keep their text
@@ -174,6 +180,7 @@ impl FlightRequest {
                     lookback: None,
                     dictionary: false,
                     geometry: GeometryEncoding::Wkb,
+                    filter: None,
                 })
             }
             Ok(DescriptorType::Cmd) => Self::try_from_command(&descriptor.cmd),
@@ -209,6 +216,7 @@ impl FlightRequest {
             lookback: command.lookback,
             dictionary: command.dictionary,
             geometry: command.geometry,
+            filter: command.r#where,
         })
     }
 }
@@ -234,6 +242,9 @@ mod tests {
             (Some("a.b"), "T\"x")
         );
         assert_eq!(req.columns, Some(vec!["id".to_string()]));
+        assert_eq!(req.filter, None);
+        let cmd = FlightRequest::try_from_command(br#"{"table":"t","where":"id > 1"}"#).unwrap();
+        assert_eq!(cmd.filter.as_deref(), Some("id > 1"));
         for bad in [
             r#"{"table":"t","colums":["x"]}"#,
             r#"{"table":""}"#,

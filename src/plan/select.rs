@@ -88,10 +88,13 @@ pub fn select_list(
     Ok(Sql::join(list, ", "))
 }
 
-/// `SELECT <columns> FROM <table> [WHERE <condition>]`, each column as [`select_list`] writes it.
+/// `SELECT <columns> FROM <table> [WHERE <filter> [AND <condition>]]`, each column as
+/// [`select_list`] writes it. `filter` is a row filter rendered by the validator (already in
+/// parentheses), `condition` the cursor window.
 pub fn select_sql(
     table: &TableRef,
     columns: &[ColumnInfo],
+    filter: Option<&Sql>,
     condition: Option<&Sql>,
 ) -> Result<Sql, QuoteError> {
     let list = columns
@@ -105,8 +108,21 @@ pub fn select_sql(
         " FROM ",
         Sql::qualified(&table.schema, &table.table)?
     );
-    if let Some(condition) = condition {
-        select.push(" WHERE ").push(condition);
+    match (filter, condition) {
+        (None, None) => {}
+        (Some(filter), None) => {
+            select.push(" WHERE ").push(filter);
+        }
+        (None, Some(condition)) => {
+            select.push(" WHERE ").push(condition);
+        }
+        (Some(filter), Some(condition)) => {
+            select
+                .push(" WHERE ")
+                .push(filter)
+                .push(" AND ")
+                .push(condition);
+        }
     }
     Ok(select)
 }
@@ -156,6 +172,7 @@ pub fn unload_sql(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
 
     #[test]
     fn typed_literals_cast_quoted_text() {
@@ -223,5 +240,67 @@ mod tests {
                 .as_str(),
             r#""i""#
         );
+    }
+    #[test]
+    fn filters_compose_with_the_cursor_window_but_not_max() {
+        use crate::catalog::{TableInfo, TableKind};
+        use crate::plan::{FlightRequest, GeometryEncoding, Mode, Plan, PlanError, PlanSettings};
+        let table = std::sync::Arc::new(TableInfo {
+            table: TableRef::new("s", "t"),
+            kind: TableKind::Table,
+            columns: vec![
+                ColumnInfo::new("id", "integer", false),
+                ColumnInfo::new("kind", "character varying(10)", true),
+            ],
+            primary_key: vec!["id".into()],
+            row_estimate: None,
+            replication_key: Some("id".into()),
+            strategy: None,
+        });
+        let request = |mode, filter: &str| FlightRequest {
+            schema: None,
+            table: "t".into(),
+            columns: Some(vec!["id".into()]),
+            mode,
+            cursor: None,
+            replication_key: None,
+            lookback: None,
+            dictionary: false,
+            geometry: GeometryEncoding::Wkb,
+            filter: Some(filter.into()),
+        };
+        let settings = PlanSettings::default();
+        // The filter may name columns outside the projection.
+        let full = Plan::try_new(
+            Arc::clone(&table),
+            &request(Mode::Full, "kind = 'a'"),
+            settings,
+        )
+        .unwrap();
+        assert_eq!(
+            full.select.as_str(),
+            r#"SELECT "id" FROM "s"."t" WHERE (kind = 'a')"#
+        );
+        let mut incremental = Plan::try_new(
+            Arc::clone(&table),
+            &request(Mode::Incremental, "kind = 'a' OR id < 0"),
+            settings,
+        )
+        .unwrap();
+        assert_eq!(
+            incremental.max_sql().unwrap().unwrap().as_str(),
+            r#"SELECT MAX("id") FROM "s"."t""#
+        );
+        incremental.close_window(Some("7".into())).unwrap();
+        assert_eq!(
+            incremental.select.as_str(),
+            r#"SELECT "id" FROM "s"."t" WHERE (kind = 'a' OR id < 0) AND "id" <= CAST('7' AS BIGINT)"#
+        );
+        for bad in ["nope = 1", "id = 1; DROP TABLE t", "pg_sleep(1) IS NULL"] {
+            assert!(matches!(
+                Plan::try_new(Arc::clone(&table), &request(Mode::Full, bad), settings),
+                Err(PlanError::Filter(_))
+            ));
+        }
     }
 }

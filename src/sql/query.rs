@@ -23,11 +23,16 @@
 //! it returns (the rendered SQL, the relations) is flat. Expressions nested deeper than
 //! [`MAX_NESTING`] levels are refused.
 //!
+//! [`validate_predicate`] (`predicate.rs`) checks a plain Flight read's row filter the same way:
+//! one expression over one table's columns, with no subqueries, aggregates or windows.
+//!
 //! This module imports only external crates and `super::` items: the quoting module stays a leaf.
 
 mod expr;
 mod functions;
 mod lexical;
+mod params;
+mod predicate;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
@@ -43,6 +48,8 @@ use sqlparser::dialect::RedshiftSqlDialect;
 use sqlparser::keywords::Keyword;
 use sqlparser::parser::{Parser, ParserError};
 use sqlparser::tokenizer::{Token, Tokenizer};
+
+pub use predicate::validate_predicate;
 
 /// The deepest nesting of expressions and queries accepted: a chain of 1,000 `AND`s or `+`s is
 /// 1,000 levels deep (a long `IN (...)` list is not deep).
@@ -60,6 +67,7 @@ const STACK_PER_BYTE: usize = 128;
 pub struct QueryPolicy {
     functions: HashSet<String>,
     max_bytes: usize,
+    parameters: bool,
 }
 
 impl QueryPolicy {
@@ -73,6 +81,7 @@ impl QueryPolicy {
                 .map(|name| name.to_string())
                 .collect(),
             max_bytes: 1 << 20,
+            parameters: false,
         }
     }
 
@@ -96,6 +105,13 @@ impl QueryPolicy {
     /// Largest query text accepted in bytes (default 1 MiB).
     pub fn with_max_bytes(mut self, bytes: usize) -> Self {
         self.max_bytes = bytes;
+        self
+    }
+
+    /// Accept placeholders (`?`, or `$1`, `$2`, ... but not both kinds in one query): a prepared
+    /// statement's parameters, bound later with [`ValidatedQuery::bind`]. Refused by default.
+    pub fn with_parameters(mut self, parameters: bool) -> Self {
+        self.parameters = parameters;
         self
     }
 
@@ -147,6 +163,7 @@ pub struct ValidatedQuery {
     sql: String,
     relations: Vec<Relation>,
     has_outer_limit: bool,
+    parameters: usize,
 }
 
 impl ValidatedQuery {
@@ -164,6 +181,32 @@ impl ValidatedQuery {
     /// Whether the outermost query has LIMIT/OFFSET/FETCH, TOP or ORDER BY (UNLOAD needs wrapping).
     pub fn has_outer_limit(&self) -> bool {
         self.has_outer_limit
+    }
+
+    /// How many parameters the query takes (its placeholders; `$n` counts as `n` of them).
+    pub fn parameter_count(&self) -> usize {
+        self.parameters
+    }
+
+    /// The query with its placeholders as `$1`, `$2`, ... (what Redshift's extended protocol
+    /// describes); the SQL as is when it has none.
+    pub fn sql_numbered(&self) -> Result<super::Sql, QueryError> {
+        params::splice(&self.sql, |n| Ok(super::Sql(format!("${n}"))))
+    }
+
+    /// The query with placeholder `$n` (or the `n`-th `?`) replaced by `values[n - 1]`, each in
+    /// parentheses (so that `-$1` cannot become a comment): values are [`Sql`](super::Sql), built
+    /// by the quoting module, never text. There must be exactly one value per parameter.
+    pub fn bind(&self, values: &[super::Sql]) -> Result<super::Sql, QueryError> {
+        if values.len() != self.parameters {
+            return Err(QueryError::Parameters {
+                expected: self.parameters,
+                bound: values.len(),
+            });
+        }
+        params::splice(&self.sql, |n| {
+            Ok(super::Sql(format!("({})", values[n - 1].as_str())))
+        })
     }
 }
 
@@ -205,6 +248,17 @@ pub enum QueryError {
         /// The function's name as written (schema-qualified if it was).
         name: String,
     },
+    /// A prepared statement run with a number of bound values other than its parameters'.
+    #[error(
+        "the statement takes {expected} parameters but {bound} values are bound (bind them with \
+         DoPut, one row with one column per parameter)"
+    )]
+    Parameters {
+        /// Parameters of the query.
+        expected: usize,
+        /// Values bound.
+        bound: usize,
+    },
     /// Syntax the validator does not accept or cannot classify.
     #[error("not supported: {what}")]
     Unsupported {
@@ -227,12 +281,25 @@ pub fn validate(text: &str, policy: &QueryPolicy) -> Result<ValidatedQuery, Quer
             limit: policy.max_bytes,
         });
     }
+    let numbered;
+    let text = if policy.parameters {
+        numbered = params::number_questions(text)?;
+        numbered.as_str()
+    } else {
+        text
+    };
+    on_validator_thread(text, || validate_here(text, policy))
+}
+
+/// Runs `check` of `text` on a helper thread whose stack grows with the text's length (see the
+/// module doc) and waits for it. What `check` returns must be flat: the AST stays on the thread.
+fn on_validator_thread<T: Send>(text: &str, check: impl FnOnce() -> T + Send) -> T {
     let stack = STACK_BASE.saturating_add(text.len().saturating_mul(STACK_PER_BYTE));
     std::thread::scope(|scope| {
         let worker = std::thread::Builder::new()
             .name("sql-validate".to_string())
             .stack_size(stack)
-            .spawn_scoped(scope, || validate_here(text, policy))
+            .spawn_scoped(scope, check)
             // As `std::thread::spawn` does: the OS refused a thread, a server fault.
             .expect("cannot start the SQL validator's thread");
         worker
@@ -280,10 +347,12 @@ fn validate_here(text: &str, policy: &QueryPolicy) -> Result<ValidatedQuery, Que
             ));
         }
     }
+    let parameters = params::count(&sql)?;
     Ok(ValidatedQuery {
         sql,
         relations: relations.into_iter().collect(),
         has_outer_limit: outer_limit(query),
+        parameters,
     })
 }
 
@@ -405,7 +474,7 @@ impl Visitor for Guard<'_> {
     }
 
     fn pre_visit_value(&mut self, value: &ValueWithSpan) -> ControlFlow<()> {
-        self.check(lexical::check_value(&value.value))
+        self.check(lexical::check_value_in(self.policy, &value.value))
     }
 
     fn pre_visit_ident(&mut self, ident: &Ident) -> ControlFlow<()> {

@@ -218,7 +218,12 @@ def test_unsupported_rpcs_are_unimplemented(client, victims):
         writer, _reader = client.do_put(path(schema, "victims"), pa.schema([("id", pa.int32())]))
         writer.write_table(pa.table({"id": pa.array([1], pa.int32())}))
         writer.close()
-    assert sorted(a.type for a in client.list_actions()) == ["CancelFlightInfo", "RenewFlightEndpoint"]
+    assert sorted(a.type for a in client.list_actions()) == [
+        "CancelFlightInfo",
+        "ClosePreparedStatement",
+        "CreatePreparedStatement",
+        "RenewFlightEndpoint",
+    ]
 
 
 def test_tables_are_intact_after_hostile_requests(client, pg, victims):

@@ -8,17 +8,22 @@
 //!   relation it reads is checked against the caller's table patterns, its result schema is
 //!   described on Redshift, and it is staged by UNLOAD like a table read; its endpoints carry
 //!   ordinary signed tickets, so DoGet is the plain Flight path;
+//! - prepared statements ([`prepared`]): the handle ([`handle`]) is a signed token carrying the
+//!   query and its bound values; each use runs as a `CommandStatementQuery`;
 //! - metadata ([`metadata`]): `CommandGetSqlInfo`, `CommandGetCatalogs`, `CommandGetDbSchemas`,
 //!   `CommandGetTables`, `CommandGetTableTypes`, `CommandGetPrimaryKeys`,
 //!   `CommandGetXdbcTypeInfo` and empty key listings, answered from the catalog cache and filtered
 //!   by the caller's table patterns; their ticket is the command itself;
-//! - everything that writes (`CommandStatementUpdate`, DoPut of data, transactions, Substrait)
+//! - everything that writes (`CommandStatementUpdate`, DoPut of data other than a prepared
+//!   statement's parameters, transactions, Substrait)
 //!   is UNIMPLEMENTED: this is a read-only service.
 //!
 //! Imports: the parent's `Service` and errors, `crate::sql`, `crate::plan`, `crate::catalog`,
 //! `crate::auth`.
 
+pub(super) mod handle;
 pub(super) mod metadata;
+pub(super) mod prepared;
 pub(super) mod statement;
 
 use arrow_flight::sql::{Any, Command};
@@ -59,6 +64,9 @@ pub(super) async fn get_flight_info(
         Command::CommandStatementQuery(query) => {
             statement::get_flight_info(service, principal, descriptor, query).await
         }
+        Command::CommandPreparedStatementQuery(query) => {
+            prepared::get_flight_info(service, principal, descriptor, query).await
+        }
         command => match metadata::schema(service, &command) {
             Some(schema) => {
                 // The answer is computed at DoGet; the ticket is the command itself.
@@ -83,6 +91,9 @@ pub(super) async fn get_schema(
     match command {
         Command::CommandStatementQuery(query) => {
             statement::schema(service, principal, &query.query).await
+        }
+        Command::CommandPreparedStatementQuery(query) => {
+            prepared::schema(service, principal, query).await
         }
         command => metadata::schema(service, &command).ok_or_else(|| unimplemented(&command)),
     }

@@ -20,7 +20,8 @@ use super::super::{Service, ServiceError};
 use crate::auth::Principal;
 use crate::catalog::TableRef;
 use crate::plan::Plan;
-use crate::sql::query::{Relation, validate};
+use crate::sql::Sql;
+use crate::sql::query::{Relation, ValidatedQuery, validate};
 use crate::stage::{StageError, new_reader_id};
 
 /// FlightInfo.app_metadata of a query, as JSON.
@@ -43,7 +44,16 @@ pub(super) async fn get_flight_info(
             "transactions are not supported: redshift-flight is read-only".into(),
         ));
     }
-    let plan = plan(service, principal, &command.query).await?;
+    let plan = plan(service, principal, &command.query, Parameters::Refused).await?;
+    run(service, descriptor, plan).await
+}
+
+/// Stages a planned query and describes its endpoints (a statement's or a prepared statement's).
+pub(super) async fn run(
+    service: &Service,
+    descriptor: FlightDescriptor,
+    plan: Plan,
+) -> Result<FlightInfo, ServiceError> {
     let span = tracing::Span::current();
     span.record("table", tracing::field::display(&plan.table.table));
     // An error in the client's own SQL that only running it reveals (division by zero, a bad
@@ -95,19 +105,53 @@ pub(super) async fn schema(
     principal: &Principal,
     query: &str,
 ) -> Result<SchemaRef, ServiceError> {
-    Ok(plan(service, principal, query).await?.schema)
+    Ok(plan(service, principal, query, Parameters::Refused)
+        .await?
+        .schema)
 }
 
-/// Validates, authorises and describes `text`, and plans its read.
-async fn plan(service: &Service, principal: &Principal, text: &str) -> Result<Plan, ServiceError> {
-    // Parsing is CPU-bound and may recurse deeply (it runs on a thread of its own).
-    let policy = service.query_policy.clone();
+/// What a query's placeholders (`?`, `$n`) are.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Parameters<'a> {
+    /// Refused: a plain statement takes none.
+    Refused,
+    /// Accepted and left unbound: the query is described as `$1, $2, ...` (preparing).
+    Unbound,
+    /// Replaced by these values (quoting-module SQL), one per parameter.
+    Bound(&'a [Sql]),
+}
+
+/// Validates `text` (on the blocking pool: parsing is CPU-bound and may recurse deeply).
+pub(super) async fn validate_text(
+    service: &Service,
+    text: &str,
+    parameters: bool,
+) -> Result<ValidatedQuery, ServiceError> {
+    let policy = service.query_policy.clone().with_parameters(parameters);
     let owned = text.to_string();
-    let validated = tokio::task::spawn_blocking(move || validate(&owned, &policy))
-        .await
-        .map_err(|e| ServiceError::FlightSql(format!("validating the query failed: {e}")))??;
+    Ok(
+        tokio::task::spawn_blocking(move || validate(&owned, &policy))
+            .await
+            .map_err(|e| ServiceError::FlightSql(format!("validating the query failed: {e}")))??,
+    )
+}
+
+/// Validates, authorises and describes `text` (with its parameters as `parameters` says), and
+/// plans its read. The caller is authorised here, at every use: a prepared handle is no permission.
+pub(super) async fn plan(
+    service: &Service,
+    principal: &Principal,
+    text: &str,
+    parameters: Parameters<'_>,
+) -> Result<Plan, ServiceError> {
+    let accept = !matches!(parameters, Parameters::Refused);
+    let validated = validate_text(service, text, accept).await?;
     let relations = authorize(service, principal, validated.relations()).await?;
-    let query = validated.sql();
+    let query = match parameters {
+        Parameters::Refused => validated.sql(),
+        Parameters::Unbound => validated.sql_numbered()?,
+        Parameters::Bound(values) => validated.bind(values)?,
+    };
     let columns = service
         .stager
         .warehouse()

@@ -11,8 +11,8 @@ use sqlparser::ast::{
 };
 
 use super::lexical::{
-    binary_operator, check_data_type, check_field, check_function_name, check_ident, check_value,
-    comparison, quoted_name, refuse_if,
+    binary_operator, check_data_type, check_field, check_function_name, check_ident,
+    check_value_in, comparison, quoted_name, refuse_if,
 };
 use super::unsupported;
 use super::walk::{Check, Walker, object_name};
@@ -248,7 +248,7 @@ impl Walker<'_> {
                 object_name(collation)?;
                 self.expr(expr)
             }
-            Expr::Value(value) => check_value(&value.value),
+            Expr::Value(value) => check_value_in(self.policy, &value.value),
             Expr::TypedString(TypedString {
                 data_type,
                 value,
@@ -257,7 +257,7 @@ impl Walker<'_> {
                 refuse_if(*uses_odbc_syntax, "ODBC escapes")?;
                 check_data_type(data_type)?;
                 match &value.value {
-                    Value::SingleQuotedString(_) => check_value(&value.value),
+                    Value::SingleQuotedString(_) => check_value_in(self.policy, &value.value),
                     _ => Err(unsupported("a typed literal that is not a '...' string")),
                 }
             }

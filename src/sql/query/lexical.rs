@@ -44,6 +44,14 @@ pub(super) fn quoted_name(value: &str) -> Check {
     )
 }
 
+/// [`check_value`], except that placeholders (`?`, `$n`) pass when `policy` accepts parameters.
+pub(super) fn check_value_in(policy: &super::QueryPolicy, value: &Value) -> Check {
+    match value {
+        Value::Placeholder(text) if policy.parameters => super::params::check_placeholder(text),
+        other => check_value(other),
+    }
+}
+
 /// Literals: plain `'...'` strings without backslashes, numbers, booleans and NULL.
 pub(super) fn check_value(value: &Value) -> Check {
     match value {
