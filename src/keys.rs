@@ -19,6 +19,7 @@
 use std::fmt;
 
 use hkdf::Hkdf;
+use hmac::{Hmac, KeyInit, Mac};
 use secrecy::{ExposeSecret, SecretSlice};
 use sha2::Sha256;
 
@@ -136,10 +137,47 @@ impl Keyring {
             .map(move |k| k.key(purpose))
     }
 
+    /// Signs `payload` for `purpose` with the signing key: its id and HMAC-SHA256 over
+    /// `magic`, the key id and the payload (the signature of tickets and prepared-statement
+    /// handles, each with its own magic and purpose).
+    pub fn sign(&self, purpose: Purpose, magic: &[u8], payload: &[u8]) -> (KeyId, Vec<u8>) {
+        let (key_id, key) = self.signing(purpose);
+        let mut mac = keyed_mac(key, magic, &key_id);
+        mac.update(payload);
+        (key_id, mac.finalize().into_bytes().to_vec())
+    }
+
+    /// Whether `mac` is what [`Keyring::sign`] gives for `payload` with the key `key_id` names
+    /// (compared in constant time). An unknown key id verifies with no key: the same answer as a
+    /// wrong signature.
+    pub fn verify(
+        &self,
+        purpose: Purpose,
+        magic: &[u8],
+        key_id: &[u8],
+        payload: &[u8],
+        mac: &[u8],
+    ) -> bool {
+        self.verifying(key_id, purpose).any(|key| {
+            let mut expected = keyed_mac(key, magic, key_id);
+            expected.update(payload);
+            expected.verify_slice(mac).is_ok()
+        })
+    }
+
     /// The key ids, signing key first (for logs: they are not secret).
     pub fn key_ids(&self) -> Vec<String> {
         self.keys.iter().map(|k| hex::encode(k.id)).collect()
     }
+}
+
+/// HMAC-SHA256 keyed with `key`, fed `magic` and `key_id` first.
+fn keyed_mac(key: &[u8], magic: &[u8], key_id: &[u8]) -> Hmac<Sha256> {
+    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(key)
+        .unwrap_or_else(|_| unreachable!("HMAC accepts keys of any length"));
+    mac.update(magic);
+    mac.update(key_id);
+    mac
 }
 
 #[cfg(test)]

@@ -42,9 +42,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use hmac::{Hmac, KeyInit, Mac};
 use prost::Message;
-use sha2::Sha256;
 
 use crate::keys::{KEY_ID_LEN, Keyring, Purpose};
 
@@ -167,14 +165,6 @@ impl fmt::Debug for TicketCodec {
     }
 }
 
-fn mac(key: &[u8], key_id: &[u8]) -> Hmac<Sha256> {
-    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(key)
-        .unwrap_or_else(|_| unreachable!("HMAC accepts keys of any length"));
-    mac.update(TICKET_MAGIC);
-    mac.update(key_id);
-    mac
-}
-
 impl TicketCodec {
     /// A codec over one secret (its derived ticket key signs and verifies).
     pub fn new(secret: impl Into<Vec<u8>>) -> Self {
@@ -205,12 +195,10 @@ impl TicketCodec {
     /// A ticket whose payload is `payload` verbatim, signed with the signing key (what
     /// [`TicketCodec::encode`] does after encoding; public for fuzzing and tests).
     pub fn sign_payload_bytes(&self, payload: &[u8]) -> Vec<u8> {
-        let (key_id, key) = self.keys.signing(Purpose::Ticket);
-        let mut mac = mac(key, &key_id);
-        mac.update(payload);
+        let (key_id, mac) = self.keys.sign(Purpose::Ticket, TICKET_MAGIC, payload);
         let signed = SignedTicket {
             payload: payload.to_vec(),
-            mac: mac.finalize().into_bytes().to_vec(),
+            mac,
             key_id: key_id.to_vec(),
         };
         let mut out = TICKET_MAGIC.to_vec();
@@ -244,16 +232,13 @@ impl TicketCodec {
                 signed.key_id.len()
             )));
         }
-        // An unknown key id verifies with no key: the same answer as a wrong signature.
-        let verified = self
-            .keys
-            .verifying(&signed.key_id, Purpose::Ticket)
-            .any(|key| {
-                let mut mac = mac(key, &signed.key_id);
-                mac.update(&signed.payload);
-                mac.verify_slice(&signed.mac).is_ok()
-            });
-        if !verified {
+        if !self.keys.verify(
+            Purpose::Ticket,
+            TICKET_MAGIC,
+            &signed.key_id,
+            &signed.payload,
+            &signed.mac,
+        ) {
             return Err(TicketError::BadSignature);
         }
         let payload = TicketPayload::decode(signed.payload.as_slice())
@@ -277,6 +262,8 @@ impl TicketCodec {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hmac::{Hmac, KeyInit, Mac};
+    use sha2::Sha256;
 
     fn payload() -> TicketPayload {
         TicketPayload {

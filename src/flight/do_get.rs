@@ -214,18 +214,7 @@ pub(super) async fn do_get(
     span.record("run_id", payload.run_id.as_str());
 
     // The promised schema is stored once per run; the ticket carries its fingerprint.
-    let run_prefix = service.stager.run_prefix(&payload.run_id)?;
-    let stored = service
-        .columns
-        .get_or_read(
-            &service.store,
-            service.stager.bucket(),
-            &payload.run_id,
-            &run_prefix,
-            &payload.columns_sha256,
-        )
-        .await
-        .map_err(ServiceError::from_columns)?;
+    let stored = service.run_columns(&payload).await?;
     for [schema, table] in &stored.relations {
         principal.check(schema, table)?;
     }

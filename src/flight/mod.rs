@@ -218,9 +218,19 @@ impl Service {
         if !payload.schema.is_empty() {
             return Ok(principal.check(&payload.schema, &payload.table)?);
         }
+        for [schema, table] in &self.run_columns(payload).await?.relations {
+            principal.check(schema, table)?;
+        }
+        Ok(())
+    }
+
+    /// The columns object of a ticket's run (cached; the ticket carries its fingerprint).
+    pub(crate) async fn run_columns(
+        &self,
+        payload: &crate::ticket::TicketPayload,
+    ) -> Result<Arc<crate::stage::columns::RunColumns>, ServiceError> {
         let run_prefix = self.stager.run_prefix(&payload.run_id)?;
-        let stored = self
-            .columns
+        self.columns
             .get_or_read(
                 &self.store,
                 self.stager.bucket(),
@@ -229,11 +239,7 @@ impl Service {
                 &payload.columns_sha256,
             )
             .await
-            .map_err(ServiceError::from_columns)?;
-        for [schema, table] in &stored.relations {
-            principal.check(schema, table)?;
-        }
-        Ok(())
+            .map_err(ServiceError::from_columns)
     }
 
     /// Authenticates a call; the principal says which tables it may read.
@@ -260,6 +266,29 @@ impl RedshiftFlightService {
 type BoxedStream<T> = BoxStream<'static, Result<T, Status>>;
 
 impl RedshiftFlightService {
+    /// GetFlightInfo and PollFlightInfo: authenticate, then plan and stage in a span named by
+    /// `rpc`.
+    async fn flight_info(
+        &self,
+        rpc: &'static str,
+        request: Request<FlightDescriptor>,
+    ) -> Result<FlightInfo, Status> {
+        let principal = self.inner.authenticate(&request)?;
+        let descriptor = request.into_inner();
+        let span = tracing::info_span!(
+            "get_flight_info",
+            rpc,
+            principal = principal.name(),
+            table = tracing::field::Empty,
+            run_id = tracing::field::Empty
+        );
+        Ok(
+            get_flight_info::get_flight_info(&self.inner, &principal, descriptor)
+                .instrument(span)
+                .await?,
+        )
+    }
+
     /// Counts a finished RPC by status code and passes its result through.
     fn observe<T>(&self, rpc: &'static str, result: Result<T, Status>) -> Result<T, Status> {
         let code = match &result {
@@ -337,22 +366,8 @@ impl FlightService for RedshiftFlightService {
         &self,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let result = async {
-            let principal = self.inner.authenticate(&request)?;
-            let descriptor = request.into_inner();
-            let span = tracing::info_span!(
-                "get_flight_info",
-                principal = principal.name(),
-                table = tracing::field::Empty,
-                run_id = tracing::field::Empty
-            );
-            let info = get_flight_info::get_flight_info(&self.inner, &principal, descriptor)
-                .instrument(span)
-                .await?;
-            Ok(Response::new(info))
-        }
-        .await;
-        self.observe("get_flight_info", result)
+        let result = self.flight_info("get_flight_info", request).await;
+        self.observe("get_flight_info", result.map(Response::new))
     }
 
     async fn poll_flight_info(
@@ -362,31 +377,22 @@ impl FlightService for RedshiftFlightService {
         // The planning and the UNLOAD run within this call, as for GetFlightInfo; the answer is
         // complete (no descriptor to poll again, progress 1). Clients that execute
         // incrementally (ADBC) thereby work unchanged.
-        let result = async {
-            let principal = self.inner.authenticate(&request)?;
-            let descriptor = request.into_inner();
-            let span = tracing::info_span!(
-                "poll_flight_info",
-                principal = principal.name(),
-                table = tracing::field::Empty,
-                run_id = tracing::field::Empty
-            );
-            let info = get_flight_info::get_flight_info(&self.inner, &principal, descriptor)
-                .instrument(span)
-                .await?;
-            let expiration_time = info
-                .endpoint
-                .iter()
-                .filter_map(|e| e.expiration_time)
-                .min_by_key(|t| (t.seconds, t.nanos));
-            Ok(Response::new(PollInfo {
-                info: Some(info),
-                flight_descriptor: None,
-                progress: Some(1.0),
-                expiration_time,
-            }))
-        }
-        .await;
+        let result = self
+            .flight_info("poll_flight_info", request)
+            .await
+            .map(|info| {
+                let expiration_time = info
+                    .endpoint
+                    .iter()
+                    .filter_map(|e| e.expiration_time)
+                    .min_by_key(|t| (t.seconds, t.nanos));
+                Response::new(PollInfo {
+                    info: Some(info),
+                    flight_descriptor: None,
+                    progress: Some(1.0),
+                    expiration_time,
+                })
+            });
         self.observe("poll_flight_info", result)
     }
 

@@ -27,9 +27,7 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use hmac::{Hmac, KeyInit, Mac};
 use prost::Message;
-use sha2::Sha256;
 
 use crate::clock::unix_ms;
 use crate::keys::{KEY_ID_LEN, Keyring, Purpose};
@@ -148,14 +146,6 @@ pub(super) struct HandleCodec {
     keys: Arc<Keyring>,
 }
 
-fn mac(key: &[u8], key_id: &[u8]) -> Hmac<Sha256> {
-    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(key)
-        .unwrap_or_else(|_| unreachable!("HMAC accepts keys of any length"));
-    mac.update(HANDLE_MAGIC);
-    mac.update(key_id);
-    mac
-}
-
 impl HandleCodec {
     /// A codec over the server's keyring (the handle key is derived for its own purpose).
     pub(super) fn new(keys: Arc<Keyring>) -> Self {
@@ -165,12 +155,12 @@ impl HandleCodec {
     /// Encodes and signs a payload.
     pub(super) fn encode(&self, payload: &HandlePayload) -> Vec<u8> {
         let bytes = payload.encode_to_vec();
-        let (key_id, key) = self.keys.signing(Purpose::PreparedStatement);
-        let mut mac = mac(key, &key_id);
-        mac.update(&bytes);
+        let (key_id, mac) = self
+            .keys
+            .sign(Purpose::PreparedStatement, HANDLE_MAGIC, &bytes);
         let signed = SignedHandle {
             payload: bytes,
-            mac: mac.finalize().into_bytes().to_vec(),
+            mac,
             key_id: key_id.to_vec(),
         };
         let mut out = HANDLE_MAGIC.to_vec();
@@ -203,15 +193,13 @@ impl HandleCodec {
                 signed.key_id.len()
             )));
         }
-        let verified = self
-            .keys
-            .verifying(&signed.key_id, Purpose::PreparedStatement)
-            .any(|key| {
-                let mut mac = mac(key, &signed.key_id);
-                mac.update(&signed.payload);
-                mac.verify_slice(&signed.mac).is_ok()
-            });
-        if !verified {
+        if !self.keys.verify(
+            Purpose::PreparedStatement,
+            HANDLE_MAGIC,
+            &signed.key_id,
+            &signed.payload,
+            &signed.mac,
+        ) {
             return Err(HandleError::BadSignature);
         }
         let payload = HandlePayload::decode(signed.payload.as_slice())
