@@ -21,6 +21,7 @@ import pyarrow as pa
 import pytest
 from psycopg import sql
 
+from conftest import base_config, start_server, stop_server
 from support import app_metadata, path, read_endpoint, read_flight, unique
 
 ROWS = 120_000
@@ -176,9 +177,19 @@ def test_concurrent_flights_beyond_max_parallel_workers(flight_server, pg, make_
     assert all(sorted(ids) == list(range(1, 1001)) for _, ids in results)
 
 
-def test_sixteen_identical_requests_share_one_unload(flight_server, pg, make_schema):
+@pytest.fixture
+def sharing_server(testbed, tmp_path):
+    """A server whose identical requests share a run for 5 s after it was staged: on a loaded
+    machine a thread may only reach GetFlightInfo once the first UNLOAD has finished."""
+    server = start_server(dict(base_config(testbed), snapshot_reuse_seconds="5"), tmp_path / "sharing")
+    yield server
+    assert stop_server(server) is None, server.stderr_tail()
+
+
+def test_sixteen_identical_requests_share_one_unload(sharing_server, pg, make_schema):
     """Sixteen clients asking for the same table at once get one staged run (snapshot reuse), each
     reads all of it, and the run goes once the last of them is done."""
+    flight_server = sharing_server
     schema = make_schema("shared")
     pg.execute(sql.SQL("CREATE TABLE {}.t (id integer)").format(sql.Identifier(schema)))
     pg.execute(sql.SQL("INSERT INTO {}.t SELECT generate_series(1, 1000)").format(sql.Identifier(schema)))

@@ -3,7 +3,7 @@
 //! `pg_terminate_backend`, `pg_cancel_backend`, `set_config`, `pg_sleep`, `pg_read_file`, `lo_*`,
 //! `dblink*`, `nextval`/`setval` and every other `pg_*` function are absent on purpose (a test
 //! checks it). A function missing here is refused with its name, and an operator can add it with
-//! [`QueryPolicy::with_functions`](super::QueryPolicy::with_functions).
+//! the `flight_sql_functions` key ([`QueryPolicy::allow_functions`](super::QueryPolicy::allow_functions)).
 
 /// Lower-case names.
 pub(super) const DEFAULT_FUNCTIONS: &[&str] = &[
