@@ -302,6 +302,8 @@ impl Application {
             .with_snapshot_reuse(config.staging.snapshot_reuse)
             .with_stream_memory(config.performance.stream_memory)
             .with_database(config.redshift.database.clone())
+            .with_direct_max_rows(config.flight_sql.direct_max_rows)
+            .with_poll_wait(config.flight_sql.poll_wait)
             .with_query_policy(
                 crate::sql::query::QueryPolicy::new()
                     .allow_functions(config.flight_sql.extra_functions.clone()),

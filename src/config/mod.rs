@@ -226,6 +226,20 @@ impl Config {
             0..=20,
         )?;
         let extra_functions = validate::function_names(raw.flight_sql_functions)?;
+        let direct_max_rows = parse_number(
+            raw.direct_max_rows,
+            "direct_max_rows",
+            "a number of rows from 0 (always UNLOAD) to 100000000",
+            100_000,
+            0..=100_000_000,
+        )?;
+        let poll_wait = std::time::Duration::from_millis(parse_number(
+            raw.flight_sql_poll_wait_ms,
+            "flight_sql_poll_wait_ms",
+            "a number of milliseconds from 0 to 60000",
+            1000,
+            0..=60_000,
+        )?);
         let retry_timeout = parse_seconds(
             raw.s3_retry_timeout_seconds,
             "s3_retry_timeout_seconds",
@@ -291,7 +305,11 @@ impl Config {
                 decode_threads,
                 stream_memory,
             },
-            flight_sql: FlightSqlSettings { extra_functions },
+            flight_sql: FlightSqlSettings {
+                extra_functions,
+                direct_max_rows,
+                poll_wait,
+            },
         })
     }
 }

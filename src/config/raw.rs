@@ -191,6 +191,10 @@ raw_config! {
     redshift_pool_timeout_seconds: "REDSHIFT_FLIGHT_REDSHIFT_POOL_TIMEOUT_SECONDS", secret = false;
     /// Functions Flight SQL queries may call besides the built-in read-only list (comma-separated names).
     flight_sql_functions: "REDSHIFT_FLIGHT_FLIGHT_SQL_FUNCTIONS", secret = false;
+    /// Flight SQL queries Redshift estimates at fewer rows run on the connection instead of by UNLOAD (default 100000; 0: always UNLOAD).
+    direct_max_rows: "REDSHIFT_FLIGHT_DIRECT_MAX_ROWS", secret = false;
+    /// Milliseconds PollFlightInfo waits for a query to finish before it answers with the query's progress (default 1000).
+    flight_sql_poll_wait_ms: "REDSHIFT_FLIGHT_FLIGHT_SQL_POLL_WAIT_MS", secret = false;
     /// `true`: allow listening on a non-loopback address without authentication (a warning is logged).
     insecure: "REDSHIFT_FLIGHT_INSECURE", secret = false, arg(num_args = 0..=1, default_missing_value = "true");
 }

@@ -161,4 +161,10 @@ pub struct PerformanceSettings {
 pub struct FlightSqlSettings {
     /// Functions queries may call besides the built-in read-only list (`flight_sql_functions`).
     pub extra_functions: Vec<String>,
+    /// A query Redshift estimates (EXPLAIN) at fewer rows is answered on the connection, not by
+    /// UNLOAD; 0: always UNLOAD (`direct_max_rows`).
+    pub direct_max_rows: u64,
+    /// How long PollFlightInfo waits for a query before answering with its progress
+    /// (`flight_sql_poll_wait_ms`).
+    pub poll_wait: std::time::Duration,
 }

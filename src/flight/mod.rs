@@ -62,6 +62,8 @@ pub struct Service {
     columns: ColumnsCache,
     database: String,
     query_policy: QueryPolicy,
+    direct_max_rows: u64,
+    poll_wait: Duration,
 }
 
 /// Builds a [`Service`]: the collaborators are required, the tuning has defaults.
@@ -102,6 +104,8 @@ impl Service {
                 columns: ColumnsCache::default(),
                 database: String::new(),
                 query_policy: QueryPolicy::default(),
+                direct_max_rows: 0,
+                poll_wait: Duration::from_secs(1),
             },
         }
     }
@@ -151,6 +155,19 @@ impl ServiceBuilder {
     /// The Redshift database served: the Flight SQL catalog name.
     pub fn with_database(mut self, database: impl Into<String>) -> Self {
         self.service.database = database.into();
+        self
+    }
+
+    /// Flight SQL queries Redshift estimates at fewer rows are answered on the connection
+    /// instead of by UNLOAD (`direct_max_rows`; 0, the default here: always UNLOAD).
+    pub fn with_direct_max_rows(mut self, rows: u64) -> Self {
+        self.service.direct_max_rows = rows;
+        self
+    }
+
+    /// How long PollFlightInfo waits for a query before answering with its progress.
+    pub fn with_poll_wait(mut self, wait: Duration) -> Self {
+        self.service.poll_wait = wait;
         self
     }
 

@@ -8,12 +8,14 @@
 //! `crate::sql`, `crate::metrics`; never the plan, the stager or the service.
 
 pub mod catalog;
+pub mod estimate;
 
 use std::fmt;
 
 use crate::catalog::{CatalogError, ColumnInfo, TableInfo, queries, types};
 use crate::redshift::{Redshift, RedshiftError, TextRow};
 use crate::sql::Sql;
+pub use estimate::Estimate;
 
 /// What redshift-flight asks of the warehouse.
 #[async_trait::async_trait]
@@ -39,6 +41,21 @@ pub trait Warehouse: Send + Sync + fmt::Debug {
     /// The result columns of a query without running it, with the catalog types a table's
     /// columns would have (all nullable: a query's result says nothing of NOT NULL).
     async fn describe_query(&self, sql: &Sql) -> Result<Vec<ColumnInfo>, RedshiftError>;
+
+    /// The catalog type of each parameter of a query (`$1` first) without running it, as
+    /// [`types::catalog_type_of`] names it: the type Redshift infers from where the parameter is
+    /// used, without a type modifier (a NUMERIC parameter is `numeric`), `unknown` where it
+    /// infers none. A warehouse that cannot describe parameters says nothing (the default): every
+    /// parameter is then of unknown type.
+    async fn describe_parameters(&self, _sql: &Sql) -> Result<Vec<String>, RedshiftError> {
+        Ok(Vec::new())
+    }
+
+    /// Redshift's estimate of a query's result (`EXPLAIN`), or `None` when the plan names none.
+    /// A warehouse that cannot estimate says `None` (the default).
+    async fn estimate(&self, _sql: &Sql) -> Result<Option<Estimate>, RedshiftError> {
+        Ok(None)
+    }
 }
 
 #[async_trait::async_trait]
@@ -121,5 +138,21 @@ impl Warehouse for Redshift {
                 ColumnInfo::new(c.name, catalog_type, true)
             })
             .collect())
+    }
+
+    async fn describe_parameters(&self, sql: &Sql) -> Result<Vec<String>, RedshiftError> {
+        Ok(Redshift::describe_parameters(self, sql)
+            .await?
+            .into_iter()
+            .map(|p| types::catalog_type_of(p.type_oid, -1, &p.type_name))
+            .collect())
+    }
+
+    async fn estimate(&self, sql: &Sql) -> Result<Option<Estimate>, RedshiftError> {
+        let rows = Redshift::query(self, &estimate::explain_sql(sql)).await?;
+        Ok(estimate::parse_explain(
+            rows.iter()
+                .filter_map(|row| row.first().and_then(Option::as_deref)),
+        ))
     }
 }

@@ -158,6 +158,17 @@ pub struct DescribedColumn {
     pub column_id: Option<i16>,
 }
 
+/// A parameter (`$1`, `$2`, ...) as the extended protocol describes it: the type Redshift infers
+/// from where it is used. The protocol carries no type modifier, so a NUMERIC parameter has no
+/// precision or scale, and a parameter Redshift cannot place is `unknown` (OID 705).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DescribedParameter {
+    /// The type's OID.
+    pub type_oid: u32,
+    /// The type's name.
+    pub type_name: String,
+}
+
 /// One row of a simple-query result: text values, `None` for NULL.
 pub type TextRow = Vec<Option<String>>;
 
@@ -478,29 +489,54 @@ impl Redshift {
         self.with_retries("query", || self.run_once(sql)).await
     }
 
-    /// The result columns of `sql` without running it (the extended protocol's Parse and
-    /// Describe): name, type OID, type modifier and type name of each.
-    pub async fn describe_columns(&self, sql: &Sql) -> Result<Vec<DescribedColumn>, RedshiftError> {
+    /// Prepares `sql` without running it (the extended protocol's Parse and Describe), retrying
+    /// transient failures; the statement is closed when dropped.
+    async fn prepare(&self, sql: &Sql) -> Result<tokio_postgres::Statement, RedshiftError> {
         self.with_retries("describe", || async {
             let client = self.connection().await?;
-            let statement = client
+            client
                 .prepare(sql.as_str())
                 .await
-                .map_err(|e| RedshiftError::from_pg(e, &self.address, &self.user))?;
-            Ok(statement
-                .columns()
-                .iter()
-                .map(|c| DescribedColumn {
-                    name: c.name().to_string(),
-                    type_oid: c.type_().oid(),
-                    type_modifier: c.type_modifier(),
-                    type_name: c.type_().name().to_string(),
-                    table_oid: c.table_oid().filter(|oid| *oid != 0),
-                    column_id: c.column_id().filter(|id| *id > 0),
-                })
-                .collect())
+                .map_err(|e| RedshiftError::from_pg(e, &self.address, &self.user))
         })
         .await
+    }
+
+    /// The result columns of `sql` without running it: name, type OID, type modifier and type
+    /// name of each.
+    pub async fn describe_columns(&self, sql: &Sql) -> Result<Vec<DescribedColumn>, RedshiftError> {
+        Ok(self
+            .prepare(sql)
+            .await?
+            .columns()
+            .iter()
+            .map(|c| DescribedColumn {
+                name: c.name().to_string(),
+                type_oid: c.type_().oid(),
+                type_modifier: c.type_modifier(),
+                type_name: c.type_().name().to_string(),
+                table_oid: c.table_oid().filter(|oid| *oid != 0),
+                column_id: c.column_id().filter(|id| *id > 0),
+            })
+            .collect())
+    }
+
+    /// The parameters of `sql` (`$1` first) without running it: the type Redshift infers for
+    /// each from where it is used.
+    pub async fn describe_parameters(
+        &self,
+        sql: &Sql,
+    ) -> Result<Vec<DescribedParameter>, RedshiftError> {
+        Ok(self
+            .prepare(sql)
+            .await?
+            .params()
+            .iter()
+            .map(|t| DescribedParameter {
+                type_oid: t.oid(),
+                type_name: t.name().to_string(),
+            })
+            .collect())
     }
 
     /// Runs one statement once (no retry): for statements whose retry needs cleanup first.
