@@ -1,7 +1,8 @@
 //! Signing keys. The configured `ticket_secret` may hold several secrets so that replicas can
 //! rotate the key without failing tickets and tokens in flight: the first secret signs, every one
 //! verifies. No secret is used directly: each one yields, with HKDF-SHA256 (RFC 5869, no salt), a
-//! separate key per purpose (tickets, Handshake-issued tokens, prepared statement handles), so that a value signed for one
+//! separate key per purpose (tickets, Handshake-issued tokens, prepared statement handles, poll
+//! tokens of long Flight SQL queries), so that a value signed for one
 //! purpose never verifies for another, and a public key id that signed values carry, so that the
 //! verifier picks the key by id instead of trying them all.
 //!
@@ -9,6 +10,7 @@
 //! ticket key = HKDF-SHA256(ikm = secret, info = "redshift-flight ticket v1", L = 32)
 //! token key  = HKDF-SHA256(ikm = secret, info = "redshift-flight token v1",  L = 32)
 //! handle key = HKDF-SHA256(ikm = secret, info = "redshift-flight prepared statement v1", L = 32)
+//! poll key   = HKDF-SHA256(ikm = secret, info = "redshift-flight poll v1", L = 32)
 //! key id     = HKDF-SHA256(ikm = secret, info = "redshift-flight key id v1", L = 8)
 //! ```
 //!
@@ -38,6 +40,10 @@ pub enum Purpose {
     Token,
     /// Flight SQL prepared statement handles.
     PreparedStatement,
+    /// PollFlightInfo tokens of long Flight SQL queries.
+    Poll,
+    /// Tickets of Flight SQL queries answered on the connection (no UNLOAD).
+    DirectQuery,
 }
 
 impl Purpose {
@@ -46,6 +52,8 @@ impl Purpose {
             Self::Ticket => b"redshift-flight ticket v1",
             Self::Token => b"redshift-flight token v1",
             Self::PreparedStatement => b"redshift-flight prepared statement v1",
+            Self::DirectQuery => b"redshift-flight direct query v1",
+            Self::Poll => b"redshift-flight poll v1",
         }
     }
 }
@@ -56,6 +64,8 @@ struct DerivedKeys {
     ticket: SecretSlice<u8>,
     token: SecretSlice<u8>,
     prepared: SecretSlice<u8>,
+    poll: SecretSlice<u8>,
+    direct: SecretSlice<u8>,
 }
 
 impl DerivedKeys {
@@ -77,6 +87,8 @@ impl DerivedKeys {
             ticket: key(Purpose::Ticket),
             token: key(Purpose::Token),
             prepared: key(Purpose::PreparedStatement),
+            poll: key(Purpose::Poll),
+            direct: key(Purpose::DirectQuery),
         }
     }
 
@@ -85,6 +97,8 @@ impl DerivedKeys {
             Purpose::Ticket => self.ticket.expose_secret(),
             Purpose::Token => self.token.expose_secret(),
             Purpose::PreparedStatement => self.prepared.expose_secret(),
+            Purpose::Poll => self.poll.expose_secret(),
+            Purpose::DirectQuery => self.direct.expose_secret(),
         }
     }
 }
@@ -194,6 +208,9 @@ mod tests {
         let (id2, token) = ring.signing(Purpose::Token);
         assert_eq!(id, id2);
         assert_ne!(ticket, token);
+        let (_, handle) = ring.signing(Purpose::PreparedStatement);
+        let (_, poll) = ring.signing(Purpose::Poll);
+        assert!(poll != ticket && poll != token && poll != handle);
         assert_ne!(ticket, b"secret-a-0123456789abcdef0123456789".as_slice());
         // The same secret gives the same id and keys on every replica.
         let again = Keyring::new(&[b"secret-a-0123456789abcdef0123456789"]);

@@ -14,6 +14,7 @@ pub mod catalog;
 pub mod clock;
 pub mod config;
 pub mod decode;
+pub mod direct;
 pub mod flight;
 pub mod keys;
 pub mod metrics;

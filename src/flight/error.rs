@@ -185,7 +185,9 @@ impl ServiceError {
             Self::Ticket(TicketError::Expired(_)) => (Code::FailedPrecondition, true),
             Self::Handle(HandleError::Malformed(_)) => (Code::InvalidArgument, true),
             Self::Handle(HandleError::BadSignature) => (Code::PermissionDenied, true),
-            Self::Handle(HandleError::Expired(_)) => (Code::FailedPrecondition, true),
+            Self::Handle(HandleError::Expired(_) | HandleError::Changed) => {
+                (Code::FailedPrecondition, true)
+            }
             Self::Store(source) => (
                 store_code(source),
                 matches!(source, StoreError::NotFound { .. }),
@@ -255,6 +257,7 @@ impl ServiceError {
             Self::Handle(HandleError::Malformed(_)) => "INVALID_HANDLE",
             Self::Handle(HandleError::BadSignature) => "BAD_HANDLE_SIGNATURE",
             Self::Handle(HandleError::Expired(_)) => "HANDLE_EXPIRED",
+            Self::Handle(HandleError::Changed) => "RESULT_CHANGED",
             Self::Store(StoreError::NotFound { .. }) => "RUN_EXPIRED",
             Self::Store(StoreError::Unavailable { .. }) => "STORAGE_UNAVAILABLE",
             Self::Store(StoreError::Denied { .. } | StoreError::Config(_)) => "STORAGE_FAILED",
@@ -315,7 +318,9 @@ impl ServiceError {
             Self::Corrupt { .. } | Self::Arrow(_) => {
                 "a staged file of the run cannot be decoded".into()
             }
-            Self::QueryFailed { source } => redshift("describing the query failed".into(), source),
+            Self::QueryFailed { source } => {
+                redshift("describing or running the query failed".into(), source)
+            }
             // Everything else is either the client's own doing or says nothing of the
             // infrastructure (row counts, column names and values the caller may read).
             other => error_chain(other),

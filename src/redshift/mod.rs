@@ -30,6 +30,10 @@ use secrecy::ExposeSecret;
 use tokio_postgres::{CancelToken, SimpleQueryMessage};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
+mod cursor;
+
+pub use cursor::{RowCursor, TextBatch};
+
 use crate::config::{RedshiftSettings, SslMode};
 use crate::sql::{Sql, sql};
 

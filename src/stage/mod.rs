@@ -11,6 +11,8 @@
 //! - [`run_state`]: the on-S3 protocol of a run's life (lease, `consumed/`, `readers/`), shared by
 //!   every replica;
 //! - [`sweeper`]: deleting expired runs;
+//! - [`jobs`]: the on-S3 state of long Flight SQL queries answered through PollFlightInfo (in
+//!   folders named like runs, so the sweeper deletes them too), and their UNLOAD's progress;
 //! - [`manifest`], [`layout`], [`columns`]: the objects UNLOAD and staging write, parsed.
 //!
 //! May import: config (settings types), plan (the plan to unload), warehouse (the seam UNLOADs run
@@ -18,6 +20,7 @@
 //! `s3_prefix` is ever deleted.
 
 pub mod columns;
+pub mod jobs;
 pub mod layout;
 pub mod manifest;
 pub mod run_id;

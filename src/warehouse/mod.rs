@@ -13,7 +13,7 @@ pub mod estimate;
 use std::fmt;
 
 use crate::catalog::{CatalogError, ColumnInfo, TableInfo, queries, types};
-use crate::redshift::{Redshift, RedshiftError, TextRow};
+use crate::redshift::{ConnectError, Redshift, RedshiftError, RowCursor, TextBatch, TextRow};
 use crate::sql::Sql;
 pub use estimate::Estimate;
 
@@ -55,6 +55,33 @@ pub trait Warehouse: Send + Sync + fmt::Debug {
     /// A warehouse that cannot estimate says `None` (the default).
     async fn estimate(&self, _sql: &Sql) -> Result<Option<Estimate>, RedshiftError> {
         Ok(None)
+    }
+
+    /// Opens a cursor over `select`, read `fetch_rows` rows at a time (see
+    /// `crate::redshift::RowCursor`). A warehouse that cannot (the default) says so.
+    async fn open_cursor(
+        &self,
+        _select: &Sql,
+        _fetch_rows: usize,
+    ) -> Result<Box<dyn Rows>, RedshiftError> {
+        Err(RedshiftError::Unreachable {
+            address: String::new(),
+            source: ConnectError::Other("this warehouse cannot read rows on the connection"),
+        })
+    }
+}
+
+/// Rows read on the connection, a batch at a time.
+#[async_trait::async_trait]
+pub trait Rows: Send + fmt::Debug {
+    /// The next batch, or `None` when there are no more rows.
+    async fn next_batch(&mut self) -> Result<Option<TextBatch>, RedshiftError>;
+}
+
+#[async_trait::async_trait]
+impl Rows for RowCursor {
+    async fn next_batch(&mut self) -> Result<Option<TextBatch>, RedshiftError> {
+        RowCursor::next_batch(self).await
     }
 }
 
@@ -153,6 +180,16 @@ impl Warehouse for Redshift {
         Ok(estimate::parse_explain(
             rows.iter()
                 .filter_map(|row| row.first().and_then(Option::as_deref)),
+        ))
+    }
+
+    async fn open_cursor(
+        &self,
+        select: &Sql,
+        fetch_rows: usize,
+    ) -> Result<Box<dyn Rows>, RedshiftError> {
+        Ok(Box::new(
+            Redshift::open_cursor(self, select, fetch_rows).await?,
         ))
     }
 }

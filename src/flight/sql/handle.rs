@@ -15,9 +15,16 @@
 //!   string query = 2;                  // the client's SQL, validated again at every use
 //!   int64 expires_at_ms = 3;           // Unix milliseconds
 //!   repeated BoundValue parameters = 4; // empty until DoPut binds values
+//!   bytes columns_sha256 = 5;          // direct tickets: SHA-256 of the promised columns
+//!   uint64 fetch_rows = 6;             // direct tickets: rows per FETCH
 //! }
 //! BoundValue { Kind kind = 1; string text = 2; uint32 precision = 3; int32 scale = 4; }
 //! ```
+//!
+//! The same format, under its own magic (`RSD1`) and signing key, is the ticket of a query
+//! answered on the connection instead of by UNLOAD (see `super::direct`): DoGet runs the query it
+//! carries, once, and refuses to stream if the result's columns no longer hash to
+//! `columns_sha256` (the table changed since GetFlightInfo).
 //!
 //! A handle is not a permission: whoever presents it is validated and authorised again. Its
 //! values are typed, and become SQL only through `crate::sql` when the statement runs.
@@ -34,6 +41,8 @@ use crate::keys::{KEY_ID_LEN, Keyring, Purpose};
 
 /// Magic prefix and version of the handle format.
 const HANDLE_MAGIC: &[u8; 4] = b"RSP1";
+/// Magic prefix of a direct query ticket (same format, its own key).
+const DIRECT_MAGIC: &[u8; 4] = b"RSD1";
 /// Payload version this build writes and reads.
 const HANDLE_VERSION: u32 = 1;
 /// How long a handle is accepted after it was issued or bound.
@@ -99,6 +108,12 @@ pub(super) struct HandlePayload {
     /// Bound parameter values, in placeholder order.
     #[prost(message, repeated, tag = "4")]
     pub(super) parameters: Vec<BoundValue>,
+    /// Direct tickets: SHA-256 of the promised columns.
+    #[prost(bytes = "vec", tag = "5")]
+    pub(super) columns_sha256: Vec<u8>,
+    /// Direct tickets: rows per FETCH.
+    #[prost(uint64, tag = "6")]
+    pub(super) fetch_rows: u64,
 }
 
 impl HandlePayload {
@@ -109,6 +124,8 @@ impl HandlePayload {
             query,
             expires_at_ms: unix_ms(now + HANDLE_TTL),
             parameters,
+            columns_sha256: Vec::new(),
+            fetch_rows: 0,
         }
     }
 }
@@ -127,43 +144,64 @@ struct SignedHandle {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum HandleError {
     /// Not a redshift-flight handle, or damaged.
-    #[error("malformed prepared statement handle: {0}")]
+    #[error("malformed Flight SQL handle (a prepared statement or a query ticket): {0}")]
     Malformed(String),
     /// The signature does not match: altered, forged, or signed by another key.
     #[error(
-        "prepared statement handle signature is invalid (altered, forged, or issued by a server \
+        "Flight SQL handle signature is invalid (altered, forged, or issued by a server \
          with another ticket_secret)"
     )]
     BadSignature,
     /// Past its expiry.
-    #[error("prepared statement handle expired {0:?} ago; prepare the statement again")]
+    #[error(
+        "Flight SQL handle expired {0:?} ago; prepare the statement or call GetFlightInfo again"
+    )]
     Expired(Duration),
+    /// A direct query ticket whose query no longer has the columns promised.
+    #[error(
+        "the query's result columns changed since GetFlightInfo (a table was altered); call \
+         GetFlightInfo again"
+    )]
+    Changed,
 }
 
 /// Signs handles with the keyring's first key and verifies them with whichever key they name.
 #[derive(Debug)]
 pub(super) struct HandleCodec {
     keys: Arc<Keyring>,
+    purpose: Purpose,
+    magic: &'static [u8; 4],
 }
 
 impl HandleCodec {
     /// A codec over the server's keyring (the handle key is derived for its own purpose).
     pub(super) fn new(keys: Arc<Keyring>) -> Self {
-        Self { keys }
+        Self {
+            keys,
+            purpose: Purpose::PreparedStatement,
+            magic: HANDLE_MAGIC,
+        }
+    }
+
+    /// The codec of direct query tickets: the handle format under its own magic and key.
+    pub(super) fn direct(keys: Arc<Keyring>) -> Self {
+        Self {
+            keys,
+            purpose: Purpose::DirectQuery,
+            magic: DIRECT_MAGIC,
+        }
     }
 
     /// Encodes and signs a payload.
     pub(super) fn encode(&self, payload: &HandlePayload) -> Vec<u8> {
         let bytes = payload.encode_to_vec();
-        let (key_id, mac) = self
-            .keys
-            .sign(Purpose::PreparedStatement, HANDLE_MAGIC, &bytes);
+        let (key_id, mac) = self.keys.sign(self.purpose, self.magic, &bytes);
         let signed = SignedHandle {
             payload: bytes,
             mac,
             key_id: key_id.to_vec(),
         };
-        let mut out = HANDLE_MAGIC.to_vec();
+        let mut out = self.magic.to_vec();
         signed
             .encode(&mut out)
             .unwrap_or_else(|_| unreachable!("Vec grows as needed"));
@@ -182,7 +220,7 @@ impl HandleCodec {
                 handle.len()
             )));
         }
-        let body = handle.strip_prefix(HANDLE_MAGIC).ok_or_else(|| {
+        let body = handle.strip_prefix(self.magic.as_slice()).ok_or_else(|| {
             HandleError::Malformed("not a redshift-flight prepared statement (bad magic)".into())
         })?;
         let signed = SignedHandle::decode(body)
@@ -194,8 +232,8 @@ impl HandleCodec {
             )));
         }
         if !self.keys.verify(
-            Purpose::PreparedStatement,
-            HANDLE_MAGIC,
+            self.purpose,
+            self.magic,
             &signed.key_id,
             &signed.payload,
             &signed.mac,

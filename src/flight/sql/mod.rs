@@ -21,6 +21,8 @@
 //! Imports: the parent's `Service` and errors, `crate::sql`, `crate::plan`, `crate::catalog`,
 //! `crate::auth`.
 
+pub(super) mod bind;
+pub(super) mod direct;
 pub(super) mod handle;
 pub(super) mod metadata;
 pub(super) mod prepared;
@@ -99,12 +101,16 @@ pub(super) async fn get_schema(
     }
 }
 
-/// DoGet of a metadata ticket: the command's answer as one batch.
+/// DoGet of a Flight SQL ticket: a query answered on the connection ([`direct`]), or a metadata
+/// command's answer as one batch.
 pub(super) async fn do_get(
     service: &Service,
     principal: &Principal,
     command: Command,
 ) -> Result<BoxStream<'static, Result<arrow_flight::FlightData, Status>>, ServiceError> {
+    if let Command::TicketStatementQuery(ticket) = command {
+        return direct::do_get(service, principal, ticket).await;
+    }
     let Some(schema) = metadata::schema(service, &command) else {
         return Err(unimplemented(&command));
     };

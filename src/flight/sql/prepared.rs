@@ -3,22 +3,24 @@
 //! parameter values, so any replica serves it and closing it frees nothing here.
 //!
 //! - `CreatePreparedStatement`: the query is validated (placeholders `?` or `$n` allowed),
-//!   authorised and described on Redshift; the answer holds the handle, the dataset schema and
-//!   the parameter schema (one nullable field per placeholder, of type Null: any value binds);
+//!   authorised and described on Redshift, its result columns and its parameters; the answer
+//!   holds the handle, the dataset schema and the parameter schema (one nullable field per
+//!   placeholder, of the type Redshift infers for it, see [`super::bind::parameter_field`]);
 //! - DoPut of `CommandPreparedStatementQuery`: one row of values, one column per parameter,
 //!   becomes a new handle embedding them (`DoPutPreparedStatementResult`);
 //! - GetFlightInfo / GetSchema of `CommandPreparedStatementQuery`: the query is validated and
 //!   authorised again for the current caller, its placeholders replaced by the bound values as
-//!   typed literals built only by `crate::sql` (UNLOAD takes no bind parameters), and it runs
-//!   as a `CommandStatementQuery` would;
+//!   literals built only by `crate::sql` and cast to the parameters' described types
+//!   ([`super::bind`]; UNLOAD takes no bind parameters), and it runs as a
+//!   `CommandStatementQuery` would;
 //! - `ClosePreparedStatement`: verifies the handle and succeeds.
 
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use arrow::array::{Array, ArrayRef, AsArray};
+use arrow::array::{Array, ArrayRef, AsArray, make_array};
 use arrow::datatypes::{
-    DataType, Field, Float32Type, Float64Type, Int8Type, Int16Type, Int32Type, Int64Type, Schema,
+    DataType, Float32Type, Float64Type, Int8Type, Int16Type, Int32Type, Int64Type, Schema,
     SchemaRef, UInt8Type, UInt16Type, UInt32Type, UInt64Type,
 };
 use arrow::ipc::writer::IpcWriteOptions;
@@ -37,10 +39,13 @@ use futures::{StreamExt, TryStreamExt};
 use prost::Message;
 
 use super::super::{Service, ServiceError};
+use super::bind::{Target, parameter_field, typed_sql, value_sql};
 use super::handle::{BoundValue, HandleCodec, HandlePayload, Kind};
-use super::statement::{Parameters, plan, run, validate_text};
+use super::statement::{Origin, Parameters, plan, run, validate_text};
 use crate::auth::Principal;
-use crate::sql::{Sql, sql};
+use crate::redshift::RedshiftError;
+use crate::sql::Sql;
+use crate::sql::query::ValidatedQuery;
 
 /// Action type of CreatePreparedStatement (Flight SQL).
 pub(in crate::flight) const CREATE_PREPARED_STATEMENT: &str = "CreatePreparedStatement";
@@ -77,15 +82,18 @@ pub(in crate::flight) async fn create(
             "transactions are not supported: redshift-flight is read-only".into(),
         ));
     }
-    let count = validate_text(service, &request.query, true)
-        .await?
-        .parameter_count();
+    let validated = validate_text(service, &request.query, true).await?;
+    let count = validated.parameter_count();
     let plan = plan(service, principal, &request.query, Parameters::Unbound).await?;
+    // Described once the caller is authorised (`plan` did).
+    let types = parameter_types(service, &validated)
+        .await
+        .map_err(|source| ServiceError::QueryFailed { source })?;
     let options = IpcWriteOptions::default();
     let IpcMessage(dataset_schema) = SchemaAsIpc::new(&plan.schema, &options).try_into()?;
     let parameters = Schema::new(
         (1..=count)
-            .map(|n| Field::new(format!("${n}"), DataType::Null, true))
+            .map(|n| parameter_field(n, types.get(n - 1).map(String::as_str)))
             .collect::<Vec<_>>(),
     );
     let IpcMessage(parameter_schema) = SchemaAsIpc::new(&parameters, &options).try_into()?;
@@ -110,18 +118,62 @@ pub(in crate::flight) fn close(service: &Service, body: &[u8]) -> Result<(), Ser
     Ok(())
 }
 
-/// The verified handle's query, with its bound values as SQL.
-fn open(
+/// The catalog types Redshift infers for the parameters of a validated query (`$1` first; none
+/// for a query without parameters, or from a warehouse that cannot describe them).
+async fn parameter_types(
+    service: &Service,
+    validated: &ValidatedQuery,
+) -> Result<Vec<String>, RedshiftError> {
+    if validated.parameter_count() == 0 {
+        return Ok(Vec::new());
+    }
+    // `plan` numbers the placeholders too, and reports the query that cannot be.
+    let Ok(numbered) = validated.sql_numbered() else {
+        return Ok(Vec::new());
+    };
+    service
+        .stager
+        .warehouse()
+        .describe_parameters(&numbered)
+        .await
+}
+
+/// The verified handle's query, with its bound values as SQL cast to the parameters' types.
+async fn open(
     service: &Service,
     command: &CommandPreparedStatementQuery,
-) -> Result<(String, Vec<Sql>), ServiceError> {
+) -> Result<(HandlePayload, Vec<Sql>), ServiceError> {
     let payload = codec(service).decode(&command.prepared_statement_handle, SystemTime::now())?;
+    let values = bound_values(service, &payload).await?;
+    Ok((payload, values))
+}
+
+/// A verified payload's bound values as SQL cast to the parameters' types (none when unbound).
+pub(super) async fn bound_values(
+    service: &Service,
+    payload: &HandlePayload,
+) -> Result<Vec<Sql>, ServiceError> {
+    if payload.parameters.is_empty() {
+        return Ok(Vec::new());
+    }
+    let validated = validate_text(service, &payload.query, true).await?;
+    // The caller is authorised by `plan`, after this: a query Redshift refuses to describe is
+    // bound untyped here, so that it is refused there, by authorisation or by Redshift.
+    let types = match parameter_types(service, &validated).await {
+        Ok(types) => types,
+        Err(RedshiftError::Sql { .. }) => Vec::new(),
+        Err(source) => return Err(ServiceError::QueryFailed { source }),
+    };
     let values = payload
         .parameters
         .iter()
-        .map(value_sql)
+        .enumerate()
+        .map(|(i, value)| {
+            let target = Target::of(types.get(i).map(String::as_str));
+            typed_sql(value, target, i + 1)
+        })
         .collect::<Result<Vec<_>, _>>()?;
-    Ok((payload.query, values))
+    Ok(values)
 }
 
 /// GetFlightInfo of a prepared statement: run as a `CommandStatementQuery`, values bound.
@@ -131,9 +183,19 @@ pub(super) async fn get_flight_info(
     descriptor: FlightDescriptor,
     command: CommandPreparedStatementQuery,
 ) -> Result<FlightInfo, ServiceError> {
-    let (query, values) = open(service, &command)?;
-    let plan = plan(service, principal, &query, Parameters::Bound(&values)).await?;
-    run(service, descriptor, plan).await
+    let (payload, values) = open(service, &command).await?;
+    let plan = plan(
+        service,
+        principal,
+        &payload.query,
+        Parameters::Bound(&values),
+    )
+    .await?;
+    let origin = Origin {
+        query: payload.query,
+        parameters: payload.parameters,
+    };
+    run(service, descriptor, plan, &origin).await
 }
 
 /// GetSchema of a prepared statement.
@@ -142,7 +204,8 @@ pub(super) async fn schema(
     principal: &Principal,
     command: CommandPreparedStatementQuery,
 ) -> Result<SchemaRef, ServiceError> {
-    let (query, values) = open(service, &command)?;
+    let (payload, values) = open(service, &command).await?;
+    let query = payload.query;
     let parameters = if values.is_empty() {
         Parameters::Unbound
     } else {
@@ -243,12 +306,9 @@ fn bound_value(array: &ArrayRef, name: &str) -> Result<BoundValue, ServiceError>
     if array.is_null(0) {
         return Ok(value(Kind::Null, String::new()));
     }
-    let formatted = || -> Result<String, ServiceError> {
-        Ok(
-            ArrayFormatter::try_new(array.as_ref(), &FormatOptions::default())?
-                .value(0)
-                .to_string(),
-        )
+    let format = |array: &dyn Array| -> Result<String, ServiceError> {
+        let formatter = ArrayFormatter::try_new(array, &FormatOptions::default())?;
+        Ok(formatter.value(0).to_string())
     };
     let float = |v: f64| -> Result<BoundValue, ServiceError> {
         if v.is_finite() {
@@ -259,47 +319,24 @@ fn bound_value(array: &ArrayRef, name: &str) -> Result<BoundValue, ServiceError>
             )))
         }
     };
+    let int = |text: String| value(Kind::Int, text);
     Ok(match array.data_type() {
         DataType::Null => value(Kind::Null, String::new()),
         DataType::Boolean => value(Kind::Bool, array.as_boolean().value(0).to_string()),
-        DataType::Int8 => value(
-            Kind::Int,
-            array.as_primitive::<Int8Type>().value(0).to_string(),
-        ),
-        DataType::Int16 => value(
-            Kind::Int,
-            array.as_primitive::<Int16Type>().value(0).to_string(),
-        ),
-        DataType::Int32 => value(
-            Kind::Int,
-            array.as_primitive::<Int32Type>().value(0).to_string(),
-        ),
-        DataType::Int64 => value(
-            Kind::Int,
-            array.as_primitive::<Int64Type>().value(0).to_string(),
-        ),
-        DataType::UInt8 => value(
-            Kind::Int,
-            array.as_primitive::<UInt8Type>().value(0).to_string(),
-        ),
-        DataType::UInt16 => value(
-            Kind::Int,
-            array.as_primitive::<UInt16Type>().value(0).to_string(),
-        ),
-        DataType::UInt32 => value(
-            Kind::Int,
-            array.as_primitive::<UInt32Type>().value(0).to_string(),
-        ),
-        DataType::UInt64 => value(
-            Kind::Int,
-            array.as_primitive::<UInt64Type>().value(0).to_string(),
-        ),
+        DataType::Int8 => int(array.as_primitive::<Int8Type>().value(0).to_string()),
+        DataType::Int16 => int(array.as_primitive::<Int16Type>().value(0).to_string()),
+        DataType::Int32 => int(array.as_primitive::<Int32Type>().value(0).to_string()),
+        DataType::Int64 => int(array.as_primitive::<Int64Type>().value(0).to_string()),
+        DataType::UInt8 => int(array.as_primitive::<UInt8Type>().value(0).to_string()),
+        DataType::UInt16 => int(array.as_primitive::<UInt16Type>().value(0).to_string()),
+        DataType::UInt32 => int(array.as_primitive::<UInt32Type>().value(0).to_string()),
+        DataType::UInt64 => int(array.as_primitive::<UInt64Type>().value(0).to_string()),
         DataType::Float32 => float(f64::from(array.as_primitive::<Float32Type>().value(0)))?,
         DataType::Float64 => float(array.as_primitive::<Float64Type>().value(0))?,
         DataType::Decimal128(precision, scale) | DataType::Decimal256(precision, scale) => {
             BoundValue {
                 kind: Kind::Decimal as i32,
-                text: formatted()?,
+                text: format(array.as_ref())?,
                 precision: u32::from(*precision),
                 scale: i32::from(*scale),
             }
@@ -307,57 +344,24 @@ fn bound_value(array: &ArrayRef, name: &str) -> Result<BoundValue, ServiceError>
         DataType::Utf8 => value(Kind::Text, array.as_string::<i32>().value(0).to_string()),
         DataType::LargeUtf8 => value(Kind::Text, array.as_string::<i64>().value(0).to_string()),
         DataType::Utf8View => value(Kind::Text, array.as_string_view().value(0).to_string()),
-        DataType::Date32 | DataType::Date64 => value(Kind::Date, formatted()?),
-        DataType::Timestamp(_, None) => value(Kind::Timestamp, formatted()?),
-        DataType::Timestamp(_, Some(_)) => value(Kind::TimestampTz, formatted()?),
+        DataType::Date32 | DataType::Date64 => value(Kind::Date, format(array.as_ref())?),
+        DataType::Timestamp(_, None) => value(Kind::Timestamp, format(array.as_ref())?),
+        // The instant in UTC (what the values are), whatever the zone is called: formatting in
+        // a named zone would need a time zone database.
+        DataType::Timestamp(unit, Some(_)) => {
+            let utc = array.slice(0, 1).to_data().into_builder();
+            let utc = make_array(utc.data_type(DataType::Timestamp(*unit, None)).build()?);
+            value(Kind::TimestampTz, format(utc.as_ref())? + "+00:00")
+        }
+        // A time of day is its ISO text (`10:00:00.000001`): Redshift reads it as a TIME
+        // parameter, or as the type of where it is used.
+        DataType::Time32(_) | DataType::Time64(_) => value(Kind::Text, format(array.as_ref())?),
         other => {
             return Err(bad(format!(
                 "parameter {name}: Arrow type {other} cannot be bound (bind integers, floats, \
-                 decimals, booleans, strings, dates or timestamps)"
+                 decimals, booleans, strings, dates, times or timestamps)"
             )));
         }
-    })
-}
-
-/// A bound value as SQL, only through the quoting module: a number as digits, a string, date or
-/// timestamp as a quoted literal cast to its type (a
-/// string uncast, see below).
-fn value_sql(value: &BoundValue) -> Result<Sql, ServiceError> {
-    let quote = |e: crate::sql::QuoteError| bad(format!("a bound value cannot be quoted: {e}"));
-    let literal = || Sql::literal(&value.text).map_err(quote);
-    let kind = Kind::try_from(value.kind).unwrap_or(Kind::Unspecified);
-    Ok(match kind {
-        Kind::Null => Sql::from("NULL"),
-        Kind::Bool if value.text == "true" => Sql::from("TRUE"),
-        Kind::Bool => Sql::from("FALSE"),
-        Kind::Int => Sql::int(
-            value
-                .text
-                .parse::<i128>()
-                .map_err(|e| bad(format!("a bound integer is invalid: {e}")))?,
-        ),
-        Kind::Float => sql!(
-            "CAST(",
-            Sql::decimal(&value.text).map_err(quote)?,
-            " AS DOUBLE PRECISION)"
-        ),
-        Kind::Decimal => sql!(
-            "CAST(",
-            Sql::decimal(&value.text).map_err(quote)?,
-            " AS DECIMAL(",
-            Sql::int(value.precision),
-            ", ",
-            Sql::int(value.scale.max(0)),
-            "))"
-        ),
-        // A string stays an untyped literal, as a text parameter is on PostgreSQL: its type
-        // comes from where it is used (`placed < '2024-02-01'` compares timestamps), and a CAST
-        // to VARCHAR would refuse that (and VARCHAR alone is VARCHAR(256) on Redshift).
-        Kind::Text => literal()?,
-        Kind::Date => sql!("CAST(", literal()?, " AS DATE)"),
-        Kind::Timestamp => sql!("CAST(", literal()?, " AS TIMESTAMP)"),
-        Kind::TimestampTz => sql!("CAST(", literal()?, " AS TIMESTAMPTZ)"),
-        Kind::Unspecified => return Err(bad("a bound value has no kind".into())),
     })
 }
 
@@ -365,8 +369,9 @@ fn value_sql(value: &BoundValue) -> Result<Sql, ServiceError> {
 mod tests {
     use super::*;
     use arrow::array::{
-        BooleanArray, Date32Array, Decimal128Array, Float64Array, Int64Array, NullArray,
-        StringArray, TimestampMicrosecondArray,
+        BinaryArray, BooleanArray, Date32Array, Decimal128Array, Float64Array, Int64Array,
+        NullArray, StringArray, Time64MicrosecondArray, TimestampMicrosecondArray,
+        TimestampMillisecondArray,
     };
 
     fn render(array: ArrayRef) -> Result<String, ServiceError> {
@@ -375,6 +380,7 @@ mod tests {
 
     #[test]
     fn values_become_typed_literals() {
+        let decimal = Decimal128Array::from(vec![-1050]).with_precision_and_scale(10, 2);
         let cases: Vec<(ArrayRef, &str)> = vec![
             (Arc::new(Int64Array::from(vec![-5])), "-5"),
             (Arc::new(BooleanArray::from(vec![true])), "TRUE"),
@@ -388,14 +394,7 @@ mod tests {
                 Arc::new(Float64Array::from(vec![-0.25])),
                 "CAST(-0.25 AS DOUBLE PRECISION)",
             ),
-            (
-                Arc::new(
-                    Decimal128Array::from(vec![-1050])
-                        .with_precision_and_scale(10, 2)
-                        .unwrap(),
-                ),
-                "CAST(-10.50 AS DECIMAL(10, 2))",
-            ),
+            (Arc::new(decimal.unwrap()), "CAST(-10.50 AS DECIMAL(10, 2))"),
             (
                 Arc::new(Date32Array::from(vec![19723])),
                 "CAST('2024-01-01' AS DATE)",
@@ -404,17 +403,24 @@ mod tests {
                 Arc::new(TimestampMicrosecondArray::from(vec![1_704_103_200_000_001])),
                 "CAST('2024-01-01T10:00:00.000001' AS TIMESTAMP)",
             ),
+            (
+                Arc::new(TimestampMillisecondArray::from(vec![None, Some(1)]).slice(1, 1)),
+                "CAST('1970-01-01T00:00:00.001' AS TIMESTAMP)",
+            ),
+            (
+                Arc::new(TimestampMicrosecondArray::from(vec![0]).with_timezone("Europe/Paris")),
+                "CAST('1970-01-01T00:00:00+00:00' AS TIMESTAMPTZ)",
+            ),
+            (
+                Arc::new(Time64MicrosecondArray::from(vec![36_000_000_001])),
+                "'10:00:00.000001'",
+            ),
         ];
         for (array, expected) in cases {
             assert_eq!(render(array).unwrap(), expected);
         }
         assert!(render(Arc::new(Float64Array::from(vec![f64::NAN]))).is_err());
         assert!(render(Arc::new(StringArray::from(vec!["a\0b"]))).is_err());
-        assert!(
-            render(Arc::new(arrow::array::BinaryArray::from(vec![
-                b"x".as_slice()
-            ])))
-            .is_err()
-        );
+        assert!(render(Arc::new(BinaryArray::from(vec![b"x".as_slice()]))).is_err());
     }
 }

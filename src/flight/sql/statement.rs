@@ -17,6 +17,7 @@ use sha2::{Digest, Sha256};
 use super::super::error::query_fault_is_clients;
 use super::super::get_flight_info::staged_flight_info;
 use super::super::{Service, ServiceError};
+pub(super) use super::direct::Origin;
 use crate::auth::Principal;
 use crate::catalog::TableRef;
 use crate::plan::Plan;
@@ -45,17 +46,27 @@ pub(super) async fn get_flight_info(
         ));
     }
     let plan = plan(service, principal, &command.query, Parameters::Refused).await?;
-    run(service, descriptor, plan).await
+    let origin = Origin {
+        query: command.query,
+        parameters: Vec::new(),
+    };
+    run(service, descriptor, plan, &origin).await
 }
 
-/// Stages a planned query and describes its endpoints (a statement's or a prepared statement's).
+/// Answers a planned query (a statement's or a prepared statement's, planned from `origin`):
+/// on the connection when Redshift estimates it small (see `super::direct`), else staged by
+/// UNLOAD; describes its endpoints.
 pub(super) async fn run(
     service: &Service,
     descriptor: FlightDescriptor,
     plan: Plan,
+    origin: &Origin,
 ) -> Result<FlightInfo, ServiceError> {
     let span = tracing::Span::current();
     span.record("table", tracing::field::display(&plan.table.table));
+    if let Some(info) = super::direct::flight_info(service, &descriptor, &plan, origin).await? {
+        return Ok(info);
+    }
     // An error in the client's own SQL that only running it reveals (division by zero, a bad
     // cast) is the client's: it gets Redshift's message.
     let run = service

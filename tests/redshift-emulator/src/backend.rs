@@ -343,6 +343,11 @@ impl Backend {
         Ok(())
     }
 
+    /// The backend's process id (0 if it sent none).
+    pub(crate) fn process_id(&self) -> i32 {
+        self.cancel_key.map_or(0, |(pid, _)| pid)
+    }
+
     /// A handle to cancel the running statement, if the backend sent a key.
     pub(crate) fn cancel_handle(&self) -> Option<BackendCancel> {
         self.cancel_key.map(|(pid, secret)| BackendCancel {

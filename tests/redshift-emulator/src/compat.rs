@@ -13,7 +13,12 @@
 //!   session's last UNLOAD unloaded, which the emulator keeps in the backend session setting
 //!   [`LAST_UNLOAD_COUNT_SETTING`](crate::unload::LAST_UNLOAD_COUNT_SETTING); 0 before any);
 //! * the view `public.svv_table_info` with Redshift's main columns for ordinary tables in
-//!   non-system schemas (`tbl_rows` from the planner statistics, `size` in 1 MB blocks).
+//!   non-system schemas (`tbl_rows` from the planner statistics, `size` in 1 MB blocks);
+//! * the tables `public.sys_query_history` and `public.sys_unload_history` with the columns of
+//!   Redshift's monitoring views of the same names, which the emulator fills for every UNLOAD
+//!   while it runs (see [`crate::history`]): `unloaded_rows` grows as row groups are written, so
+//!   a client can follow a long UNLOAD's progress as on Redshift. Rows older than seven days are
+//!   deleted at start-up (Redshift keeps about as much).
 
 use tokio_postgres::NoTls;
 
@@ -122,6 +127,49 @@ WHERE c.relkind IN ('r', 'p')
   AND n.nspname NOT IN ('pg_catalog', 'information_schema')
   AND n.nspname NOT LIKE 'pg\_toast%'
   AND n.nspname NOT LIKE 'pg\_temp\_%';
+
+-- Redshift's monitoring views, as tables the emulator writes (crate::history).
+CREATE SEQUENCE IF NOT EXISTS public.redshift_emulator_query_id;
+CREATE TABLE IF NOT EXISTS public.sys_query_history (
+  user_id integer,
+  query_id bigint PRIMARY KEY,
+  query_label text,
+  transaction_id bigint,
+  session_id integer,
+  database_name text,
+  query_type text,
+  status text,
+  result_cache_hit boolean,
+  start_time timestamp,
+  end_time timestamp,
+  elapsed_time bigint,
+  queue_time bigint,
+  execution_time bigint,
+  error_message text,
+  returned_rows bigint,
+  returned_bytes bigint,
+  query_text text
+);
+CREATE TABLE IF NOT EXISTS public.sys_unload_history (
+  user_id integer,
+  query_id bigint PRIMARY KEY,
+  transaction_id bigint,
+  session_id integer,
+  database_name text,
+  status text,
+  start_time timestamp,
+  end_time timestamp,
+  duration bigint,
+  file_format text,
+  compression_type text,
+  unloaded_location text,
+  unloaded_rows bigint,
+  unloaded_files_count bigint,
+  unloaded_files_size bigint,
+  error_message text
+);
+DELETE FROM public.sys_unload_history WHERE start_time < timezone('UTC', now()) - interval '7 days';
+DELETE FROM public.sys_query_history WHERE start_time < timezone('UTC', now()) - interval '7 days';
 "#;
 
 /// Connects to the backend and creates the compatibility objects.

@@ -47,6 +47,9 @@ impl From<String> for Secret {
 pub struct FaultSettings {
     /// Sleep this long before executing each UNLOAD.
     pub unload_delay_ms: u64,
+    /// Sleep this long after each FETCH of `fetch_rows` rows while an UNLOAD writes: a slow,
+    /// progressive UNLOAD (its `sys_unload_history.unloaded_rows` grows while it runs).
+    pub fetch_delay_ms: u64,
     /// Fail each UNLOAD as soon as this many data files have been written (no manifest).
     pub fail_after_files: Option<u64>,
     /// Drop the client's connection when an UNLOAD starts (after the delay).

@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! EMULATOR SET unload_delay_ms = 500          -- or TO instead of =
+//! EMULATOR SET fetch_delay_ms = 200           -- sleep after each FETCH an UNLOAD writes
 //! EMULATOR SET fail_after_files = 2           -- NONE / OFF / -1 disables
 //! EMULATOR SET drop_connection_on_unload = true
 //! EMULATOR SET skip_manifest = true           -- data files, no manifest, success reported
@@ -30,6 +31,7 @@ pub(crate) enum Control {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Knob {
     UnloadDelayMs(u64),
+    FetchDelayMs(u64),
     FailAfterFiles(Option<u64>),
     DropConnectionOnUnload(bool),
     SkipManifest(bool),
@@ -37,8 +39,9 @@ pub(crate) enum Knob {
     Int96Timestamps(bool),
 }
 
-const KNOBS: [&str; 6] = [
+const KNOBS: [&str; 7] = [
     "unload_delay_ms",
+    "fetch_delay_ms",
     "fail_after_files",
     "drop_connection_on_unload",
     "skip_manifest",
@@ -111,6 +114,7 @@ pub(crate) fn parse_control(text: &str) -> Result<Control, StatementError> {
             };
             let knob = match knob_name(knob)? {
                 "unload_delay_ms" => Knob::UnloadDelayMs(value.parse().map_err(|_| bad())?),
+                "fetch_delay_ms" => Knob::FetchDelayMs(value.parse().map_err(|_| bad())?),
                 "fail_after_files" => {
                     Knob::FailAfterFiles(match value.to_ascii_lowercase().as_str() {
                         "none" | "off" | "-1" | "null" => None,
@@ -134,6 +138,7 @@ pub(crate) fn parse_control(text: &str) -> Result<Control, StatementError> {
 pub(crate) fn apply(control: &Control, knobs: &FaultKnobs, initial: &FaultSettings) {
     match control {
         Control::Set(Knob::UnloadDelayMs(v)) => knobs.update(|s| s.unload_delay_ms = *v),
+        Control::Set(Knob::FetchDelayMs(v)) => knobs.update(|s| s.fetch_delay_ms = *v),
         Control::Set(Knob::FailAfterFiles(v)) => knobs.update(|s| s.fail_after_files = *v),
         Control::Set(Knob::DropConnectionOnUnload(v)) => {
             knobs.update(|s| s.drop_connection_on_unload = *v)
@@ -144,6 +149,7 @@ pub(crate) fn apply(control: &Control, knobs: &FaultKnobs, initial: &FaultSettin
         Control::Reset(None) => knobs.reset(),
         Control::Reset(Some(name)) => knobs.update(|s| match *name {
             "unload_delay_ms" => s.unload_delay_ms = initial.unload_delay_ms,
+            "fetch_delay_ms" => s.fetch_delay_ms = initial.fetch_delay_ms,
             "fail_after_files" => s.fail_after_files = initial.fail_after_files,
             "drop_connection_on_unload" => {
                 s.drop_connection_on_unload = initial.drop_connection_on_unload
@@ -164,6 +170,10 @@ mod tests {
         assert_eq!(
             parse_control("EMULATOR SET unload_delay_ms = 500").unwrap(),
             Control::Set(Knob::UnloadDelayMs(500))
+        );
+        assert_eq!(
+            parse_control("EMULATOR SET fetch_delay_ms = 250").unwrap(),
+            Control::Set(Knob::FetchDelayMs(250))
         );
         assert_eq!(
             parse_control("emulator set FAIL_AFTER_FILES to 2;").unwrap(),

@@ -14,6 +14,9 @@
 //!   Redshift.
 //! * **Compatibility objects** (`super`, `varbyte`, `geometry`, `hllsketch` domains, a few
 //!   functions, `svv_table_info`) are created in the backend at start-up (see [`compat`]).
+//! * **`sys_query_history` / `sys_unload_history`** show every UNLOAD while it runs, its
+//!   `unloaded_rows` growing as it writes, and how it ended, as Redshift's monitoring views do
+//!   (see [`history`]).
 //!
 //! # Fault knobs
 //!
@@ -23,6 +26,7 @@
 //! | knob | statement | effect |
 //! |---|---|---|
 //! | `unload_delay_ms` | `EMULATOR SET unload_delay_ms = 500` | sleep before each UNLOAD (a CancelRequest interrupts it) |
+//! | `fetch_delay_ms` | `EMULATOR SET fetch_delay_ms = 200` | sleep after each FETCH of `fetch_rows` rows an UNLOAD writes: a slow, progressive UNLOAD (a CancelRequest interrupts it) |
 //! | `fail_after_files` | `EMULATOR SET fail_after_files = 2` | fail each UNLOAD with XX000 once that many data files are written; the files stay, no manifest (`none` disables) |
 //! | `drop_connection_on_unload` | `EMULATOR SET drop_connection_on_unload = true` | close the client's TCP connection when an UNLOAD starts (after the delay) |
 //! | `skip_manifest` | `EMULATOR SET skip_manifest = true` | write the data files but no manifest, report success |
@@ -51,6 +55,7 @@ pub mod compat;
 mod config;
 mod control;
 mod error;
+pub mod history;
 mod session;
 mod sql;
 pub mod unload;
@@ -189,6 +194,7 @@ pub async fn start(config: EmulatorConfig) -> Result<RunningEmulator, Error> {
     })?;
     let shared = Arc::new(Shared {
         knobs: FaultKnobs::new(config.faults.clone()),
+        history: history::History::new(config.pg_url.clone()),
         config,
         target,
         cancels: CancelRegistry::default(),

@@ -46,6 +46,12 @@ struct Args {
     /// Fault: sleep this long before each UNLOAD.
     #[arg(long, env = "EMULATOR_UNLOAD_DELAY_MS", default_value_t = 0)]
     unload_delay_ms: u64,
+    /// Fault: sleep this long after each FETCH an UNLOAD writes (a slow, progressive UNLOAD).
+    #[arg(long, env = "EMULATOR_FETCH_DELAY_MS", default_value_t = 0)]
+    fetch_delay_ms: u64,
+    /// Rows per FETCH from the UNLOAD's cursor (also the unit PARALLEL ON deals to slices).
+    #[arg(long, env = "EMULATOR_FETCH_ROWS", default_value_t = 1000)]
+    fetch_rows: usize,
     /// Fault: fail each UNLOAD after writing this many data files.
     #[arg(long, env = "EMULATOR_FAIL_AFTER_FILES")]
     fail_after_files: Option<u64>,
@@ -80,8 +86,10 @@ async fn main() -> ExitCode {
         .with_s3_region(args.s3_region)
         .with_slices(args.slices)
         .with_row_group_rows(args.row_group_rows)
+        .with_fetch_rows(args.fetch_rows)
         .with_faults(FaultSettings {
             unload_delay_ms: args.unload_delay_ms,
+            fetch_delay_ms: args.fetch_delay_ms,
             fail_after_files: args.fail_after_files,
             drop_connection_on_unload: args.drop_connection_on_unload,
             skip_manifest: args.skip_manifest,

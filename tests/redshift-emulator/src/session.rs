@@ -54,6 +54,7 @@ use crate::backend::{Backend, BackendCancel, BackendError, BackendTarget};
 use crate::config::{EmulatorConfig, FaultKnobs};
 use crate::control;
 use crate::error::{SQLSTATE_CONNECTION_FAILURE, StatementError};
+use crate::history::{UnloadProgress, UnloadStart};
 use crate::sql::{StatementClass, classify, split_statements};
 use crate::unload::{self, CancelFlag, UnloadEnv};
 
@@ -65,6 +66,8 @@ pub(crate) struct Shared {
     pub(crate) knobs: FaultKnobs,
     pub(crate) cancels: CancelRegistry,
     pub(crate) unloads: crate::UnloadStats,
+    /// Writes `sys_query_history` / `sys_unload_history`.
+    pub(crate) history: crate::history::History,
 }
 
 /// Sessions by the (pid, secret key) the emulator gave their clients, for CancelRequest.
@@ -465,14 +468,28 @@ impl Session {
                 let backend = state.backend.as_mut().ok_or_else(|| {
                     StatementError::BackendLost("no backend connection".to_owned())
                 })?;
+                let progress = Arc::new(UnloadProgress::default());
                 let env = UnloadEnv {
                     config: &self.shared.config,
                     faults,
                     cancel: &self.cancel.flag,
+                    progress: Arc::clone(&progress),
                 };
-                // a syntax error leaves pg_last_unload_count() as it was
+                // a syntax error leaves pg_last_unload_count() as it was (and is not recorded)
                 let prepared = unload::prepare(text)?;
+                let location = prepared.location();
+                let start = UnloadStart {
+                    text,
+                    location: &location,
+                    file_format: prepared.file_format(),
+                    database: &self.shared.config.database,
+                    session_id: backend.process_id(),
+                };
+                let record = self.shared.history.begin(&start, progress).await;
                 let result = unload::execute(backend, &prepared, &env).await;
+                if let Some(record) = record {
+                    record.finish(&result).await;
+                }
                 if let Some(rows) = unload::count_after(&result) {
                     unload::record_count(backend, rows).await?;
                 }

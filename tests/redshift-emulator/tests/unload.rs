@@ -1089,3 +1089,95 @@ async fn varchar_limit_applies_but_not_to_super() {
         .await
         .unwrap();
 }
+
+/// The monitoring row of the UNLOAD into `location`: its statuses in `sys_unload_history` and
+/// `sys_query_history`, `unloaded_rows`, `unloaded_files_count` and the statement text.
+async fn unload_history(
+    monitor: &Client,
+    location: &str,
+) -> Option<(String, String, i64, i64, String)> {
+    monitor
+        .query_opt(
+            "SELECT u.status, q.status, u.unloaded_rows, u.unloaded_files_count, q.query_text \
+             FROM sys_unload_history u JOIN sys_query_history q ON q.query_id = u.query_id \
+             WHERE u.unloaded_location = $1 AND q.query_type = 'UNLOAD'",
+            &[&location],
+        )
+        .await
+        .unwrap()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)))
+}
+
+#[tokio::test]
+async fn sys_unload_history_follows_a_running_unload() {
+    let emu = Emulator::start_with(|c| c.with_slices(2).with_fetch_rows(100)).await;
+    let client = emu.client().await;
+    let monitor = emu.client().await;
+    let table = numbers_table(&client, 1000).await;
+    client
+        .batch_execute("EMULATOR SET fetch_delay_ms = 150")
+        .await
+        .unwrap();
+    let prefix = format!("{}/h_", unique("history"));
+    let location = emu.url(&prefix);
+    let statement = emu.unload(
+        &format!("select * from {table}"),
+        &prefix,
+        "PARQUET MANIFEST",
+    );
+    let unload = tokio::spawn({
+        let statement = statement.clone();
+        async move { client.batch_execute(&statement).await.map(|()| client) }
+    });
+    // While it runs (ten FETCHes, 150 ms apart), other sessions see it running with the rows
+    // written so far.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut seen_partial = false;
+    while Instant::now() < deadline && !seen_partial {
+        if let Some((unload_status, query_status, rows, _, text)) =
+            unload_history(&monitor, &location).await
+        {
+            if unload_status == "completed" {
+                break;
+            }
+            assert_eq!(
+                (unload_status.as_str(), query_status.as_str()),
+                ("running", "running")
+            );
+            assert_eq!(text, statement);
+            seen_partial = rows > 0 && rows < 1000;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        seen_partial,
+        "no partial unloaded_rows while the UNLOAD ran"
+    );
+    let client = unload.await.unwrap().unwrap();
+    let (unload_status, query_status, rows, files, _) =
+        unload_history(&monitor, &location).await.unwrap();
+    assert_eq!(
+        (unload_status.as_str(), query_status.as_str(), rows, files),
+        ("completed", "success", 1000, 2)
+    );
+
+    // A cancelled UNLOAD ends aborted, its query canceled.
+    let prefix = format!("{}/c_", unique("history"));
+    let location = emu.url(&prefix);
+    let token = client.cancel_token();
+    let canceller = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        token.cancel_query(tokio_postgres::NoTls).await
+    });
+    let err = client
+        .batch_execute(&emu.unload(&format!("select * from {table}"), &prefix, "PARQUET"))
+        .await
+        .unwrap_err();
+    assert_eq!(db_error(&err).0, "57014");
+    canceller.await.unwrap().unwrap();
+    let (unload_status, query_status, _, _, _) = unload_history(&monitor, &location).await.unwrap();
+    assert_eq!(
+        (unload_status.as_str(), query_status.as_str()),
+        ("aborted", "canceled")
+    );
+}

@@ -12,6 +12,11 @@
 //!    MAXFILESIZE; only one chunk of rows is in memory at a time;
 //! 6. write the MANIFEST (if asked and there were rows), close the cursor, commit.
 //!
+//! While it writes, the rows and completed files are counted in an
+//! [`UnloadProgress`](crate::history::UnloadProgress) that `sys_unload_history` reports
+//! ([`crate::history`]); the `fetch_delay_ms` knob sleeps after each FETCH, so that a test can
+//! watch a long UNLOAD progress.
+//!
 //! File names: PARALLEL ON `<prefix>0000_part_00.parquet` (slice, part); PARALLEL OFF
 //! `<prefix>000.parquet`, `<prefix>001.parquet`, ...; `EXTENSION 'ext'` replaces `.parquet`.
 
@@ -41,6 +46,7 @@ use tokio::sync::Notify;
 use crate::backend::{Backend, BackendError};
 use crate::config::{EmulatorConfig, FaultSettings};
 use crate::error::StatementError;
+use crate::history::UnloadProgress;
 use crate::sql;
 use convert::{Column, arrow_schema, column_from_field, rows_to_batch};
 use parse::{Authorization, ManifestKind, UnloadStatement, parse_unload};
@@ -97,6 +103,8 @@ pub(crate) struct UnloadEnv<'a> {
     pub(crate) config: &'a EmulatorConfig,
     pub(crate) faults: FaultSettings,
     pub(crate) cancel: &'a CancelFlag,
+    /// What has been written so far (reported in `sys_unload_history`).
+    pub(crate) progress: Arc<UnloadProgress>,
 }
 
 fn lost(e: BackendError) -> StatementError {
@@ -147,6 +155,26 @@ pub(crate) async fn record_count(backend: &mut Backend, rows: u64) -> Result<(),
 pub(crate) struct PreparedUnload {
     st: UnloadStatement,
     select: String,
+}
+
+impl PreparedUnload {
+    /// The destination as `sys_unload_history.unloaded_location` shows it: `s3://bucket/prefix`.
+    pub(crate) fn location(&self) -> String {
+        format!(
+            "s3://{}/{}",
+            self.st.destination.bucket, self.st.destination.prefix
+        )
+    }
+
+    /// The output format as `sys_unload_history.file_format` shows it.
+    pub(crate) fn file_format(&self) -> &'static str {
+        match self.st.format {
+            parse::UnloadFormat::Text => "text",
+            parse::UnloadFormat::Csv => "csv",
+            parse::UnloadFormat::Json => "json",
+            parse::UnloadFormat::Parquet => "parquet",
+        }
+    }
 }
 
 /// Parses and validates one UNLOAD. A failure here is a syntax error or a rejection of the
@@ -370,6 +398,11 @@ async fn write_all(
             if last {
                 break;
             }
+            if env.faults.fetch_delay_ms > 0 {
+                env.cancel
+                    .sleep(Duration::from_millis(env.faults.fetch_delay_ms))
+                    .await?;
+            }
             rows = backend
                 .fetch(fetch)
                 .await
@@ -574,6 +607,8 @@ struct FileSet {
     fail_after_files: Option<u64>,
     /// Set when timestamps are written as INT96: the row-group limit that writer applies.
     int96: Option<int96::RowGroupLimit>,
+    /// Rows and files written so far.
+    progress: Arc<UnloadProgress>,
 }
 
 impl FileSet {
@@ -620,6 +655,7 @@ impl FileSet {
                 })
                 .collect(),
             written: Vec::new(),
+            progress: Arc::clone(&env.progress),
             fail_after_files: env.faults.fail_after_files,
             int96: env
                 .faults
@@ -701,6 +737,7 @@ impl FileSet {
         let after = file.writer.size();
         slice.last_growth = after.saturating_sub(before);
         file.rows += batch.num_rows() as u64;
+        self.progress.add_rows(batch.num_rows() as u64);
         Ok(())
     }
 
@@ -719,6 +756,7 @@ impl FileSet {
             rows: file.rows,
             content_length: meta.size,
         });
+        self.progress.add_file(meta.size);
         if let Some(n) = self.fail_after_files
             && self.written.len() as u64 >= n
         {
