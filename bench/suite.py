@@ -16,6 +16,8 @@ Phases (every figure is measured in the same round as its baseline; medians of -
   throughput  per table: DoGet (one stream / all endpoints in parallel) vs pyarrow reading the same
               staged Parquet files from the same S3 server and from local disk
   memory      peak server RSS, a fresh server per case: SF1 (and SF5) x 1 client / --clients clients
+  flight-sql  ADBC (bench/flight_sql.py): a 1-row aggregate answered on the connection vs staged by
+              UNLOAD (direct_max_rows 0); SELECT * of lineitem SF1 through ADBC vs the plain Flight read
   report      Markdown on stdout and in bench/results/latest.md, with a summary of every target
 """
 
@@ -47,6 +49,7 @@ import pyarrow.flight as flight
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import benchlib as b  # noqa: E402
+import flight_sql  # noqa: E402
 from benchlib import CALL, ROOT, SCHEMA, CpuMeter, ReadResult, Staged, Table, log  # noqa: E402
 
 
@@ -912,6 +915,8 @@ def report(args, suite: Suite, started: dt.datetime, elapsed: float) -> str:
         if inc:
             rep.target(f"GetFlightInfo, incremental with nothing new, `{e2e['table'].name}`",
                        f"{med(inc['times']) * 1e3:.1f} ms", "as it comes", None)
+    # 5. Flight SQL
+    flight_sql.report(rep, res.get("flight_sql"), args)
     if suite.notes:
         rep.add("## Notes\n", *[f"- {n}" for n in suite.notes], "")
     return rep.text()
@@ -922,7 +927,7 @@ def report(args, suite: Suite, started: dt.datetime, elapsed: float) -> str:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--repeats", type=int, default=3, help="rounds of the throughput and end-to-end phases (default 3)")
+    p.add_argument("--repeats", type=int, default=3, help="rounds of the throughput, end-to-end and Flight SQL SELECT * phases (default 3)")
     p.add_argument("--sf5", action="store_true", help="also lineitem at scale factor 5 in the memory phase "
                    "(30M rows: the first load takes several minutes)")
     p.add_argument("--wide-rows", type=int, default=1_000_000, help="rows of bench.wide100 (default 1,000,000)")
@@ -940,6 +945,12 @@ def main() -> None:
     p.add_argument("--skip-e2e", action="store_true", help="no end-to-end phase (and no lineitem planning figure)")
     p.add_argument("--skip-memory", action="store_true")
     p.add_argument("--skip-planning", action="store_true")
+    p.add_argument("--skip-flight-sql", action="store_true",
+                   help="no Flight SQL phase (ADBC: direct vs UNLOAD aggregate, SELECT * vs the plain Flight read)")
+    p.add_argument("--agg-repeats", type=int, default=7,
+                   help="rounds of the Flight SQL 1-row aggregates (default 7; they take about a second each)")
+    p.add_argument("--fsql-queue-size", type=int, default=0,
+                   help="also read SELECT * through ADBC with this adbc.rpc.result_queue_size (default: not)")
     p.add_argument("--perf", action="store_true", help="perf-profile the server during one extra DoGet pass on lineitem SF1")
     p.add_argument("--perf-out", type=Path, help="write the full perf report here")
     p.add_argument("--keep-staged", action="store_true", help="do not delete the staged S3 prefixes")
@@ -949,8 +960,8 @@ def main() -> None:
     p.add_argument("--emulator-bin", default=str(ROOT / "target/release/redshift-emulator"),
                    help="emulator binary the suite starts; 'testbed' uses the test bed's running emulator")
     args = p.parse_args()
-    if args.repeats < 1 or args.clients < 1 or args.plan_calls < 1:
-        p.error("--repeats, --clients and --plan-calls must be positive")
+    if args.repeats < 1 or args.clients < 1 or args.plan_calls < 1 or args.agg_repeats < 1:
+        p.error("--repeats, --clients, --plan-calls and --agg-repeats must be positive")
     if not args.server_bin.exists():
         sys.exit(f"{args.server_bin} not found: cargo build --release --bin redshift-flight")
 
@@ -963,7 +974,8 @@ def main() -> None:
     sf1 = b.fill_expected(pg_url, b.ensure_lineitem(pg_url, 1))
     sf5 = b.fill_expected(pg_url, b.ensure_lineitem(pg_url, 5)) if args.sf5 and not args.skip_memory else None
     wide = b.fill_expected(pg_url, b.ensure_wide(pg_url, args.wide_rows)) if not args.skip_wide and not args.skip_throughput else None
-    small = b.fill_expected(pg_url, b.ensure_small(pg_url)) if not args.skip_planning else None
+    small = (b.fill_expected(pg_url, b.ensure_small(pg_url))
+             if not args.skip_planning or not args.skip_flight_sql else None)
 
     workdir = Path(tempfile.mkdtemp(prefix="redshift-flight-bench."))
     # private copies: other builds sharing target/ must not replace a binary mid-run
@@ -1005,6 +1017,8 @@ def main() -> None:
                 server.stop()
             if not args.skip_e2e:
                 suite.results["reuse"] = suite.snapshot_reuse(sf1)
+        if not args.skip_flight_sql:
+            suite.results["flight_sql"] = flight_sql.FlightSqlPhase(suite).run(sf1, small)
         if not args.skip_throughput:
             suite.results["throughput"] = [suite.throughput(t, profile=args.perf and t is sf1) for t in (sf1, wide) if t]
         if not args.skip_memory:

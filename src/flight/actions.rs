@@ -1,4 +1,6 @@
-//! DoAction: `CancelFlightInfo` deletes a flight's staged run at once; `RenewFlightEndpoint`
+//! DoAction: `CancelFlightInfo` deletes a flight's staged run at once (or, given the partial
+//! FlightInfo of a query still running after PollFlightInfo, cancels that query: see
+//! `super::sql::poll`); `RenewFlightEndpoint`
 //! extends an endpoint's life (a new ticket with a later expiry, and a lease on the run so the
 //! sweeper keeps it). Both find the run through the endpoints' signed, unexpired tickets, never
 //! through anything the client could forge, and both check that the caller may read the ticket's
@@ -11,7 +13,7 @@ use std::time::SystemTime;
 
 use arrow_flight::{
     Action, ActionType, CancelFlightInfoRequest, CancelFlightInfoResult, CancelStatus,
-    FlightEndpoint, RenewFlightEndpointRequest, Ticket,
+    FlightEndpoint, FlightInfo, RenewFlightEndpointRequest, Ticket,
 };
 use prost::Message;
 
@@ -64,6 +66,45 @@ fn bad(message: impl Into<String>) -> ServiceError {
     ServiceError::Plan(PlanError::Descriptor(message.into()))
 }
 
+/// Deletes the staged runs of a FlightInfo's endpoints, found through their signed, unexpired
+/// tickets. With a principal, it must be allowed to read what each run holds (a job's own task,
+/// cancelling a query a caller already cancelled, passes none).
+pub(super) async fn cancel_runs(
+    service: &Service,
+    principal: Option<&Principal>,
+    info: &FlightInfo,
+) -> Result<CancelStatus, ServiceError> {
+    let mut runs: Vec<(String, String, u32)> = Vec::new();
+    for endpoint in &info.endpoint {
+        let ticket = endpoint
+            .ticket
+            .as_ref()
+            .ok_or_else(|| bad("an endpoint has no ticket"))?;
+        // Only a caller who may read the table, holding a live ticket, may delete its
+        // run: an expired ticket's run is the sweeper's to delete.
+        let payload = service.tickets.decode(&ticket.ticket, SystemTime::now())?;
+        if let Some(principal) = principal {
+            service.check_ticket(principal, &payload).await?;
+        }
+        let run = (payload.run_id, payload.reader, payload.run_endpoints);
+        if !runs.contains(&run) {
+            runs.push(run);
+        }
+    }
+    for (run_id, reader, run_endpoints) in &runs {
+        service.snapshots.forget_run(run_id);
+        service
+            .stager
+            .cancel_run(run_id, reader, *run_endpoints)
+            .await?;
+    }
+    Ok(if runs.is_empty() {
+        CancelStatus::NotCancellable
+    } else {
+        CancelStatus::Cancelled
+    })
+}
+
 pub(super) async fn do_action(
     service: &Service,
     principal: &Principal,
@@ -79,32 +120,12 @@ pub(super) async fn do_action(
             let info = request
                 .info
                 .ok_or_else(|| bad("CancelFlightInfoRequest has no info"))?;
-            let mut runs: Vec<(String, String, u32)> = Vec::new();
-            for endpoint in &info.endpoint {
-                let ticket = endpoint
-                    .ticket
-                    .as_ref()
-                    .ok_or_else(|| bad("an endpoint has no ticket"))?;
-                // Only a caller who may read the table, holding a live ticket, may delete its
-                // run: an expired ticket's run is the sweeper's to delete.
-                let payload = service.tickets.decode(&ticket.ticket, SystemTime::now())?;
-                service.check_ticket(principal, &payload).await?;
-                let run = (payload.run_id, payload.reader, payload.run_endpoints);
-                if !runs.contains(&run) {
-                    runs.push(run);
+            // A running poll's FlightInfo (no endpoints yet) names its job by a poll token.
+            let status = match super::sql::poll::token_of(&info) {
+                Some(token) if info.endpoint.is_empty() => {
+                    super::sql::poll::cancel(service, principal, &token).await?
                 }
-            }
-            for (run_id, reader, run_endpoints) in &runs {
-                service.snapshots.forget_run(run_id);
-                service
-                    .stager
-                    .cancel_run(run_id, reader, *run_endpoints)
-                    .await?;
-            }
-            let status = if runs.is_empty() {
-                CancelStatus::NotCancellable
-            } else {
-                CancelStatus::Cancelled
+                _ => cancel_runs(service, Some(principal), &info).await?,
             };
             let result = CancelFlightInfoResult {
                 status: status as i32,

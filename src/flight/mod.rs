@@ -64,6 +64,8 @@ pub struct Service {
     query_policy: QueryPolicy,
     direct_max_rows: u64,
     poll_wait: Duration,
+    /// The long Flight SQL queries (PollFlightInfo jobs) this replica runs.
+    poll_jobs: sql::poll::Jobs,
 }
 
 /// Builds a [`Service`]: the collaborators are required, the tuning has defaults.
@@ -106,6 +108,7 @@ impl Service {
                 query_policy: QueryPolicy::default(),
                 direct_max_rows: 0,
                 poll_wait: Duration::from_secs(1),
+                poll_jobs: sql::poll::Jobs::default(),
             },
         }
     }
@@ -391,25 +394,26 @@ impl FlightService for RedshiftFlightService {
         &self,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<PollInfo>, Status> {
-        // The planning and the UNLOAD run within this call, as for GetFlightInfo; the answer is
-        // complete (no descriptor to poll again, progress 1). Clients that execute
-        // incrementally (ADBC) thereby work unchanged.
-        let result = self
-            .flight_info("poll_flight_info", request)
-            .await
-            .map(|info| {
-                let expiration_time = info
-                    .endpoint
-                    .iter()
-                    .filter_map(|e| e.expiration_time)
-                    .min_by_key(|t| (t.seconds, t.nanos));
-                Response::new(PollInfo {
-                    info: Some(info),
-                    flight_descriptor: None,
-                    progress: Some(1.0),
-                    expiration_time,
-                })
-            });
+        // A Flight SQL query runs on a task of its own: the answer is its progress until it is
+        // staged, with a signed token to poll again with (on any replica); see `sql::poll`.
+        // Anything else is answered complete, as GetFlightInfo.
+        let result = async {
+            let principal = self.inner.authenticate(&request)?;
+            let descriptor = request.into_inner();
+            let span = tracing::info_span!(
+                "get_flight_info",
+                rpc = "poll_flight_info",
+                principal = principal.name(),
+                job_id = tracing::field::Empty,
+                table = tracing::field::Empty,
+                run_id = tracing::field::Empty
+            );
+            sql::poll::poll_flight_info(&self.inner, &principal, descriptor)
+                .instrument(span)
+                .await
+                .map(Response::new)
+        }
+        .await;
         self.observe("poll_flight_info", result)
     }
 

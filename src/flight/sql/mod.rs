@@ -10,6 +10,8 @@
 //!   ordinary signed tickets, so DoGet is the plain Flight path;
 //! - prepared statements ([`prepared`]): the handle ([`handle`]) is a signed token carrying the
 //!   query and its bound values; each use runs as a `CommandStatementQuery`;
+//! - long queries ([`poll`]): PollFlightInfo runs a query on a task of its own and answers with
+//!   its progress and a signed poll token until it is staged; CancelFlightInfo stops it;
 //! - metadata ([`metadata`]): `CommandGetSqlInfo`, `CommandGetCatalogs`, `CommandGetDbSchemas`,
 //!   `CommandGetTables`, `CommandGetTableTypes`, `CommandGetPrimaryKeys`,
 //!   `CommandGetXdbcTypeInfo` and empty key listings, answered from the catalog cache and filtered
@@ -25,6 +27,7 @@ pub(super) mod bind;
 pub(super) mod direct;
 pub(super) mod handle;
 pub(super) mod metadata;
+pub(super) mod poll;
 pub(super) mod prepared;
 pub(super) mod statement;
 

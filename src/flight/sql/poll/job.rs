@@ -30,7 +30,7 @@ use crate::stage::StageError;
 use crate::stage::jobs::{JOB_STATE_VERSION, JobError, JobPhase, JobState};
 
 /// The highest progress a job answers while it runs: 1 means done.
-const MAX_RUNNING_PROGRESS: f64 = 0.99;
+pub(super) const MAX_RUNNING_PROGRESS: f64 = 0.99;
 
 /// How often the running replica updates a job (progress, cancellation, its state on S3): the
 /// poll wait, within these bounds.
@@ -107,6 +107,18 @@ pub(super) struct Snapshot {
     pub(super) progress: f64,
     rows: Option<u64>,
     estimate: Option<u64>,
+}
+
+impl Snapshot {
+    /// A job's state read from S3, its phase decoded.
+    pub(super) fn from_state(phase: Phase, state: &JobState) -> Self {
+        Self {
+            phase,
+            progress: state.progress,
+            rows: state.rows_unloaded,
+            estimate: state.estimated_rows,
+        }
+    }
 }
 
 /// One job.
@@ -370,7 +382,7 @@ impl Probe {
             match tokio::time::timeout(limit, service.stager.unloaded_rows(sql)).await {
                 Ok(Ok(Some(rows))) => self.rows = Some(rows.max(self.rows.unwrap_or(0))),
                 Ok(Ok(None)) | Err(_) => {}
-                Err(error) => {
+                Ok(Err(error)) => {
                     tracing::info!(
                         %error,
                         "cannot read the UNLOAD's progress (sys_unload_history); progress stays 0"
