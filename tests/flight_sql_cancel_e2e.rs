@@ -30,7 +30,13 @@ async fn an_abandoned_query_is_cancelled_on_redshift_and_leaves_nothing() {
     )
     .await;
     let port = emulator.local_addr().port().to_string();
-    let server = TestServer::start(&[("s3_prefix", &prefix), ("redshift_port", &port)]).await;
+    // The query is small: without direct_max_rows 0 it would be answered without UNLOAD.
+    let server = TestServer::start(&[
+        ("s3_prefix", &prefix),
+        ("redshift_port", &port),
+        ("direct_max_rows", "0"),
+    ])
+    .await;
     let channel = tonic::transport::Channel::from_shared(format!("http://{}", server.addr))
         .unwrap()
         .connect()

@@ -3,6 +3,7 @@
 //! row by row and column by column, with what PostgreSQL returns for the same question:
 //!
 //! - a join + aggregate query, staged by UNLOAD, read endpoint by endpoint with DoGet;
+//! - a small query and a prepared one answered on the connection (no UNLOAD, one endpoint);
 //! - the metadata commands (catalogs, schemas, tables with their exact Arrow schemas, primary
 //!   keys, SqlInfo, XDBC type info);
 //! - refused SQL (INVALID_ARGUMENT, `QUERY_REFUSED`) and updates (UNIMPLEMENTED) change nothing;
@@ -37,9 +38,15 @@ use tonic_types::StatusExt;
 
 type Rows = Vec<Vec<Option<String>>>;
 
-/// A server staging under `prefix` that deletes a run as soon as its every endpoint was read.
+/// A server staging under `prefix` that deletes a run as soon as its every endpoint was read, and
+/// stages every query by UNLOAD (`direct_max_rows` 0; the direct path has tests of its own).
 async fn server(prefix: &str) -> TestServer {
-    TestServer::start(&[("s3_prefix", prefix), ("staging_grace_seconds", "0")]).await
+    TestServer::start(&[
+        ("s3_prefix", prefix),
+        ("staging_grace_seconds", "0"),
+        ("direct_max_rows", "0"),
+    ])
+    .await
 }
 
 /// A Flight SQL client connected to `server`.
@@ -195,6 +202,7 @@ async fn a_join_and_aggregate_query_matches_postgres_row_for_row() {
         ("staging_grace_seconds", "0"),
         ("redshift_port", &port),
         ("endpoint_rows", "1"),
+        ("direct_max_rows", "0"),
     ])
     .await;
     let mut client = connect(&server).await;
@@ -661,4 +669,78 @@ async fn unknown_tables_and_errors_only_redshift_sees_are_clear() {
         .await
         .unwrap();
     server.stop().await;
+}
+
+/// With `direct_max_rows` at its default, a small query is answered on the connection: one
+/// endpoint whose ticket is a `TicketStatementQuery`, nothing staged, no UNLOAD; the rows equal
+/// PostgreSQL's, for a plain statement and for a prepared one with a bound parameter.
+#[tokio::test]
+async fn a_small_query_is_answered_without_unload() {
+    let pg = pg().await;
+    let schema = unique("fsql_direct");
+    sales(&pg, &schema).await;
+    let prefix = unique("rsf-fsql-direct");
+    let emulator = own_emulator(0, 2, FaultSettings::default()).await;
+    let port = emulator.local_addr().port().to_string();
+    let server = TestServer::start(&[("s3_prefix", &prefix), ("redshift_port", &port)]).await;
+    let mut client = connect(&server).await;
+    let query = format!(
+        "SELECT o.id, c.name, o.amount, o.placed FROM {schema}.orders o \
+         JOIN {schema}.customers c ON c.id = o.customer_id"
+    );
+    let info = client.execute(query.clone(), None).await.expect("execute");
+    assert_eq!(info.endpoint.len(), 1, "one endpoint");
+    let ticket = info.endpoint[0].ticket.clone().unwrap();
+    let any =
+        <arrow_flight::sql::Any as prost::Message>::decode(ticket.ticket.clone()).expect("an Any");
+    assert!(
+        any.type_url.ends_with("TicketStatementQuery"),
+        "{}",
+        any.type_url
+    );
+    let batches = read_endpoints(&mut client, &info).await;
+    let want = |filter: &str| {
+        format!(
+            "SELECT id::text, name, amount::text, \
+             (EXTRACT(EPOCH FROM placed) * 1000000)::numeric(30,0)::text FROM ({query}) q {filter}"
+        )
+    };
+    assert_eq!(
+        sorted(rows(&batches)),
+        sorted(pg_rows(&pg, &want("")).await)
+    );
+
+    // A prepared statement with a parameter takes the same path.
+    let mut prepared = client
+        .prepare(format!("{query} WHERE o.id > ?"), None)
+        .await
+        .expect("prepare");
+    let parameters = RecordBatch::try_new(
+        Arc::new(Schema::new(vec![arrow::datatypes::Field::new(
+            "$1",
+            DataType::Int64,
+            true,
+        )])),
+        vec![Arc::new(arrow::array::Int64Array::from(vec![2]))],
+    )
+    .unwrap();
+    prepared.set_parameters(parameters).expect("parameters");
+    let info = prepared
+        .execute()
+        .await
+        .expect("execute the prepared statement");
+    assert_eq!(info.endpoint.len(), 1);
+    let batches = read_endpoints(&mut client, &info).await;
+    assert_eq!(
+        sorted(rows(&batches)),
+        sorted(pg_rows(&pg, &want("WHERE id > 2")).await)
+    );
+
+    assert_eq!(emulator.unload_stats().started(), 0, "no UNLOAD ran");
+    assert!(keys_under(&format!("{prefix}/")).await.is_empty());
+    pg.batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
+        .await
+        .unwrap();
+    server.stop().await;
+    emulator.shutdown().await;
 }

@@ -1,12 +1,21 @@
-//! PollFlightInfo: answered complete (the UNLOAD runs within the call, as for GetFlightInfo), so a
-//! client that executes incrementally gets the finished FlightInfo at once.
+//! PollFlightInfo. A plain Flight descriptor is answered complete (the UNLOAD runs within the
+//! call, as for GetFlightInfo). A Flight SQL query runs on a task of its own: PollFlightInfo
+//! answers with its progress and a signed poll token until the result is staged; any replica
+//! sharing the bucket and the secret answers a later poll; forged, altered and expired tokens are
+//! refused; CancelFlightInfo of the running poll stops the UNLOAD on Redshift, leaves nothing
+//! staged, and later polls answer CANCELLED.
 
 mod common;
 
-use arrow_flight::FlightDescriptor;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
 use arrow_flight::flight_service_client::FlightServiceClient;
+use arrow_flight::sql::{CommandStatementQuery, ProstMessageExt};
+use arrow_flight::{CancelFlightInfoRequest, CancelStatus, FlightDescriptor, PollInfo};
 use common::canon::{canon_batches, read_all};
-use common::{TestServer, pg, pg_rows, unique};
+use common::{TestServer, eventually, keys_under, pg, pg_rows, unique};
+use prost::Message;
+use redshift_flight::keys::{Keyring, Purpose};
 
 #[tokio::test]
 async fn poll_flight_info_returns_the_finished_flight_info() {
@@ -18,7 +27,7 @@ async fn poll_flight_info_returns_the_finished_flight_info() {
     ))
     .await
     .unwrap();
-    let server = TestServer::start(&[]).await;
+    let server = TestServer::start(&[("flight_sql_poll_wait_ms", "10000")]).await;
     let channel = tonic::transport::Channel::from_shared(format!("http://{}", server.addr))
         .unwrap()
         .connect()
@@ -42,23 +51,26 @@ async fn poll_flight_info_returns_the_finished_flight_info() {
     let mut want = pg_rows(&pg, &format!("SELECT id::text, v FROM {schema}.t")).await;
     want.sort();
     assert_eq!(got, want);
+
+    // A Flight SQL query that finishes within the poll wait is answered complete at once.
+    let descriptor = query_descriptor(&format!("SELECT id, v FROM {schema}.t"));
+    let poll = client
+        .poll_flight_info(descriptor.clone())
+        .await
+        .expect("PollFlightInfo of a query")
+        .into_inner();
+    assert_eq!(poll.progress, Some(1.0));
+    assert!(poll.flight_descriptor.is_none(), "nothing to poll again");
+    let info = poll.info.expect("the finished FlightInfo");
+    assert_eq!(info.flight_descriptor, Some(descriptor));
+    let mut got = canon_batches(&read_all(&server, &info).await);
+    got.sort();
+    assert_eq!(got, want);
     pg.batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
         .await
         .unwrap();
     server.stop().await;
 }
-
-// Long Flight SQL queries: PollFlightInfo answers with progress and a signed poll token until the
-// result is staged; any replica (sharing the bucket and the secret) answers a later poll;
-// CancelFlightInfo of the running poll stops the UNLOAD on Redshift.
-
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-use arrow_flight::sql::{CommandStatementQuery, ProstMessageExt};
-use arrow_flight::{CancelFlightInfoRequest, CancelStatus, PollInfo};
-use common::{eventually, keys_under};
-use prost::Message;
-use redshift_flight::keys::{Keyring, Purpose};
 
 /// The test configuration's `ticket_secret` (tests/common): what the servers sign with.
 const SECRET: &str = "test-ticket-secret-0123456789abcdef";
