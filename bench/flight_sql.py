@@ -8,7 +8,8 @@
   DoGet runs the query on the connection through a cursor) and on one with `direct_max_rows` 0
   (always UNLOAD). The path is checked from the FlightInfo's app_metadata (`"direct": true` /
   a `run_id`) before the rounds and from the UNLOAD histogram in every round; both answers must
-  equal PostgreSQL's. psycopg on PostgreSQL directly is the floor (the scan itself).
+  equal PostgreSQL's. psycopg on PostgreSQL directly is the floor (the scan itself), also through a
+  server-side cursor (no parallel workers), as the emulator runs the direct path's query.
 - **`SELECT *` through ADBC vs the plain Flight read.** `SELECT * FROM bench.lineitem_sf1` via ADBC
   (estimated 6M rows: staged by UNLOAD) against the suite's plain end-to-end read of the same table
   (GetFlightInfo on a PATH descriptor + every DoGet in parallel, `Suite.flight_e2e`), on the same
@@ -159,12 +160,19 @@ class FlightSqlPhase:
             want = [tuple(conn.execute(query).fetchone())]
         meter = self.suite.meter(None)
         meter_direct, meter_unload = self.suite.meter(direct), self.suite.meter(unload)
-        runs: dict[str, list[Run]] = {"direct": [], "unload": [], "postgres": []}
+        runs: dict[str, list[Run]] = {"direct": [], "unload": [], "postgres": [], "postgres-cursor": []}
 
-        def pg():
+        def pg(cursor: bool) -> Run:
+            """The query on PostgreSQL directly; with `cursor`, through a server-side cursor, as the
+            emulator runs the direct path's (PostgreSQL plans a cursor's query without parallel workers)."""
             t0 = time.perf_counter()
             with psycopg.connect(self.suite.pg_url) as conn:
-                got = conn.execute(query).fetchall()
+                if cursor:
+                    with conn.cursor("bench_aggregate") as cur:
+                        cur.execute(query)
+                        got = cur.fetchall()
+                else:
+                    got = conn.execute(query).fetchall()
             if [tuple(r) for r in got] != want:
                 raise AssertionError(f"{query!r} on PostgreSQL: {got} then {want}")
             return Run(time.perf_counter() - t0)
@@ -181,9 +189,9 @@ class FlightSqlPhase:
         for i in range(rounds):
             order = list(runs) if i % 2 == 0 else list(reversed(runs))
             for mode in order:
-                if mode == "postgres":
+                if mode.startswith("postgres"):
                     snap = meter.snapshot()
-                    run = pg()
+                    run = pg(cursor=mode == "postgres-cursor")
                     run.cpu = CpuMeter.diff(snap, meter.snapshot())
                 else:
                     run, result = fns[mode]()
@@ -196,7 +204,8 @@ class FlightSqlPhase:
                 runs[mode].append(run)
             log(f"  round {i + 1}/{rounds}: direct {runs['direct'][-1].seconds * 1e3:.0f} ms, UNLOAD "
                 f"{runs['unload'][-1].seconds * 1e3:.0f} ms (of which UNLOAD {runs['unload'][-1].unload_seconds * 1e3:.0f}"
-                f" ms), PostgreSQL {runs['postgres'][-1].seconds * 1e3:.0f} ms")
+                f" ms), PostgreSQL {runs['postgres'][-1].seconds * 1e3:.0f} ms (through a cursor "
+                f"{runs['postgres-cursor'][-1].seconds * 1e3:.0f} ms)")
         if not results["direct"].schema.equals(results["unload"].schema):
             raise AssertionError(f"{query!r}: schemas differ:\n{results['direct'].schema}\nvs\n{results['unload'].schema}")
         return {"table": table, "query": query, "runs": runs, "estimated_rows": meta_direct.get("estimated_rows"),
@@ -274,7 +283,9 @@ def report(rep, res: dict | None, args) -> None:
                 "1 row, so the FlightInfo's one endpoint runs the query through a cursor at DoGet: app_metadata "
                 "`\"direct\": true`, no UNLOAD in the histogram) and `direct_max_rows` 0 (always UNLOAD: a `run_id`, "
                 "one UNLOAD per query). One warm-up query on each first; rounds alternate the order. PostgreSQL "
-                "directly (psycopg, a new connection) is the floor: the scan itself.\n",
+                "directly (psycopg, a new connection) is the floor: the scan itself; through a server-side cursor, "
+                "as the emulator runs the direct path's query, PostgreSQL plans it without parallel workers (Redshift "
+                "has no such difference).\n",
                 "| query | path | median ms | of which UNLOAD ms | execute ms | fetch ms | CPU s server | "
                 "CPU s emulator | CPU s moto | UNLOAD / direct | per round |",
                 "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
@@ -283,9 +294,10 @@ def report(rep, res: dict | None, args) -> None:
             per = [u.seconds / d.seconds for d, u in zip(runs["direct"], runs["unload"])]
             agg["ratio"] = med(per)
             for mode, label in [("direct", "direct (cursor at DoGet)"), ("unload", "UNLOAD (`direct_max_rows` 0)"),
-                                ("postgres", "PostgreSQL directly (psycopg)")]:
+                                ("postgres", "PostgreSQL directly (psycopg)"),
+                                ("postgres-cursor", "PostgreSQL directly, server-side cursor")]:
                 rs = runs[mode]
-                adbc = mode != "postgres"
+                adbc = not mode.startswith("postgres")
                 rep.add(f"| `{agg['query']}` | {label} | {med(x.seconds for x in rs) * 1e3:.0f} | "
                         + (f"{med(x.unload_seconds for x in rs) * 1e3:.0f}" if mode == "unload" else "") + " | "
                         + (f"{med(x.execute_seconds for x in rs) * 1e3:.0f} | {med(x.fetch_seconds for x in rs) * 1e3:.0f}"
@@ -328,7 +340,7 @@ def report(rep, res: dict | None, args) -> None:
                     f"{med(x.unload_seconds for x in rs):.2f} | {first:.2f} | {med(x.fetch_seconds for x in rs):.2f} | "
                     f"{med(x.cpu.get('client', 0) for x in rs):.1f} | {med(x.cpu.get('server', 0) for x in rs):.1f} | "
                     f"{med(x.cpu.get('moto', 0) for x in rs):.1f} | "
-                    + ("" if mode == "plain" else f"**{med(per):.2f}x** | {', '.join(f'{p:.2f}' for p in per)}") + " |")
+                    + (" |" if mode == "plain" else f"**{med(per):.2f}x** | {', '.join(f'{p:.2f}' for p in per)}") + " |")
         adbc_rest = med(x.seconds - x.unload_seconds for x in runs["adbc"])
         plain_rest = med(x.seconds - x.unload_seconds for x in plain)
         sa["rest_ratio"] = med((a.seconds - a.unload_seconds) / (p.seconds - p.unload_seconds)

@@ -47,8 +47,10 @@ fn seed_configuration_works_unchanged() {
     assert!(!config.listen.insecure);
     assert_eq!(config.redshift.pool_size, 0, "max_parallel_workers + 4");
     assert_eq!(config.redshift.pool_timeout, Duration::from_secs(30));
-    assert_eq!(RawConfig::KEYS.len(), 46);
+    assert_eq!(RawConfig::KEYS.len(), 48);
     assert!(config.flight_sql.extra_functions.is_empty());
+    assert_eq!(config.flight_sql.direct_max_rows, 100_000);
+    assert_eq!(config.flight_sql.poll_wait, Duration::from_secs(1));
 }
 
 #[test]

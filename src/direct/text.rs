@@ -2,7 +2,7 @@
 //! holds. Integers, booleans, decimals (to their declared scale, digit by digit), REAL and DOUBLE
 //! PRECISION (printed with every digit, so parsing gives back the same bits), and dates and
 //! timestamps over Redshift's whole range (years 4713 BC to 294276 AD, beyond what date crates
-//! cover), by civil-date arithmetic.
+//! cover; a timestamp past Arrow's microsecond range, after 294247-01-10, is an error), by civil-date arithmetic.
 //!
 //! Imports nothing of the crate.
 
@@ -246,9 +246,9 @@ mod tests {
         assert_eq!(parse_date("0001-01-01"), Ok(-719_162));
         // 1 BC is year 0 of the proleptic calendar, a leap year.
         assert_eq!(parse_date("0001-12-31 BC"), Ok(-719_163));
-        assert_eq!(parse_date("0001-02-29 BC"), Ok(-719_468));
+        assert_eq!(parse_date("0001-02-29 BC"), Ok(-719_469));
         assert_eq!(parse_date("4713-01-01 BC"), Ok(-2_440_550));
-        assert_eq!(parse_date("294276-12-31"), Ok(106_751_616));
+        assert_eq!(parse_date("294276-12-31"), Ok(106_762_939));
         for bad in [
             "",
             "2024-02-30",
@@ -277,10 +277,14 @@ mod tests {
             parse_timestamp("0001-01-01 00:00:00 BC", false),
             Ok(-719_528 * DAY_MICROS)
         );
+        // Microseconds since 1970 in an i64 end in year 294247; Redshift's last timestamps
+        // (up to 294276-12-31) cannot be Arrow timestamps, on either path: a clear error.
         assert_eq!(
-            parse_timestamp("294276-12-31 23:59:59.999999", false),
-            Ok(106_751_616 * DAY_MICROS + DAY_MICROS - 1)
+            parse_timestamp("294247-01-10 04:00:54.775807", false),
+            Ok(i64::MAX)
         );
+        assert!(parse_timestamp("294247-01-10 04:00:54.775808", false).is_err());
+        assert!(parse_timestamp("294276-12-31 23:59:59.999999", false).is_err());
         for (bad, zoned) in [
             ("2024-01-01", false),
             ("2024-01-01 25:00:00", false),

@@ -196,7 +196,7 @@ impl Stager {
         Some(sql!(
             "SELECT u.unloaded_rows FROM sys_unload_history u \
              JOIN sys_query_history q ON q.query_id = u.query_id \
-             WHERE u.status = 'running' AND LEFT(q.query_text, ",
+             WHERE LOWER(u.status) = 'running' AND LEFT(q.query_text, ",
             Sql::int(length),
             ") = ",
             Sql::literal(&head).ok()?,
@@ -213,5 +213,50 @@ impl Stager {
             .next()
             .and_then(|row| row.into_iter().next().flatten())
             .and_then(|value| value.trim().parse().ok()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Replicas of other versions read and write this: do not change without a new version.
+    #[test]
+    fn the_job_state_format_is_pinned() {
+        let state = JobState {
+            version: JOB_STATE_VERSION,
+            state: JobPhase::Failed,
+            progress: 0.5,
+            rows_unloaded: Some(10),
+            estimated_rows: None,
+            started_ms: 1,
+            updated_ms: 2,
+            update_interval_ms: 1000,
+            owner: "ab".into(),
+            flight_info: String::new(),
+            error: Some(JobError {
+                code: 3,
+                message: "bad".into(),
+                details: "AA==".into(),
+            }),
+        };
+        let json = serde_json::to_value(&state).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({
+                "version": 1, "state": "failed", "progress": 0.5, "rows_unloaded": 10,
+                "estimated_rows": null, "started_ms": 1, "updated_ms": 2,
+                "update_interval_ms": 1000, "owner": "ab", "flight_info": "",
+                "error": {"code": 3, "message": "bad", "details": "AA=="}
+            })
+        );
+        assert_eq!(serde_json::from_value::<JobState>(json).unwrap(), state);
+        for (phase, text) in [
+            (JobPhase::Running, "running"),
+            (JobPhase::Done, "done"),
+            (JobPhase::Cancelled, "cancelled"),
+        ] {
+            assert_eq!(serde_json::to_value(phase).unwrap(), text);
+        }
     }
 }

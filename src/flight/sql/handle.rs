@@ -358,6 +358,8 @@ mod tests {
             query: "SELECT 1".into(),
             expires_at_ms: 4,
             parameters: vec![],
+            columns_sha256: vec![],
+            fetch_rows: 0,
         };
         let handle = codec.encode(&minimal);
         assert_eq!(hex::encode(&handle), GOLDEN);

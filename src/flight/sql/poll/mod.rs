@@ -328,7 +328,7 @@ fn answer(
 
 /// A complete answer: the FlightInfo, nothing to poll again, progress 1; it expires with its
 /// first endpoint.
-pub(in crate::flight) fn complete(info: FlightInfo) -> PollInfo {
+fn complete(info: FlightInfo) -> PollInfo {
     let expiration_time = info
         .endpoint
         .iter()

@@ -1,0 +1,119 @@
+"""Long Flight SQL queries through ADBC's incremental execution (`adbc.statement.exec.incremental`):
+the driver polls PollFlightInfo, which answers with progress and a poll token while the UNLOAD runs
+and with the endpoints once it is staged. The result must equal PostgreSQL's, and the server must
+really have answered "running" first (its log says so).
+
+The server runs in front of an emulator of its own whose UNLOADs write 500 rows every 300 ms, with
+`direct_max_rows` 0 (so the query is staged by UNLOAD) and `flight_sql_poll_wait_ms` 100."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import adbc_driver_flightsql.dbapi as flight_sql
+import pytest
+from psycopg import sql
+
+from conftest import ROOT, STARTUP_DEADLINE_S, base_config, start_server, stop_server
+
+ROWS = 3000
+
+
+def emulator_binary() -> Path:
+    binary = Path(os.environ.get("REDSHIFT_EMULATOR_BIN") or ROOT / "target" / "debug" / "redshift-emulator")
+    if not binary.is_file():
+        pytest.fail(f"redshift-emulator not found at {binary} (tests/testbed/up builds it)", pytrace=False)
+    return binary
+
+
+@pytest.fixture(scope="module")
+def polling_server(testbed, tmp_path_factory):
+    """A redshift-flight server polling with a 100 ms wait, in front of a slow, progressive
+    emulator of its own."""
+    workdir = tmp_path_factory.mktemp("poll")
+    log = open(workdir / "emulator.log", "wb")
+    env = dict(
+        os.environ,
+        AWS_ACCESS_KEY_ID=testbed["AWS_ACCESS_KEY_ID"],
+        AWS_SECRET_ACCESS_KEY=testbed["AWS_SECRET_ACCESS_KEY"],
+    )
+    emulator = subprocess.Popen(
+        [
+            str(emulator_binary()), "--listen", "127.0.0.1:0", "--pg-url", testbed["TESTBED_PG_URL"],
+            "--user", testbed["TESTBED_REDSHIFT_USER"], "--password", testbed["TESTBED_REDSHIFT_PASSWORD"],
+            "--database", testbed["TESTBED_REDSHIFT_DATABASE"], "--s3-endpoint", testbed["TESTBED_S3_ENDPOINT"],
+            "--s3-region", testbed["TESTBED_S3_REGION"], "--slices", "2", "--fetch-rows", "500",
+            "--fetch-delay-ms", "300",
+        ],
+        stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL, text=True, env=env,
+    )
+    try:
+        port = None
+        deadline = time.monotonic() + STARTUP_DEADLINE_S
+        while port is None and time.monotonic() < deadline:
+            line = emulator.stdout.readline()
+            if not line:
+                break
+            if line.startswith("redshift-emulator listening on "):
+                port = line.rsplit(":", 1)[1].strip()
+        # Keep draining stdout so the emulator can never block on a full pipe.
+        threading.Thread(target=emulator.stdout.read, daemon=True).start()
+        if port is None:
+            pytest.fail(f"the emulator did not start: {(workdir / 'emulator.log').read_text()[-2000:]}", pytrace=False)
+        config = base_config(dict(testbed, TESTBED_REDSHIFT_PORT=port))
+        config["direct_max_rows"] = "0"
+        config["flight_sql_poll_wait_ms"] = "100"
+        server = start_server(config, workdir / "server")
+        try:
+            yield server
+        finally:
+            stop_server(server)
+    finally:
+        emulator.terminate()
+        emulator.wait(timeout=15)
+        log.close()
+
+
+def test_incremental_execution_reads_a_slow_query(polling_server, pg, make_schema):
+    schema = make_schema("fsqlpoll")
+    t = sql.Identifier(schema, "t")
+    pg.execute(sql.SQL("CREATE TABLE {} (id integer PRIMARY KEY, v text)").format(t))
+    pg.execute(sql.SQL("INSERT INTO {} SELECT g, 'v' || g FROM generate_series(1, %s) g").format(t), [ROWS])
+    pg.execute(sql.SQL("ANALYZE {}").format(t))
+    query = f'SELECT id, v FROM "{schema}".t WHERE id % 3 <> 0'
+
+    with flight_sql.connect(polling_server.location, autocommit=True) as conn, conn.cursor() as cur:
+        cur.adbc_statement.set_options(**{"adbc.statement.exec.incremental": "true"})
+        partitions = []
+        schema_seen = None
+        started = time.monotonic()
+        # Each call returns the partitions that are new since the last one; none means the query
+        # is complete.
+        while True:
+            assert time.monotonic() - started < 120, "the query never completed"
+            new, result_schema = cur.adbc_execute_partitions(query)
+            if result_schema is not None:
+                schema_seen = result_schema
+            if not new:
+                break
+            partitions.extend(new)
+        assert partitions, "the query's result has endpoints"
+        assert schema_seen is not None and schema_seen.names == ["id", "v"]
+
+        rows = []
+        for partition in partitions:
+            cur.adbc_read_partition(partition)
+            table = cur.fetch_arrow_table()
+            assert table.schema.names == ["id", "v"]
+            rows.extend(zip(table.column("id").to_pylist(), table.column("v").to_pylist()))
+
+    want = pg.execute(sql.SQL("SELECT id, v FROM {} WHERE id % 3 <> 0").format(t)).fetchall()
+    assert sorted(rows) == sorted(want)
+    assert len(rows) == 2000
+    # The server answered "running" (with a poll token) before the result was staged.
+    log = polling_server.stderr_path.read_text(errors="replace")
+    assert "query answered as running" in log, polling_server.stderr_tail()
