@@ -80,6 +80,10 @@ pub(super) async fn cancel_runs(
             .ticket
             .as_ref()
             .ok_or_else(|| bad("an endpoint has no ticket"))?;
+        // A query answered on the connection staged nothing: there is nothing to delete.
+        if super::sql::direct::is_direct_ticket(&ticket.ticket) {
+            continue;
+        }
         // Only a caller who may read the table, holding a live ticket, may delete its
         // run: an expired ticket's run is the sweeper's to delete.
         let payload = service.tickets.decode(&ticket.ticket, SystemTime::now())?;
@@ -147,6 +151,17 @@ pub(super) async fn do_action(
                 .ticket
                 .as_ref()
                 .ok_or_else(|| bad("the endpoint has no ticket"))?;
+            if super::sql::direct::is_direct_ticket(&ticket.ticket) {
+                let (ticket, expires_at_ms) = super::sql::direct::renew(service, &ticket.ticket)?;
+                let renewed = FlightEndpoint {
+                    ticket: Some(ticket),
+                    expiration_time: Some(super::timestamp_ms(expires_at_ms)),
+                    ..endpoint
+                };
+                return Ok(vec![arrow_flight::Result {
+                    body: renewed.encode_to_vec().into(),
+                }]);
+            }
             let mut payload = service.tickets.decode(&ticket.ticket, SystemTime::now())?;
             service.check_ticket(principal, &payload).await?;
             let until = SystemTime::now() + service.stager.ttl();

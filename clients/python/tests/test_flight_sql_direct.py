@@ -197,3 +197,23 @@ def test_a_reader_that_leaves_half_way_leaves_no_open_transaction(flight_server,
         time.sleep(0.2)
     # The server still answers.
     assert run(flight_server, f'SELECT count(*) AS n FROM "{schema}".big').to_pylist() == [{"n": 60000}]
+
+
+def test_cancel_and_renew_of_a_direct_answer(flight_server, pg, sales):  # noqa: F811
+    """Nothing is staged, so CancelFlightInfo has nothing to cancel; RenewFlightEndpoint gives the
+    ticket a later expiry and the renewed ticket reads the same rows."""
+    client = flight.connect(flight_server.location)
+    query = f'SELECT id, amount FROM "{sales}".orders'
+    info = client.get_flight_info(statement(query))
+    raw = info.serialize()
+    cancel = _field(1, raw)  # CancelFlightInfoRequest.info = 1
+    [result] = list(client.do_action(flight.Action("CancelFlightInfo", cancel)))
+    assert result.body.to_pybytes() == _varint(1 << 3) + _varint(3)  # status NOT_CANCELLABLE (3)
+    endpoint = info.endpoints[0]
+    renew = _field(1, endpoint.serialize())  # RenewFlightEndpointRequest.endpoint = 1
+    [result] = list(client.do_action(flight.Action("RenewFlightEndpoint", renew)))
+    renewed = flight.FlightEndpoint.deserialize(result.body.to_pybytes())
+    assert renewed.expiration_time.as_py() >= endpoint.expiration_time.as_py()
+    assert renewed.ticket.ticket != endpoint.ticket.ticket
+    got = client.do_get(renewed.ticket).read_all()
+    assert arrow_sorted(got) == pg_rows(pg, query)

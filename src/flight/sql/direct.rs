@@ -76,11 +76,7 @@ pub(super) async fn flight_info(
     payload.expires_at_ms = crate::clock::unix_ms(expires);
     payload.columns_sha256 = RunColumns::new(&plan.columns, &[]).fingerprint().to_vec();
     payload.fetch_rows = fetch_rows(estimate.width) as u64;
-    let ticket = TicketStatementQuery {
-        statement_handle: codec(service).encode(&payload).into(),
-    }
-    .as_any()
-    .encode_to_vec();
+    let ticket = ticket_of(&codec(service), &payload);
     let metadata = AppMetadata {
         query: &plan.table.table.table,
         direct: true,
@@ -97,11 +93,43 @@ pub(super) async fn flight_info(
             .with_descriptor(descriptor.clone())
             .with_endpoint(
                 FlightEndpoint::new()
-                    .with_ticket(Ticket::new(ticket))
+                    .with_ticket(ticket)
                     .with_expiration_time(super::super::timestamp_ms(payload.expires_at_ms)),
             )
             .with_app_metadata(serde_json::to_vec(&metadata).unwrap_or_default()),
     ))
+}
+
+/// Whether `ticket` is a direct ticket (a Flight SQL `TicketStatementQuery`).
+pub(in crate::flight) fn is_direct_ticket(ticket: &[u8]) -> bool {
+    matches!(
+        super::decode(ticket),
+        Some(Ok(arrow_flight::sql::Command::TicketStatementQuery(_)))
+    )
+}
+
+/// RenewFlightEndpoint of a direct ticket: the same ticket with a new expiry (the staging TTL
+/// from now). Nothing is staged, so nothing else is renewed; DoGet checks the caller.
+pub(in crate::flight) fn renew(
+    service: &Service,
+    ticket: &[u8],
+) -> Result<(Ticket, i64), ServiceError> {
+    let Some(Ok(arrow_flight::sql::Command::TicketStatementQuery(command))) = super::decode(ticket)
+    else {
+        return Err(ServiceError::FlightSql("not a direct query ticket".into()));
+    };
+    let codec = codec(service);
+    let mut payload = codec.decode(&command.statement_handle, SystemTime::now())?;
+    payload.expires_at_ms = crate::clock::unix_ms(SystemTime::now() + service.stager.ttl());
+    Ok((ticket_of(&codec, &payload), payload.expires_at_ms))
+}
+
+/// The direct ticket carrying `payload`: an `Any`-wrapped `TicketStatementQuery`.
+fn ticket_of(codec: &HandleCodec, payload: &HandlePayload) -> Ticket {
+    let command = TicketStatementQuery {
+        statement_handle: codec.encode(payload).into(),
+    };
+    Ticket::new(command.as_any().encode_to_vec())
 }
 
 /// DoGet of a direct ticket: plans the query again for this caller and streams its rows.
