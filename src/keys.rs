@@ -11,6 +11,7 @@
 //! token key  = HKDF-SHA256(ikm = secret, info = "redshift-flight token v1",  L = 32)
 //! handle key = HKDF-SHA256(ikm = secret, info = "redshift-flight prepared statement v1", L = 32)
 //! poll key   = HKDF-SHA256(ikm = secret, info = "redshift-flight poll v1", L = 32)
+//! direct key = HKDF-SHA256(ikm = secret, info = "redshift-flight direct query v1", L = 32)
 //! key id     = HKDF-SHA256(ikm = secret, info = "redshift-flight key id v1", L = 8)
 //! ```
 //!

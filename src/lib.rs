@@ -22,6 +22,7 @@ pub mod normalize;
 pub mod panics;
 pub mod plan;
 pub mod redshift;
+pub mod sealed;
 pub mod server;
 pub mod sql;
 pub mod stage;

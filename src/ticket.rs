@@ -40,11 +40,12 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use prost::Message;
 
-use crate::keys::{KEY_ID_LEN, Keyring, Purpose};
+use crate::keys::{Keyring, Purpose};
+use crate::sealed::{Expiring, OpenError, Seal};
 
 /// Re-exported from [`crate::clock`], where it lives, for the ticket's users.
 pub use crate::clock::unix_ms;
@@ -55,6 +56,34 @@ pub const TICKET_MAGIC: &[u8; 4] = b"RSF2";
 pub const TICKET_VERSION: u32 = 2;
 /// Largest ticket accepted, in bytes (issued tickets stay under 1 KiB).
 pub const MAX_TICKET_BYTES: usize = 8 * 1024;
+
+/// The sealed format of tickets (`crate::sealed`).
+const SEAL: Seal = Seal {
+    purpose: Purpose::Ticket,
+    magic: TICKET_MAGIC,
+    version: TICKET_VERSION,
+    max_bytes: MAX_TICKET_BYTES,
+    what: "ticket",
+};
+
+impl Expiring for TicketPayload {
+    fn version(&self) -> u32 {
+        self.version
+    }
+    fn expires_at_ms(&self) -> i64 {
+        self.expires_at_ms
+    }
+}
+
+impl From<OpenError> for TicketError {
+    fn from(error: OpenError) -> Self {
+        match error {
+            OpenError::Malformed(message) => Self::Malformed(message),
+            OpenError::BadSignature => Self::BadSignature,
+            OpenError::Expired(past) => Self::Expired(past),
+        }
+    }
+}
 
 /// What DoGet needs to stream one staged file.
 #[derive(Clone, PartialEq, Eq, Message)]
@@ -126,16 +155,6 @@ impl TicketPayload {
     }
 }
 
-#[derive(Clone, PartialEq, Message)]
-struct SignedTicket {
-    #[prost(bytes = "vec", tag = "1")]
-    payload: Vec<u8>,
-    #[prost(bytes = "vec", tag = "2")]
-    mac: Vec<u8>,
-    #[prost(bytes = "vec", tag = "3")]
-    key_id: Vec<u8>,
-}
-
 /// A ticket DoGet cannot accept.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TicketError {
@@ -195,67 +214,17 @@ impl TicketCodec {
     /// A ticket whose payload is `payload` verbatim, signed with the signing key (what
     /// [`TicketCodec::encode`] does after encoding; public for fuzzing and tests).
     pub fn sign_payload_bytes(&self, payload: &[u8]) -> Vec<u8> {
-        let (key_id, mac) = self.keys.sign(Purpose::Ticket, TICKET_MAGIC, payload);
-        let signed = SignedTicket {
-            payload: payload.to_vec(),
-            mac,
-            key_id: key_id.to_vec(),
-        };
-        let mut out = TICKET_MAGIC.to_vec();
-        signed
-            .encode(&mut out)
-            .unwrap_or_else(|_| unreachable!("Vec grows as needed"));
-        out
+        SEAL.seal(&self.keys, payload)
     }
 
     /// Verifies and decodes a ticket, checking its expiry against `now`.
     pub fn decode(&self, ticket: &[u8], now: SystemTime) -> Result<TicketPayload, TicketError> {
-        if ticket.len() > MAX_TICKET_BYTES {
-            return Err(TicketError::Malformed(format!(
-                "{} bytes is more than the {MAX_TICKET_BYTES} a ticket may have",
-                ticket.len()
-            )));
-        }
         if ticket.starts_with(b"RSF1") {
             return Err(TicketError::Malformed(
                 "a version 1 ticket, from an older server version; call GetFlightInfo again".into(),
             ));
         }
-        let body = ticket.strip_prefix(TICKET_MAGIC).ok_or_else(|| {
-            TicketError::Malformed("not a redshift-flight ticket (bad magic)".into())
-        })?;
-        let signed = SignedTicket::decode(body)
-            .map_err(|e| TicketError::Malformed(format!("cannot decode: {e}")))?;
-        if signed.key_id.len() != KEY_ID_LEN {
-            return Err(TicketError::Malformed(format!(
-                "the key id has {} bytes, not {KEY_ID_LEN}",
-                signed.key_id.len()
-            )));
-        }
-        if !self.keys.verify(
-            Purpose::Ticket,
-            TICKET_MAGIC,
-            &signed.key_id,
-            &signed.payload,
-            &signed.mac,
-        ) {
-            return Err(TicketError::BadSignature);
-        }
-        let payload = TicketPayload::decode(signed.payload.as_slice())
-            .map_err(|e| TicketError::Malformed(format!("cannot decode payload: {e}")))?;
-        if payload.version != TICKET_VERSION {
-            return Err(TicketError::Malformed(format!(
-                "version {} is not supported (this server reads version {TICKET_VERSION})",
-                payload.version
-            )));
-        }
-        let expires = UNIX_EPOCH + Duration::from_millis(payload.expires_at_ms.max(0) as u64);
-        if let Ok(past) = now.duration_since(expires)
-            && !past.is_zero()
-        {
-            return Err(TicketError::Expired(past));
-        }
-        Ok(payload)
+        Ok(SEAL.open(&self.keys, ticket, now)?)
     }
 }
 
@@ -264,6 +233,7 @@ mod tests {
     use super::*;
     use hmac::{Hmac, KeyInit, Mac};
     use sha2::Sha256;
+    use std::time::UNIX_EPOCH;
 
     fn payload() -> TicketPayload {
         TicketPayload {
@@ -355,12 +325,12 @@ mod tests {
         assert_eq!(ring(&["key-b"]).decode(&rotated, now), Ok(payload()));
         assert_eq!(a.decode(&rotated, now), Err(TicketError::BadSignature));
         // The raw secret is not the HMAC key: the derived ticket key is.
-        let signed = SignedTicket::decode(&ticket[4..]).unwrap();
+        let (signed_payload, mac, key_id) = crate::sealed::envelope_parts(&ticket);
         let mut raw = <Hmac<Sha256> as KeyInit>::new_from_slice(b"key-a").unwrap();
         raw.update(TICKET_MAGIC);
-        raw.update(&signed.key_id);
-        raw.update(&signed.payload);
-        assert!(raw.verify_slice(&signed.mac).is_err());
+        raw.update(&key_id);
+        raw.update(&signed_payload);
+        assert!(raw.verify_slice(&mac).is_err());
     }
 
     /// A ticket's size does not grow with the table: under 1 KiB with Redshift's longest names

@@ -32,12 +32,13 @@
 //! Imports: `crate::keys`, `crate::clock`.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use prost::Message;
 
 use crate::clock::unix_ms;
-use crate::keys::{KEY_ID_LEN, Keyring, Purpose};
+use crate::keys::{Keyring, Purpose};
+use crate::sealed::{Expiring, OpenError, Seal};
 
 /// Magic prefix and version of the handle format.
 const HANDLE_MAGIC: &[u8; 4] = b"RSP1";
@@ -130,16 +131,6 @@ impl HandlePayload {
     }
 }
 
-#[derive(Clone, PartialEq, Message)]
-struct SignedHandle {
-    #[prost(bytes = "vec", tag = "1")]
-    payload: Vec<u8>,
-    #[prost(bytes = "vec", tag = "2")]
-    mac: Vec<u8>,
-    #[prost(bytes = "vec", tag = "3")]
-    key_id: Vec<u8>,
-}
-
 /// A prepared statement handle the server cannot accept.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum HandleError {
@@ -169,8 +160,7 @@ pub enum HandleError {
 #[derive(Debug)]
 pub(super) struct HandleCodec {
     keys: Arc<Keyring>,
-    purpose: Purpose,
-    magic: &'static [u8; 4],
+    seal: Seal,
 }
 
 impl HandleCodec {
@@ -178,8 +168,13 @@ impl HandleCodec {
     pub(super) fn new(keys: Arc<Keyring>) -> Self {
         Self {
             keys,
-            purpose: Purpose::PreparedStatement,
-            magic: HANDLE_MAGIC,
+            seal: Seal {
+                purpose: Purpose::PreparedStatement,
+                magic: HANDLE_MAGIC,
+                version: HANDLE_VERSION,
+                max_bytes: MAX_HANDLE_BYTES,
+                what: "prepared statement handle",
+            },
         }
     }
 
@@ -187,25 +182,19 @@ impl HandleCodec {
     pub(super) fn direct(keys: Arc<Keyring>) -> Self {
         Self {
             keys,
-            purpose: Purpose::DirectQuery,
-            magic: DIRECT_MAGIC,
+            seal: Seal {
+                purpose: Purpose::DirectQuery,
+                magic: DIRECT_MAGIC,
+                version: HANDLE_VERSION,
+                max_bytes: MAX_HANDLE_BYTES,
+                what: "direct query ticket",
+            },
         }
     }
 
     /// Encodes and signs a payload.
     pub(super) fn encode(&self, payload: &HandlePayload) -> Vec<u8> {
-        let bytes = payload.encode_to_vec();
-        let (key_id, mac) = self.keys.sign(self.purpose, self.magic, &bytes);
-        let signed = SignedHandle {
-            payload: bytes,
-            mac,
-            key_id: key_id.to_vec(),
-        };
-        let mut out = self.magic.to_vec();
-        signed
-            .encode(&mut out)
-            .unwrap_or_else(|_| unreachable!("Vec grows as needed"));
-        out
+        self.seal.seal(&self.keys, &payload.encode_to_vec())
     }
 
     /// Verifies and decodes a handle, checking its expiry against `now`.
@@ -214,47 +203,26 @@ impl HandleCodec {
         handle: &[u8],
         now: SystemTime,
     ) -> Result<HandlePayload, HandleError> {
-        if handle.len() > MAX_HANDLE_BYTES {
-            return Err(HandleError::Malformed(format!(
-                "{} bytes is more than the {MAX_HANDLE_BYTES} a handle may have",
-                handle.len()
-            )));
+        Ok(self.seal.open(&self.keys, handle, now)?)
+    }
+}
+
+impl Expiring for HandlePayload {
+    fn version(&self) -> u32 {
+        self.version
+    }
+    fn expires_at_ms(&self) -> i64 {
+        self.expires_at_ms
+    }
+}
+
+impl From<OpenError> for HandleError {
+    fn from(error: OpenError) -> Self {
+        match error {
+            OpenError::Malformed(message) => Self::Malformed(message),
+            OpenError::BadSignature => Self::BadSignature,
+            OpenError::Expired(past) => Self::Expired(past),
         }
-        let body = handle.strip_prefix(self.magic.as_slice()).ok_or_else(|| {
-            HandleError::Malformed("not a redshift-flight prepared statement (bad magic)".into())
-        })?;
-        let signed = SignedHandle::decode(body)
-            .map_err(|e| HandleError::Malformed(format!("cannot decode: {e}")))?;
-        if signed.key_id.len() != KEY_ID_LEN {
-            return Err(HandleError::Malformed(format!(
-                "the key id has {} bytes, not {KEY_ID_LEN}",
-                signed.key_id.len()
-            )));
-        }
-        if !self.keys.verify(
-            self.purpose,
-            self.magic,
-            &signed.key_id,
-            &signed.payload,
-            &signed.mac,
-        ) {
-            return Err(HandleError::BadSignature);
-        }
-        let payload = HandlePayload::decode(signed.payload.as_slice())
-            .map_err(|e| HandleError::Malformed(format!("cannot decode payload: {e}")))?;
-        if payload.version != HANDLE_VERSION {
-            return Err(HandleError::Malformed(format!(
-                "version {} is not supported (this server reads version {HANDLE_VERSION})",
-                payload.version
-            )));
-        }
-        let expires = UNIX_EPOCH + Duration::from_millis(payload.expires_at_ms.max(0) as u64);
-        if let Ok(past) = now.duration_since(expires)
-            && !past.is_zero()
-        {
-            return Err(HandleError::Expired(past));
-        }
-        Ok(payload)
     }
 }
 
@@ -262,6 +230,7 @@ impl HandleCodec {
 mod tests {
     use super::*;
     use crate::ticket::TicketCodec;
+    use std::time::UNIX_EPOCH;
 
     fn codec(secret: &str) -> HandleCodec {
         HandleCodec::new(Arc::new(Keyring::new(&[secret])))

@@ -27,12 +27,13 @@
 //! Imports: `crate::keys`, `crate::clock`.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use prost::Message;
 
 use crate::clock::unix_ms;
-use crate::keys::{KEY_ID_LEN, Keyring, Purpose};
+use crate::keys::{Keyring, Purpose};
+use crate::sealed::{Expiring, OpenError, Seal};
 
 /// Magic prefix and version of the token format.
 pub(super) const TOKEN_MAGIC: &[u8; 4] = b"RSQ1";
@@ -81,16 +82,6 @@ impl PollPayload {
     }
 }
 
-#[derive(Clone, PartialEq, Message)]
-struct SignedToken {
-    #[prost(bytes = "vec", tag = "1")]
-    payload: Vec<u8>,
-    #[prost(bytes = "vec", tag = "2")]
-    mac: Vec<u8>,
-    #[prost(bytes = "vec", tag = "3")]
-    key_id: Vec<u8>,
-}
-
 /// A poll token the server cannot accept.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub(super) enum TokenError {
@@ -119,6 +110,15 @@ pub(super) struct TokenCodec {
     keys: Arc<Keyring>,
 }
 
+/// The sealed format of poll tokens (`crate::sealed`).
+const SEAL: Seal = Seal {
+    purpose: Purpose::Poll,
+    magic: TOKEN_MAGIC,
+    version: TOKEN_VERSION,
+    max_bytes: MAX_TOKEN_BYTES,
+    what: "poll token",
+};
+
 impl TokenCodec {
     /// A codec over the server's keyring (the poll key is derived for its own purpose).
     pub(super) fn new(keys: Arc<Keyring>) -> Self {
@@ -127,69 +127,38 @@ impl TokenCodec {
 
     /// Encodes and signs a payload.
     pub(super) fn encode(&self, payload: &PollPayload) -> Vec<u8> {
-        let bytes = payload.encode_to_vec();
-        let (key_id, mac) = self.keys.sign(Purpose::Poll, TOKEN_MAGIC, &bytes);
-        let signed = SignedToken {
-            payload: bytes,
-            mac,
-            key_id: key_id.to_vec(),
-        };
-        let mut out = TOKEN_MAGIC.to_vec();
-        signed
-            .encode(&mut out)
-            .unwrap_or_else(|_| unreachable!("Vec grows as needed"));
-        out
+        SEAL.seal(&self.keys, &payload.encode_to_vec())
     }
 
     /// Verifies and decodes a token that has not expired at `now`.
     pub(super) fn decode(&self, token: &[u8], now: SystemTime) -> Result<PollPayload, TokenError> {
-        if token.len() > MAX_TOKEN_BYTES {
-            return Err(TokenError::Malformed(format!(
-                "{} bytes is more than the {MAX_TOKEN_BYTES} a token may have",
-                token.len()
-            )));
+        Ok(SEAL.open(&self.keys, token, now)?)
+    }
+}
+
+impl Expiring for PollPayload {
+    fn version(&self) -> u32 {
+        self.version
+    }
+    fn expires_at_ms(&self) -> i64 {
+        self.expires_at_ms
+    }
+}
+
+impl From<OpenError> for TokenError {
+    fn from(error: OpenError) -> Self {
+        match error {
+            OpenError::Malformed(message) => Self::Malformed(message),
+            OpenError::BadSignature => Self::BadSignature,
+            OpenError::Expired(past) => Self::Expired(past),
         }
-        let body = token.strip_prefix(TOKEN_MAGIC).ok_or_else(|| {
-            TokenError::Malformed("not a redshift-flight poll token (bad magic)".into())
-        })?;
-        let signed = SignedToken::decode(body)
-            .map_err(|e| TokenError::Malformed(format!("cannot decode: {e}")))?;
-        if signed.key_id.len() != KEY_ID_LEN {
-            return Err(TokenError::Malformed(format!(
-                "the key id has {} bytes, not {KEY_ID_LEN}",
-                signed.key_id.len()
-            )));
-        }
-        if !self.keys.verify(
-            Purpose::Poll,
-            TOKEN_MAGIC,
-            &signed.key_id,
-            &signed.payload,
-            &signed.mac,
-        ) {
-            return Err(TokenError::BadSignature);
-        }
-        let payload = PollPayload::decode(signed.payload.as_slice())
-            .map_err(|e| TokenError::Malformed(format!("cannot decode payload: {e}")))?;
-        if payload.version != TOKEN_VERSION {
-            return Err(TokenError::Malformed(format!(
-                "version {} is not supported (this server reads version {TOKEN_VERSION})",
-                payload.version
-            )));
-        }
-        let expires = UNIX_EPOCH + Duration::from_millis(payload.expires_at_ms.max(0) as u64);
-        if let Ok(past) = now.duration_since(expires)
-            && !past.is_zero()
-        {
-            return Err(TokenError::Expired(past));
-        }
-        Ok(payload)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::UNIX_EPOCH;
 
     fn codec(secret: &str) -> TokenCodec {
         TokenCodec::new(Arc::new(Keyring::new(&[secret])))
@@ -245,16 +214,11 @@ mod tests {
         ));
         // Signed for another purpose (a prepared statement handle), it never verifies.
         let keys = Arc::new(Keyring::new(&["k"]));
-        let bytes = payload().encode_to_vec();
-        let (key_id, mac) = keys.sign(Purpose::PreparedStatement, TOKEN_MAGIC, &bytes);
-        let mut forged = TOKEN_MAGIC.to_vec();
-        SignedToken {
-            payload: bytes,
-            mac,
-            key_id: key_id.to_vec(),
-        }
-        .encode(&mut forged)
-        .unwrap();
+        let other = Seal {
+            purpose: Purpose::PreparedStatement,
+            ..SEAL
+        };
+        let forged = other.seal(&keys, &payload().encode_to_vec());
         assert_eq!(codec.decode(&forged, now), Err(TokenError::BadSignature));
     }
 
