@@ -117,3 +117,65 @@ def test_incremental_execution_reads_a_slow_query(polling_server, pg, make_schem
     # The server answered "running" (with a poll token) before the result was staged.
     log = polling_server.stderr_path.read_text(errors="replace")
     assert "query answered as running" in log, polling_server.stderr_tail()
+
+
+def test_adbc_cancel_stops_the_unload_on_redshift(polling_server, pg, make_schema):
+    """ADBC's `cancel` during a long execute: the call fails as cancelled, and the UNLOAD it
+    started is stopped on Redshift (the emulator records it aborted in SYS_UNLOAD_HISTORY) long
+    before it would have finished (30,000 rows at 500 per 300 ms take about 9 s per slice)."""
+    schema = make_schema("fsqlcancel")
+    t = sql.Identifier(schema, "t")
+    pg.execute(sql.SQL("CREATE TABLE {} (id integer PRIMARY KEY, v text)").format(t))
+    pg.execute(sql.SQL("INSERT INTO {} SELECT g, 'v' || g FROM generate_series(1, 30000) g").format(t))
+    pg.execute(sql.SQL("ANALYZE {}").format(t))
+    query = f'SELECT id, v FROM "{schema}".t'
+    marker = f'"{schema}"'
+
+    with flight_sql.connect(polling_server.location, autocommit=True) as conn, conn.cursor() as cur:
+        outcome: dict[str, BaseException | None] = {}
+
+        def execute() -> None:
+            try:
+                cur.execute(query)
+                cur.fetch_arrow_table()
+                outcome["error"] = None
+            except BaseException as error:  # noqa: BLE001 - the cancellation is the point
+                outcome["error"] = error
+
+        worker = threading.Thread(target=execute)
+        started = time.monotonic()
+        worker.start()
+        # Wait until the UNLOAD runs, then cancel.
+        while time.monotonic() - started < 30:
+            running = pg.execute(
+                "SELECT count(*) FROM public.sys_unload_history WHERE status = 'running' "
+                "AND query_id IN (SELECT query_id FROM public.sys_query_history WHERE query_text LIKE %s)",
+                [f"%{marker}%"],
+            ).fetchone()[0]
+            if running:
+                break
+            time.sleep(0.1)
+        else:
+            pytest.fail("the UNLOAD never started")
+        cur.adbc_cancel()
+        worker.join(timeout=30)
+        assert not worker.is_alive(), "execute did not return after cancel"
+        assert outcome["error"] is not None, "the cancelled execute succeeded"
+        assert "cancel" in str(outcome["error"]).lower(), outcome["error"]
+
+    deadline = time.monotonic() + 20
+    while True:
+        states = [
+            r[0]
+            for r in pg.execute(
+                "SELECT u.status FROM public.sys_unload_history u JOIN public.sys_query_history q "
+                "USING (query_id) WHERE q.query_text LIKE %s",
+                [f"%{marker}%"],
+            ).fetchall()
+        ]
+        if states and "running" not in states:
+            break
+        assert time.monotonic() < deadline, f"the UNLOAD still runs: {states}"
+        time.sleep(0.2)
+    assert all(state != "completed" for state in states), states
+    assert time.monotonic() - started < 25, "cancelled long before the UNLOAD would have finished"
