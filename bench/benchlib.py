@@ -413,7 +413,13 @@ class S3:
         )
 
     def manifest(self, run_id: str) -> list[StagedFile]:
-        body = self.boto.get_object(Bucket=self.bucket, Key=f"{S3_PREFIX}/{run_id}/manifest")["Body"].read()
+        """The staged files of a run, from its UNLOAD manifest: `<run>/data/manifest` (the server's
+        layout since the run's data went under `data/`), else `<run>/manifest` (older servers)."""
+        try:
+            obj = self.boto.get_object(Bucket=self.bucket, Key=f"{S3_PREFIX}/{run_id}/data/manifest")
+        except self.boto.exceptions.NoSuchKey:
+            obj = self.boto.get_object(Bucket=self.bucket, Key=f"{S3_PREFIX}/{run_id}/manifest")
+        body = obj["Body"].read()
         files = []
         for entry in json.loads(body)["entries"]:
             url = urlparse(entry["url"])

@@ -9,7 +9,8 @@
   (always UNLOAD). The path is checked from the FlightInfo's app_metadata (`"direct": true` /
   a `run_id`) before the rounds and from the UNLOAD histogram in every round; both answers must
   equal PostgreSQL's. psycopg on PostgreSQL directly is the floor (the scan itself), also through a
-  server-side cursor (no parallel workers), as the emulator runs the direct path's query.
+  server-side cursor (no parallel workers), as both paths run it (the server DECLAREs a cursor for the
+  direct path, the emulator one for an UNLOAD).
 - **`SELECT *` through ADBC vs the plain Flight read.** `SELECT * FROM bench.lineitem_sf1` via ADBC
   (estimated 6M rows: staged by UNLOAD) against the suite's plain end-to-end read of the same table
   (GetFlightInfo on a PATH descriptor + every DoGet in parallel, `Suite.flight_e2e`), on the same
@@ -164,7 +165,8 @@ class FlightSqlPhase:
 
         def pg(cursor: bool) -> Run:
             """The query on PostgreSQL directly; with `cursor`, through a server-side cursor, as the
-            emulator runs the direct path's (PostgreSQL plans a cursor's query without parallel workers)."""
+            direct path's query and the emulator's UNLOAD run (PostgreSQL plans a cursor's query without
+            parallel workers)."""
             t0 = time.perf_counter()
             with psycopg.connect(self.suite.pg_url) as conn:
                 if cursor:
@@ -284,8 +286,8 @@ def report(rep, res: dict | None, args) -> None:
                 "`\"direct\": true`, no UNLOAD in the histogram) and `direct_max_rows` 0 (always UNLOAD: a `run_id`, "
                 "one UNLOAD per query). One warm-up query on each first; rounds alternate the order. PostgreSQL "
                 "directly (psycopg, a new connection) is the floor: the scan itself; through a server-side cursor, "
-                "as the emulator runs the direct path's query, PostgreSQL plans it without parallel workers (Redshift "
-                "has no such difference).\n",
+                "as both paths run it (the server DECLAREs one for the direct path, the emulator one for an UNLOAD), "
+                "PostgreSQL plans it without parallel workers (Redshift has no such difference).\n",
                 "| query | path | median ms | of which UNLOAD ms | execute ms | fetch ms | CPU s server | "
                 "CPU s emulator | CPU s moto | UNLOAD / direct | per round |",
                 "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
