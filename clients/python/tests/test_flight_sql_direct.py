@@ -14,7 +14,7 @@ import pytest
 from psycopg import sql
 
 from conftest import base_config, start_server, stop_server
-from support import unique
+from support import cancel_flight
 from test_all_types import COLUMNS, NAMES, ROWS, all_types, arrow_rows, postgres_rows  # noqa: F401
 from test_flight_sql import QUERIES, arrow_sorted, connect, pg_rows, sales  # noqa: F401
 
@@ -56,8 +56,11 @@ def run(server, query: str) -> pa.Table:
 
 
 def info_metadata(server, query: str) -> tuple[flight.FlightInfo, dict]:
+    """The FlightInfo of `query` and its app_metadata; what it staged (if anything) is dropped, as
+    the test does not read it."""
     client = flight.connect(server.location)
     info = client.get_flight_info(statement(query))
+    cancel_flight(client, info)
     return info, json.loads(info.app_metadata or b"{}")
 
 
