@@ -12,6 +12,7 @@ target/debug/redshift-flight).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
@@ -241,6 +242,50 @@ def start_server(config: dict[str, str], workdir: Path) -> FlightServer:
         if match:
             server.location = f"grpc://{match.group(1)}:{match.group(2)}"
             return server
+
+
+def emulator_binary() -> Path:
+    binary = Path(os.environ.get("REDSHIFT_EMULATOR_BIN") or ROOT / "target" / "debug" / "redshift-emulator")
+    if not binary.is_file():
+        pytest.fail(f"redshift-emulator not found at {binary} (tests/testbed/up builds it)", pytrace=False)
+    return binary
+
+
+@contextlib.contextmanager
+def own_emulator(testbed: dict[str, str], workdir: Path, *flags: str):
+    """A Redshift emulator of the test's own in front of the test bed's PostgreSQL and S3, started
+    with extra `flags` (fault knobs such as --unload-delay-ms); yields the test bed's settings
+    pointing at it (TESTBED_REDSHIFT_PORT), for `base_config`. Stopped on exit."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    log = open(workdir / "emulator.log", "wb")
+    env = dict(os.environ, AWS_ACCESS_KEY_ID=testbed["AWS_ACCESS_KEY_ID"], AWS_SECRET_ACCESS_KEY=testbed["AWS_SECRET_ACCESS_KEY"])
+    emulator = subprocess.Popen(
+        [
+            str(emulator_binary()), "--listen", "127.0.0.1:0", "--pg-url", testbed["TESTBED_PG_URL"],
+            "--user", testbed["TESTBED_REDSHIFT_USER"], "--password", testbed["TESTBED_REDSHIFT_PASSWORD"],
+            "--database", testbed["TESTBED_REDSHIFT_DATABASE"], "--s3-endpoint", testbed["TESTBED_S3_ENDPOINT"],
+            "--s3-region", testbed["TESTBED_S3_REGION"], *flags,
+        ],
+        stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL, text=True, env=env,
+    )
+    try:
+        port = None
+        deadline = time.monotonic() + STARTUP_DEADLINE_S
+        while port is None and time.monotonic() < deadline:
+            line = emulator.stdout.readline()
+            if not line:
+                break
+            if line.startswith("redshift-emulator listening on "):
+                port = line.rsplit(":", 1)[1].strip()
+        # Keep draining stdout so the emulator can never block on a full pipe.
+        threading.Thread(target=emulator.stdout.read, daemon=True).start()
+        if port is None:
+            pytest.fail(f"the emulator did not start: {(workdir / 'emulator.log').read_text()[-2000:]}", pytrace=False)
+        yield dict(testbed, TESTBED_REDSHIFT_PORT=port)
+    finally:
+        emulator.terminate()
+        emulator.wait(timeout=15)
+        log.close()
 
 
 def stop_server(server: FlightServer) -> int | None:

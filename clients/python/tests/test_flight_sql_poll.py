@@ -8,26 +8,16 @@ The server runs in front of an emulator of its own whose UNLOADs write 500 rows 
 
 from __future__ import annotations
 
-import os
-import subprocess
 import threading
 import time
-from pathlib import Path
 
 import adbc_driver_flightsql.dbapi as flight_sql
 import pytest
 from psycopg import sql
 
-from conftest import ROOT, STARTUP_DEADLINE_S, base_config, start_server, stop_server
+from conftest import base_config, own_emulator, start_server, stop_server
 
 ROWS = 3000
-
-
-def emulator_binary() -> Path:
-    binary = Path(os.environ.get("REDSHIFT_EMULATOR_BIN") or ROOT / "target" / "debug" / "redshift-emulator")
-    if not binary.is_file():
-        pytest.fail(f"redshift-emulator not found at {binary} (tests/testbed/up builds it)", pytrace=False)
-    return binary
 
 
 @pytest.fixture(scope="module")
@@ -35,36 +25,9 @@ def polling_server(testbed, tmp_path_factory):
     """A redshift-flight server polling with a 100 ms wait, in front of a slow, progressive
     emulator of its own."""
     workdir = tmp_path_factory.mktemp("poll")
-    log = open(workdir / "emulator.log", "wb")
-    env = dict(
-        os.environ,
-        AWS_ACCESS_KEY_ID=testbed["AWS_ACCESS_KEY_ID"],
-        AWS_SECRET_ACCESS_KEY=testbed["AWS_SECRET_ACCESS_KEY"],
-    )
-    emulator = subprocess.Popen(
-        [
-            str(emulator_binary()), "--listen", "127.0.0.1:0", "--pg-url", testbed["TESTBED_PG_URL"],
-            "--user", testbed["TESTBED_REDSHIFT_USER"], "--password", testbed["TESTBED_REDSHIFT_PASSWORD"],
-            "--database", testbed["TESTBED_REDSHIFT_DATABASE"], "--s3-endpoint", testbed["TESTBED_S3_ENDPOINT"],
-            "--s3-region", testbed["TESTBED_S3_REGION"], "--slices", "2", "--fetch-rows", "500",
-            "--fetch-delay-ms", "300",
-        ],
-        stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL, text=True, env=env,
-    )
-    try:
-        port = None
-        deadline = time.monotonic() + STARTUP_DEADLINE_S
-        while port is None and time.monotonic() < deadline:
-            line = emulator.stdout.readline()
-            if not line:
-                break
-            if line.startswith("redshift-emulator listening on "):
-                port = line.rsplit(":", 1)[1].strip()
-        # Keep draining stdout so the emulator can never block on a full pipe.
-        threading.Thread(target=emulator.stdout.read, daemon=True).start()
-        if port is None:
-            pytest.fail(f"the emulator did not start: {(workdir / 'emulator.log').read_text()[-2000:]}", pytrace=False)
-        config = base_config(dict(testbed, TESTBED_REDSHIFT_PORT=port))
+    flags = ("--slices", "2", "--fetch-rows", "500", "--fetch-delay-ms", "300")
+    with own_emulator(testbed, workdir, *flags) as slow:
+        config = base_config(slow)
         config["direct_max_rows"] = "0"
         config["flight_sql_poll_wait_ms"] = "100"
         server = start_server(config, workdir / "server")
@@ -72,10 +35,6 @@ def polling_server(testbed, tmp_path_factory):
             yield server
         finally:
             stop_server(server)
-    finally:
-        emulator.terminate()
-        emulator.wait(timeout=15)
-        log.close()
 
 
 def test_incremental_execution_reads_a_slow_query(polling_server, pg, make_schema):

@@ -15,13 +15,10 @@ import base64
 import datetime as dt
 import itertools
 import json
-import os
 import random
-import subprocess
 import threading
 import time
 from decimal import Decimal
-from pathlib import Path
 
 import psycopg
 import pyarrow as pa
@@ -29,7 +26,7 @@ import pyarrow.flight as flight
 import pytest
 from psycopg import sql
 
-from conftest import ROOT, STARTUP_DEADLINE_S, base_config, start_server, stop_server
+from conftest import base_config, own_emulator, start_server, stop_server
 from support import Sync, app_metadata, assert_nothing_new, command, decode_cursor, encode_cursor, path, raises_status, sync
 
 UTC = dt.timezone.utc
@@ -372,52 +369,17 @@ def test_rows_sharing_the_upper_value_and_late_rows(client, pg, make_schema):
     assert upsert([first, caught, after]) == pg_rows(pg, schema, "events")
 
 
-def emulator_binary() -> Path:
-    binary = Path(os.environ.get("REDSHIFT_EMULATOR_BIN") or ROOT / "target" / "debug" / "redshift-emulator")
-    if not binary.is_file():
-        pytest.fail(f"redshift-emulator not found at {binary} (tests/testbed/up builds it)", pytrace=False)
-    return binary
-
-
 @pytest.fixture(scope="module")
 def slow_unload_server(testbed, tmp_path_factory):
     """A redshift-flight server in front of its own emulator whose UNLOADs start 2 s late, so
     that rows can commit between planning (SELECT MAX) and the UNLOAD."""
     workdir = tmp_path_factory.mktemp("slow-unload")
-    log = open(workdir / "emulator.log", "wb")
-    env = dict(os.environ, AWS_ACCESS_KEY_ID=testbed["AWS_ACCESS_KEY_ID"], AWS_SECRET_ACCESS_KEY=testbed["AWS_SECRET_ACCESS_KEY"])
-    emulator = subprocess.Popen(
-        [
-            str(emulator_binary()), "--listen", "127.0.0.1:0", "--pg-url", testbed["TESTBED_PG_URL"],
-            "--user", testbed["TESTBED_REDSHIFT_USER"], "--password", testbed["TESTBED_REDSHIFT_PASSWORD"],
-            "--database", testbed["TESTBED_REDSHIFT_DATABASE"], "--s3-endpoint", testbed["TESTBED_S3_ENDPOINT"],
-            "--s3-region", testbed["TESTBED_S3_REGION"], "--unload-delay-ms", "2000",
-        ],
-        stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL, text=True, env=env,
-    )
-    try:
-        port = None
-        deadline = time.monotonic() + STARTUP_DEADLINE_S
-        while port is None and time.monotonic() < deadline:
-            line = emulator.stdout.readline()
-            if not line:
-                break
-            if line.startswith("redshift-emulator listening on "):
-                port = line.rsplit(":", 1)[1].strip()
-        # Keep draining stdout so the emulator can never block on a full pipe.
-        threading.Thread(target=emulator.stdout.read, daemon=True).start()
-        if port is None:
-            pytest.fail(f"the emulator did not start: {(workdir / 'emulator.log').read_text()[-2000:]}", pytrace=False)
-        config = base_config(dict(testbed, TESTBED_REDSHIFT_PORT=port))
-        server = start_server(config, workdir / "server")
+    with own_emulator(testbed, workdir, "--unload-delay-ms", "2000") as slow:
+        server = start_server(base_config(slow), workdir / "server")
         try:
             yield server
         finally:
             stop_server(server)
-    finally:
-        emulator.terminate()
-        emulator.wait(timeout=15)
-        log.close()
 
 
 def test_rows_committed_between_planning_and_unload(slow_unload_server, pg, make_schema):

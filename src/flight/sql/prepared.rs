@@ -183,7 +183,18 @@ pub(super) async fn get_flight_info(
     descriptor: FlightDescriptor,
     command: CommandPreparedStatementQuery,
 ) -> Result<FlightInfo, ServiceError> {
-    let (payload, values) = open(service, &command).await?;
+    let (plan, origin) = planned(service, principal, &command).await?;
+    run(service, descriptor, plan, &origin).await
+}
+
+/// A prepared statement's query planned for `principal` with its bound values (GetFlightInfo
+/// and PollFlightInfo), with its origin.
+pub(super) async fn planned(
+    service: &Service,
+    principal: &Principal,
+    command: &CommandPreparedStatementQuery,
+) -> Result<(crate::plan::Plan, Origin), ServiceError> {
+    let (payload, values) = open(service, command).await?;
     let plan = plan(
         service,
         principal,
@@ -195,7 +206,7 @@ pub(super) async fn get_flight_info(
         query: payload.query,
         parameters: payload.parameters,
     };
-    run(service, descriptor, plan, &origin).await
+    Ok((plan, origin))
 }
 
 /// GetSchema of a prepared statement.

@@ -40,6 +40,16 @@ pub(super) async fn get_flight_info(
     descriptor: FlightDescriptor,
     command: CommandStatementQuery,
 ) -> Result<FlightInfo, ServiceError> {
+    let (plan, origin) = planned(service, principal, command).await?;
+    run(service, descriptor, plan, &origin).await
+}
+
+/// A statement planned for `principal` (GetFlightInfo and PollFlightInfo), with its origin.
+pub(super) async fn planned(
+    service: &Service,
+    principal: &Principal,
+    command: CommandStatementQuery,
+) -> Result<(Plan, Origin), ServiceError> {
     if command.transaction_id.is_some() {
         return Err(ServiceError::Unimplemented(
             "transactions are not supported: redshift-flight is read-only".into(),
@@ -50,7 +60,7 @@ pub(super) async fn get_flight_info(
         query: command.query,
         parameters: Vec::new(),
     };
-    run(service, descriptor, plan, &origin).await
+    Ok((plan, origin))
 }
 
 /// Answers a planned query (a statement's or a prepared statement's, planned from `origin`):

@@ -40,9 +40,6 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use tonic::{Code, Status};
 
 use super::super::{Service, ServiceError, timestamp_ms};
-use super::handle::HandleCodec;
-use super::prepared::bound_values;
-use super::statement::{Origin, Parameters, plan};
 use crate::auth::Principal;
 use crate::clock::unix_ms;
 use crate::status::{new_request_id, with_error_info};
@@ -138,19 +135,11 @@ async fn statement_work(
     descriptor: FlightDescriptor,
     command: CommandStatementQuery,
 ) -> Result<Work, ServiceError> {
-    if command.transaction_id.is_some() {
-        return Err(ServiceError::Unimplemented(
-            "transactions are not supported: redshift-flight is read-only".into(),
-        ));
-    }
-    let plan = plan(service, principal, &command.query, Parameters::Refused).await?;
+    let (plan, origin) = super::statement::planned(service, principal, command).await?;
     Ok(Work {
         descriptor,
         plan,
-        origin: Origin {
-            query: command.query,
-            parameters: Vec::new(),
-        },
+        origin,
     })
 }
 
@@ -161,23 +150,11 @@ async fn prepared_work(
     descriptor: FlightDescriptor,
     command: CommandPreparedStatementQuery,
 ) -> Result<Work, ServiceError> {
-    let payload = HandleCodec::new(Arc::clone(service.tickets.keys()))
-        .decode(&command.prepared_statement_handle, SystemTime::now())?;
-    let values = bound_values(service, &payload).await?;
-    let plan = plan(
-        service,
-        principal,
-        &payload.query,
-        Parameters::Bound(&values),
-    )
-    .await?;
+    let (plan, origin) = super::prepared::planned(service, principal, &command).await?;
     Ok(Work {
         descriptor,
         plan,
-        origin: Origin {
-            query: payload.query,
-            parameters: payload.parameters,
-        },
+        origin,
     })
 }
 
