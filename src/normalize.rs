@@ -306,7 +306,7 @@ fn decode_binary(
 }
 
 /// Parses Redshift's text form of TIME, `HH:MM:SS[.ffffff]`, into microseconds after midnight.
-fn parse_time_micros(text: &str) -> Result<i64, String> {
+pub fn parse_time_micros(text: &str) -> Result<i64, String> {
     let bad = || format!("not a time of day (HH:MM:SS[.ffffff]): {text:?}");
     let (hms, fraction) = match text.split_once('.') {
         Some((hms, f)) => (hms, f),

@@ -4,7 +4,9 @@
 //! timestamps over Redshift's whole range (years 4713 BC to 294276 AD, beyond what date crates
 //! cover; a timestamp past Arrow's microsecond range, after 294247-01-10, is an error), by civil-date arithmetic.
 //!
-//! Imports nothing of the crate.
+//! Imports: `crate::normalize` (the time of day, parsed as a TIME column's text is).
+
+use crate::normalize::parse_time_micros;
 
 /// Microseconds in a day.
 const DAY_MICROS: i64 = 86_400_000_000;
@@ -151,7 +153,7 @@ pub fn parse_timestamp(text: &str, zoned: bool) -> Result<i64, String> {
     } else {
         (rest, None)
     };
-    let time = parse_time_of_day(clock).ok_or_else(err)?;
+    let time = parse_time_micros(clock).map_err(|_| err())?;
     let offset_micros = match offset {
         None => 0,
         Some(offset) => {
@@ -177,30 +179,6 @@ pub fn parse_timestamp(text: &str, zoned: bool) -> Result<i64, String> {
         .and_then(|d| d.checked_add(time))
         .and_then(|t| t.checked_sub(offset_micros))
         .ok_or_else(err)
-}
-
-/// `HH:MM:SS[.f{1,6}]` as microseconds after midnight.
-fn parse_time_of_day(text: &str) -> Option<i64> {
-    let (hms, fraction) = text.split_once('.').unwrap_or((text, ""));
-    let mut parts = hms.split(':');
-    let mut seconds = 0i64;
-    for (unit, limit) in [(3600, 24), (60, 59), (1, 59)] {
-        let part = parts.next()?;
-        let value: i64 = (part.len() == 2).then(|| digits(part)).flatten()?;
-        if value > limit {
-            return None;
-        }
-        seconds += unit * value;
-    }
-    if parts.next().is_some() || fraction.len() > 6 {
-        return None;
-    }
-    let micros = if fraction.is_empty() {
-        0
-    } else {
-        digits::<i64>(fraction)? * 10i64.pow(6 - fraction.len() as u32)
-    };
-    Some(seconds * 1_000_000 + micros)
 }
 
 #[cfg(test)]
