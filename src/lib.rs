@@ -10,7 +10,9 @@
 #![warn(missing_docs)]
 
 pub mod auth;
+pub mod aws;
 pub mod catalog;
+pub mod check;
 pub mod clock;
 pub mod config;
 pub mod decode;

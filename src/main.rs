@@ -1,4 +1,4 @@
-//! The `redshift-flight` command: `serve`, `tables`, `plan`.
+//! The `redshift-flight` command: `serve`, `tables`, `plan`, `check`, `hash-password`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -43,6 +43,10 @@ enum Command {
     },
     /// Read a password from standard input and print its hash for the access file (`auth_file`).
     HashPassword,
+    /// Try each credential and permission the server needs (Redshift login, SELECT 1, a tiny
+    /// UNLOAD into the prefix, S3 read and delete of it) and print what works and what does not,
+    /// with the fix. Exits non-zero if anything fails.
+    Check,
 }
 
 fn load_config(cli: &Cli) -> Result<Config, String> {
@@ -80,7 +84,7 @@ async fn run(cli: Cli) -> Result<(), String> {
                 .map_err(|e| error_chain(&e))
         }
         Command::Tables { schema } => {
-            let parts = Parts::build(&config).map_err(|e| error_chain(&e))?;
+            let parts = Parts::build(&config).await.map_err(|e| error_chain(&e))?;
             let schema = schema.unwrap_or_else(|| config.redshift.schema.clone());
             let tables = parts
                 .catalog
@@ -102,8 +106,18 @@ async fn run(cli: Cli) -> Result<(), String> {
             Ok(())
         }
         Command::HashPassword => Ok(()),
+        Command::Check => {
+            let report = redshift_flight::check::run(&config).await;
+            print!("{}", report.render());
+            if report.passed() {
+                println!("all checks passed");
+                Ok(())
+            } else {
+                Err("some checks failed (see above)".into())
+            }
+        }
         Command::Plan { table } => {
-            let parts = Parts::build(&config).map_err(|e| error_chain(&e))?;
+            let parts = Parts::build(&config).await.map_err(|e| error_chain(&e))?;
             let (schema, name) = split_table_name(&table).map_err(|e| error_chain(&e))?;
             let schema = schema.unwrap_or_else(|| config.redshift.schema.clone());
             let info = parts

@@ -22,12 +22,14 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_layer::{Identity, Stack};
 
 use crate::auth::{AuthError, Authenticator};
+use crate::aws::{Aws, AwsApi, AwsError, CachedCredentials, DbLogins, S3Credentials};
 use crate::catalog::Catalog;
 use crate::catalog::spec::{SpecError, TableSpec};
-use crate::config::{Config, S3Settings};
+use crate::config::{Config, RedshiftLogin, S3Settings};
 use crate::flight::{RedshiftFlightService, Service};
 use crate::metrics::Metrics;
 use crate::panics::PanicToStatus;
+use crate::plan::UnloadOptions;
 use crate::redshift::{Redshift, RedshiftError, RetrySettings};
 use crate::stage::{StageSettings, Stager};
 use crate::store::{StoreError, build_s3};
@@ -72,6 +74,9 @@ pub enum StartError {
     /// The S3 client could not be built.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The AWS configuration (region, credential chain) is unusable.
+    #[error(transparent)]
+    Aws(#[from] AwsError),
     /// The table spec is unusable.
     #[error(transparent)]
     Spec(#[from] SpecError),
@@ -130,12 +135,88 @@ pub struct Parts {
     pub metrics: Arc<Metrics>,
 }
 
+/// The options of every UNLOAD, from the staging section.
+pub fn unload_options(config: &Config) -> UnloadOptions {
+    UnloadOptions {
+        iam_role: config.staging.iam_role.clone(),
+        max_file_size_mb: config.staging.unload_max_file_size_mb,
+        kms_key_id: config.staging.unload_kms_key_id.clone(),
+        region: config.staging.unload_region.clone(),
+    }
+}
+
+/// The AWS side of the parts: the credentials S3 is read with (`None`: the static keys of the
+/// configuration, given to object_store directly), the bucket's region, and the API client of
+/// `redshift_auth` iam and secret. Loads the SDK configuration only when something needs it.
+struct AwsParts {
+    s3_credentials: Option<Arc<CachedCredentials>>,
+    s3_region: String,
+    api: Option<Arc<AwsApi>>,
+}
+
+impl AwsParts {
+    async fn build(config: &Config) -> Result<Self, AwsError> {
+        let s3 = &config.s3;
+        let static_keys = match (&s3.access_key_id, &s3.secret_access_key) {
+            (Some(key), Some(secret)) => Some(aws_credential_types::Credentials::new(
+                key,
+                secret.expose_secret(),
+                None,
+                None,
+                "configuration",
+            )),
+            _ => None,
+        };
+        let needs_api = !matches!(config.redshift.login, RedshiftLogin::Password { .. });
+        if static_keys.is_some() && s3.role.is_none() && !needs_api {
+            if let Some(region) = &s3.region {
+                // Static keys, a region and a stored password: nothing of the SDK is needed.
+                return Ok(Self {
+                    s3_credentials: None,
+                    s3_region: region.clone(),
+                    api: None,
+                });
+            }
+        }
+        let aws = Aws::load(s3.region.as_deref()).await;
+        let s3_region = s3
+            .region
+            .clone()
+            .or_else(|| aws.region().map(str::to_string))
+            .ok_or(AwsError::NoRegion)?;
+        // The server's own identity: the static keys if configured, else the chain.
+        let own = aws.credentials(static_keys.clone(), None).await?;
+        let s3_credentials = match &s3.role {
+            Some(role) => Some(aws.credentials(static_keys.clone(), Some(role)).await?),
+            None if static_keys.is_some() => None,
+            None => Some(Arc::clone(&own)),
+        };
+        let api = match needs_api {
+            true => Some(Arc::new(AwsApi::new(&aws, own)?)),
+            false => None,
+        };
+        Ok(Self {
+            s3_credentials,
+            s3_region,
+            api,
+        })
+    }
+}
+
 impl Parts {
-    /// Builds every part from its section of `config`; opens no connection.
-    pub fn build(config: &Config) -> Result<Self, StartError> {
+    /// Builds every part from its section of `config`; opens no connection (the AWS SDK's
+    /// configuration is loaded if the configuration needs it, which may read profile files).
+    pub async fn build(config: &Config) -> Result<Self, StartError> {
+        let aws = AwsParts::build(config).await?;
+        let logins = DbLogins::new(
+            &config.redshift.login,
+            &config.redshift.database,
+            aws.api.clone(),
+        )?;
         let redshift = Arc::new(Redshift::new(
             &config.redshift,
             config.performance.max_parallel_workers,
+            Arc::new(logins),
         )?);
         let spec = if config.catalog.auto_schema_detection {
             None
@@ -157,15 +238,19 @@ impl Parts {
             )
             .with_metrics(Arc::clone(&metrics)),
         );
-        let store = build_s3(&config.s3)?;
+        let store = build_s3(
+            &config.s3,
+            &aws.s3_region,
+            aws.s3_credentials
+                .map(|credentials| Arc::new(S3Credentials(credentials)) as _),
+        )?;
         let stager = Arc::new(Stager::new(
             Arc::clone(&redshift) as _,
             Arc::clone(&store),
             StageSettings {
                 bucket: config.s3.bucket.clone(),
                 prefix: config.s3.prefix.clone(),
-                iam_role: config.staging.iam_role.clone(),
-                max_file_size_mb: config.staging.unload_max_file_size_mb,
+                unload: unload_options(config),
                 ttl: config.staging.ttl,
                 grace: config.staging.grace,
                 max_parallel: config.performance.max_parallel_workers,
@@ -221,7 +306,7 @@ pub struct Application {
 impl Application {
     /// Builds the service, checks Redshift and the bucket, and binds the listen addresses.
     pub async fn build(config: Config) -> Result<Self, StartError> {
-        let parts = Parts::build(&config)?;
+        let parts = Parts::build(&config).await?;
         parts.check_reachable(&config.s3).await?;
         let auth_settings = &config.auth;
         let listen = &config.listen;

@@ -565,7 +565,9 @@ async fn a_cleaned_up_run_says_call_get_flight_info_again() {
     let app: serde_json::Value = serde_json::from_slice(&info.app_metadata).unwrap();
     let run_id = app["run_id"].as_str().unwrap();
     let config = redshift_flight::config::Config::try_from_raw(common::raw_config(&[])).unwrap();
-    let store = redshift_flight::store::build_s3(&config.s3).unwrap();
+    let store =
+        redshift_flight::store::build_s3(&config.s3, config.s3.region.as_deref().unwrap(), None)
+            .unwrap();
     let manifest =
         object_store::path::Path::from(format!("redshift-flight-tests/{run_id}/data/manifest"));
     let manifest_json = store.get(&manifest).await.unwrap().bytes().await.unwrap();
@@ -650,7 +652,9 @@ async fn files_of_many_row_groups_stream_whole_and_a_disconnect_is_harmless() {
         app["run_id"].as_str().unwrap()
     );
     let config = redshift_flight::config::Config::try_from_raw(common::raw_config(&[])).unwrap();
-    let store = redshift_flight::store::build_s3(&config.s3).unwrap();
+    let store =
+        redshift_flight::store::build_s3(&config.s3, config.s3.region.as_deref().unwrap(), None)
+            .unwrap();
     let manifest = store
         .get(&object_store::path::Path::from(format!(
             "{run_prefix}manifest"

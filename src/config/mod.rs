@@ -9,6 +9,7 @@
 //!
 //! May import: nothing from the crate (every other module may import this one).
 
+mod aws;
 mod raw;
 mod sections;
 mod validate;
@@ -20,8 +21,9 @@ use std::path::PathBuf;
 
 pub use raw::RawConfig;
 pub use sections::{
-    AuthSettings, CatalogSettings, FlightSqlSettings, IamRole, ListenSettings, PerformanceSettings,
-    RedshiftSettings, S3Settings, SslMode, StagingSettings,
+    AssumedRole, AuthSettings, CatalogSettings, FlightSqlSettings, IamLogin, IamRole, IamTarget,
+    ListenSettings, PerformanceSettings, RedshiftLogin, RedshiftSettings, S3Settings, SslMode,
+    StagingSettings,
 };
 pub use validate::MIN_SECRET_BYTES;
 
@@ -124,11 +126,27 @@ impl Config {
         )?;
         let insecure = parse_bool(raw.insecure, "insecure", false)?;
         let database = required(raw.redshift_database, "redshift_database")?;
-        let user = required(raw.redshift_user, "redshift_user")?;
-        let password = required(raw.redshift_password, "redshift_password")?.into();
+        let login = aws::redshift_login(aws::LoginKeys {
+            auth: raw.redshift_auth,
+            user: raw.redshift_user,
+            password: raw.redshift_password,
+            cluster_id: raw.redshift_cluster_id,
+            workgroup: raw.redshift_workgroup,
+            auto_create: raw.redshift_auto_create,
+            db_groups: raw.redshift_db_groups,
+            duration: raw.redshift_iam_duration_seconds,
+            secret_arn: raw.redshift_secret_arn,
+        })?;
         let schema = required(raw.redshift_schema, "redshift_schema")?;
         let bucket = required(raw.s3_bucket, "s3_bucket")?;
-        let region = required(raw.s3_region, "s3_region")?;
+        let region = aws::region("s3_region", raw.s3_region)?;
+        let role = aws::s3_role(
+            raw.s3_role_arn,
+            raw.s3_role_external_id,
+            raw.s3_role_session_name,
+        )?;
+        let unload_kms_key_id = aws::kms_key_id(raw.unload_kms_key_id)?;
+        let unload_region = aws::region("unload_region", raw.unload_region)?;
         let enable_complete_resync =
             parse_bool(raw.enable_complete_resync, "enable_complete_resync", false)?;
         let max_parallel_workers = parse_number(
@@ -252,8 +270,7 @@ impl Config {
                 host,
                 port,
                 database,
-                user,
-                password,
+                login,
                 schema,
                 sslmode,
                 ssl_root_cert: optional(raw.redshift_ssl_root_cert).map(PathBuf::from),
@@ -267,12 +284,15 @@ impl Config {
                 endpoint,
                 access_key_id,
                 secret_access_key,
+                role,
                 max_retries,
                 retry_timeout,
             },
             staging: StagingSettings {
                 iam_role,
                 unload_max_file_size_mb,
+                unload_kms_key_id,
+                unload_region,
                 ttl: staging_ttl,
                 grace,
                 sweep_interval,

@@ -195,6 +195,30 @@ raw_config! {
     direct_max_rows: "REDSHIFT_FLIGHT_DIRECT_MAX_ROWS", secret = false;
     /// Milliseconds PollFlightInfo waits for a query to finish before it answers with the query's progress (default 1000).
     flight_sql_poll_wait_ms: "REDSHIFT_FLIGHT_FLIGHT_SQL_POLL_WAIT_MS", secret = false;
+    /// How the server logs in to Redshift: `password` (redshift_user and redshift_password, the default), `iam` (temporary credentials from redshift_cluster_id or redshift_workgroup) or `secret` (redshift_secret_arn in Secrets Manager).
+    redshift_auth: "REDSHIFT_FLIGHT_REDSHIFT_AUTH", secret = false;
+    /// Provisioned cluster identifier for `redshift_auth = iam` (GetClusterCredentials).
+    redshift_cluster_id: "REDSHIFT_FLIGHT_REDSHIFT_CLUSTER_ID", secret = false;
+    /// Redshift Serverless workgroup for `redshift_auth = iam` (GetCredentials).
+    redshift_workgroup: "REDSHIFT_FLIGHT_REDSHIFT_WORKGROUP", secret = false;
+    /// `true`: GetClusterCredentials creates redshift_user on first login (default false).
+    redshift_auto_create: "REDSHIFT_FLIGHT_REDSHIFT_AUTO_CREATE", secret = false;
+    /// Comma-separated database groups the IAM user joins for its sessions.
+    redshift_db_groups: "REDSHIFT_FLIGHT_REDSHIFT_DB_GROUPS", secret = false;
+    /// Lifetime of temporary Redshift credentials, in seconds (900 to 3600, default 900); they are refreshed before they expire.
+    redshift_iam_duration_seconds: "REDSHIFT_FLIGHT_REDSHIFT_IAM_DURATION_SECONDS", secret = false;
+    /// Secrets Manager secret (ARN or name) holding `{"username": ..., "password": ...}` for `redshift_auth = secret`.
+    redshift_secret_arn: "REDSHIFT_FLIGHT_REDSHIFT_SECRET_ARN", secret = false;
+    /// IAM role the server assumes (STS AssumeRole) to read and delete staged files.
+    s3_role_arn: "REDSHIFT_FLIGHT_S3_ROLE_ARN", secret = false;
+    /// External id for assuming s3_role_arn.
+    s3_role_external_id: "REDSHIFT_FLIGHT_S3_ROLE_EXTERNAL_ID", secret = true;
+    /// Session name for assuming s3_role_arn (default `redshift-flight`).
+    s3_role_session_name: "REDSHIFT_FLIGHT_S3_ROLE_SESSION_NAME", secret = false;
+    /// KMS key (id, ARN or alias) UNLOAD encrypts staged files with (`KMS_KEY_ID ... ENCRYPTED`).
+    unload_kms_key_id: "REDSHIFT_FLIGHT_UNLOAD_KMS_KEY_ID", secret = false;
+    /// Region of the bucket when it is not the cluster's (UNLOAD's `REGION`).
+    unload_region: "REDSHIFT_FLIGHT_UNLOAD_REGION", secret = false;
     /// `true`: allow listening on a non-loopback address without authentication (a warning is logged).
     insecure: "REDSHIFT_FLIGHT_INSECURE", secret = false, arg(num_args = 0..=1, default_missing_value = "true");
 }

@@ -42,10 +42,8 @@ pub struct RedshiftSettings {
     pub port: u16,
     /// Database (`redshift_database`).
     pub database: String,
-    /// User (`redshift_user`).
-    pub user: String,
-    /// Password (`redshift_password`).
-    pub password: SecretString,
+    /// How the server logs in (`redshift_auth` and the keys of its mode).
+    pub login: RedshiftLogin,
     /// Default schema, served when a descriptor names none (`redshift_schema`).
     pub schema: String,
     /// TLS to Redshift (`redshift_sslmode`; default verify-full, prefer on loopback).
@@ -58,13 +56,80 @@ pub struct RedshiftSettings {
     pub pool_timeout: Duration,
 }
 
+/// How the server logs in to Redshift (`redshift_auth`).
+#[derive(Debug, Clone)]
+pub enum RedshiftLogin {
+    /// `password` (the default): a stored user and password.
+    Password {
+        /// `redshift_user`.
+        user: String,
+        /// `redshift_password`.
+        password: SecretString,
+    },
+    /// `iam`: temporary database credentials from Redshift's API, refreshed before they expire.
+    Iam(IamLogin),
+    /// `secret`: user and password read from Secrets Manager, re-read when a login is refused.
+    Secret {
+        /// `redshift_secret_arn`.
+        arn: String,
+    },
+}
+
+impl RedshiftLogin {
+    /// The user name the configuration names, for messages (none for a secret, or an IAM login
+    /// whose user Redshift derives from the caller's identity).
+    pub fn configured_user(&self) -> Option<&str> {
+        match self {
+            Self::Password { user, .. } => Some(user),
+            Self::Iam(iam) => iam.db_user.as_deref(),
+            Self::Secret { .. } => None,
+        }
+    }
+}
+
+/// Where `redshift_auth = iam` asks for temporary credentials.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IamTarget {
+    /// A provisioned cluster (`redshift_cluster_id`): `GetClusterCredentials`.
+    Cluster(String),
+    /// A Redshift Serverless workgroup (`redshift_workgroup`): `GetCredentials`.
+    Workgroup(String),
+}
+
+/// `redshift_auth = iam`.
+#[derive(Debug, Clone)]
+pub struct IamLogin {
+    /// The cluster or workgroup.
+    pub target: IamTarget,
+    /// `redshift_user`: the database user (`DbUser`); `None` on a cluster asks
+    /// `GetClusterCredentialsWithIAM`, which derives the user from the server's IAM identity.
+    pub db_user: Option<String>,
+    /// Create the user on first login (`redshift_auto_create`).
+    pub auto_create: bool,
+    /// Groups the user joins for the session (`redshift_db_groups`).
+    pub db_groups: Vec<String>,
+    /// Lifetime asked for (`redshift_iam_duration_seconds`, 900 to 3600).
+    pub duration: Duration,
+}
+
+/// A role the server assumes (STS AssumeRole) to read and delete staged files (`s3_role_arn`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AssumedRole {
+    /// `s3_role_arn`.
+    pub arn: String,
+    /// `s3_role_external_id`.
+    pub external_id: Option<String>,
+    /// `s3_role_session_name` (default `redshift-flight`).
+    pub session_name: String,
+}
+
 /// The staging bucket and how the server's S3 client reaches it.
 #[derive(Debug, Clone)]
 pub struct S3Settings {
     /// Bucket (`s3_bucket`).
     pub bucket: String,
-    /// The bucket's region (`s3_region`).
-    pub region: String,
+    /// The bucket's region (`s3_region`); `None`: the AWS profile's or environment's region.
+    pub region: Option<String>,
     /// Prefix for staged runs, without leading or trailing `/` (`s3_prefix`).
     pub prefix: String,
     /// S3-compatible endpoint URL, path-style addressing (`s3_endpoint`).
@@ -73,6 +138,8 @@ pub struct S3Settings {
     pub access_key_id: Option<String>,
     /// Static AWS secret key (`aws_secret_access_key`).
     pub secret_access_key: Option<SecretString>,
+    /// A role to assume for S3 (`s3_role_arn`).
+    pub role: Option<AssumedRole>,
     /// Retries of a failed request (`s3_max_retries`).
     pub max_retries: usize,
     /// Time within which retries must succeed (`s3_retry_timeout_seconds`).
@@ -86,6 +153,10 @@ pub struct StagingSettings {
     pub iam_role: IamRole,
     /// UNLOAD MAXFILESIZE in MB (`unload_max_file_size_mb`).
     pub unload_max_file_size_mb: u32,
+    /// UNLOAD `KMS_KEY_ID '...' ENCRYPTED` (`unload_kms_key_id`).
+    pub unload_kms_key_id: Option<String>,
+    /// UNLOAD `REGION '...'`: the bucket's region when it is not the cluster's (`unload_region`).
+    pub unload_region: Option<String>,
     /// Staged run lifetime (`staging_ttl_seconds`).
     pub ttl: Duration,
     /// How long a fully streamed run is kept (`staging_grace_seconds`).

@@ -47,7 +47,7 @@ fn seed_configuration_works_unchanged() {
     assert!(!config.listen.insecure);
     assert_eq!(config.redshift.pool_size, 0, "max_parallel_workers + 4");
     assert_eq!(config.redshift.pool_timeout, Duration::from_secs(30));
-    assert_eq!(RawConfig::KEYS.len(), 48);
+    assert_eq!(RawConfig::KEYS.len(), 60);
     assert!(config.flight_sql.extra_functions.is_empty());
     assert_eq!(config.flight_sql.direct_max_rows, 100_000);
     assert_eq!(config.flight_sql.poll_wait, Duration::from_secs(1));
@@ -287,6 +287,201 @@ fn flight_sql_functions_are_names() {
     let error = parse(json).unwrap_err().to_string();
     assert!(
         error.contains("flight_sql_functions") && error.contains("pg_sleep(1)"),
+        "{error}"
+    );
+}
+
+fn with(pairs: &[(&str, &str)], without: &[&str]) -> Result<Config, ConfigError> {
+    let mut json = seed_json();
+    for key in without {
+        json.as_object_mut().unwrap().remove(*key);
+    }
+    for (key, value) in pairs {
+        json[*key] = (*value).into();
+    }
+    parse(json)
+}
+
+fn invalid_key(result: Result<Config, ConfigError>) -> &'static str {
+    match result {
+        Err(ConfigError::Invalid { key, .. } | ConfigError::Missing { key, .. }) => key,
+        other => panic!("expected a key error, got {other:?}"),
+    }
+}
+
+#[test]
+fn redshift_auth_modes_take_their_own_keys() {
+    let config = with(&[], &[]).unwrap();
+    assert!(matches!(
+        config.redshift.login,
+        RedshiftLogin::Password { ref user, .. } if user == "awsuser"
+    ));
+
+    let iam = with(
+        &[
+            ("redshift_auth", "IAM"),
+            ("redshift_cluster_id", "prod-1"),
+            ("redshift_auto_create", "true"),
+            ("redshift_db_groups", "readers, etl"),
+            ("redshift_iam_duration_seconds", "1800"),
+        ],
+        &["redshift_password"],
+    )
+    .unwrap();
+    let RedshiftLogin::Iam(login) = iam.redshift.login else {
+        panic!("iam")
+    };
+    assert_eq!(login.target, IamTarget::Cluster("prod-1".into()));
+    assert_eq!(login.db_user.as_deref(), Some("awsuser"));
+    assert!(login.auto_create);
+    assert_eq!(login.db_groups, ["readers", "etl"]);
+    assert_eq!(login.duration, Duration::from_secs(1800));
+
+    let serverless = with(
+        &[("redshift_auth", "iam"), ("redshift_workgroup", "wg")],
+        &["redshift_password", "redshift_user"],
+    )
+    .unwrap();
+    let RedshiftLogin::Iam(login) = serverless.redshift.login else {
+        panic!("iam")
+    };
+    assert_eq!(login.target, IamTarget::Workgroup("wg".into()));
+    assert_eq!(login.duration, Duration::from_secs(900));
+
+    let secret = with(
+        &[
+            ("redshift_auth", "secret"),
+            (
+                "redshift_secret_arn",
+                "arn:aws:secretsmanager:us-east-1:123456789012:secret:rs-AbC",
+            ),
+        ],
+        &["redshift_password", "redshift_user"],
+    )
+    .unwrap();
+    assert!(
+        matches!(secret.redshift.login, RedshiftLogin::Secret { ref arn } if arn.ends_with("rs-AbC"))
+    );
+}
+
+#[test]
+fn redshift_auth_rejects_keys_of_other_modes_and_missing_ones() {
+    let iam = [("redshift_auth", "iam"), ("redshift_cluster_id", "c")];
+    // The stored password would be silently unused.
+    assert_eq!(invalid_key(with(&iam, &[])), "redshift_password");
+    assert_eq!(
+        invalid_key(with(&[("redshift_auth", "iam")], &["redshift_password"])),
+        "redshift_cluster_id"
+    );
+    assert_eq!(
+        invalid_key(with(
+            &[
+                ("redshift_auth", "iam"),
+                ("redshift_cluster_id", "c"),
+                ("redshift_workgroup", "w")
+            ],
+            &["redshift_password"]
+        )),
+        "redshift_workgroup"
+    );
+    assert_eq!(
+        invalid_key(with(
+            &[
+                ("redshift_auth", "iam"),
+                ("redshift_workgroup", "w"),
+                ("redshift_db_groups", "g")
+            ],
+            &["redshift_password", "redshift_user"]
+        )),
+        "redshift_db_groups"
+    );
+    assert_eq!(
+        invalid_key(with(
+            &[
+                ("redshift_auth", "iam"),
+                ("redshift_cluster_id", "c"),
+                ("redshift_iam_duration_seconds", "60")
+            ],
+            &["redshift_password"]
+        )),
+        "redshift_iam_duration_seconds"
+    );
+    assert_eq!(
+        invalid_key(with(&[("redshift_cluster_id", "c")], &[])),
+        "redshift_cluster_id"
+    );
+    assert_eq!(
+        invalid_key(with(
+            &[("redshift_auth", "secret")],
+            &["redshift_password", "redshift_user"]
+        )),
+        "redshift_secret_arn"
+    );
+    assert_eq!(
+        invalid_key(with(
+            &[("redshift_auth", "secret"), ("redshift_secret_arn", "s")],
+            &["redshift_user"]
+        )),
+        "redshift_password"
+    );
+    assert_eq!(
+        invalid_key(with(&[("redshift_auth", "kerberos")], &[])),
+        "redshift_auth"
+    );
+    // A password in the wrong mode is named but never shown.
+    let Err(error) = with(&iam, &[]) else {
+        panic!()
+    };
+    assert!(!error.to_string().contains("hunter2"), "{error}");
+}
+
+#[test]
+fn s3_role_region_and_unload_options() {
+    let config = with(
+        &[
+            ("s3_role_arn", "arn:aws:iam::123456789012:role/reader"),
+            ("s3_role_external_id", "ext-id-42"),
+            ("unload_kms_key_id", "alias/staging"),
+            ("unload_region", "eu-west-1"),
+        ],
+        &["s3_region"],
+    )
+    .unwrap();
+    let role = config.s3.role.unwrap();
+    assert_eq!(role.arn, "arn:aws:iam::123456789012:role/reader");
+    assert_eq!(role.external_id.as_deref(), Some("ext-id-42"));
+    assert_eq!(role.session_name, "redshift-flight");
+    assert_eq!(
+        config.s3.region, None,
+        "the region may come from the profile"
+    );
+    assert_eq!(
+        config.staging.unload_kms_key_id.as_deref(),
+        Some("alias/staging")
+    );
+    assert_eq!(config.staging.unload_region.as_deref(), Some("eu-west-1"));
+
+    assert_eq!(
+        invalid_key(with(&[("s3_role_arn", "reader")], &[])),
+        "s3_role_arn"
+    );
+    assert_eq!(
+        invalid_key(with(&[("s3_role_external_id", "xx")], &[])),
+        "s3_role_external_id"
+    );
+    assert_eq!(
+        invalid_key(with(&[("unload_region", "EU West")], &[])),
+        "unload_region"
+    );
+    assert_eq!(
+        invalid_key(with(&[("unload_kms_key_id", "k'ey")], &[])),
+        "unload_kms_key_id"
+    );
+    let Err(error) = with(&[("s3_role_external_id", "the-external-secret")], &[]) else {
+        panic!()
+    };
+    assert!(
+        !error.to_string().contains("the-external-secret"),
         "{error}"
     );
 }

@@ -129,7 +129,7 @@ pub(super) fn iam_role(value: Option<String>) -> Result<IamRole, ConfigError> {
     }
 }
 
-fn is_valid_role_arn(arn: &str) -> bool {
+pub(super) fn is_valid_role_arn(arn: &str) -> bool {
     // arn:aws:iam::<12 digits>:role/<name> (partitions aws, aws-cn, aws-us-gov).
     let Some(rest) = ["arn:aws:iam::", "arn:aws-cn:iam::", "arn:aws-us-gov:iam::"]
         .iter()

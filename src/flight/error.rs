@@ -18,7 +18,7 @@ use crate::normalize::NormalizeError;
 use crate::plan::PlanError;
 use crate::redshift::RedshiftError;
 use crate::sql::query::QueryError;
-use crate::stage::{LayoutError, StageError};
+use crate::stage::{LayoutError, StageError, is_cross_region};
 use crate::status::with_error_info;
 use crate::store::{StoreError, error_chain};
 use crate::ticket::TicketError;
@@ -122,7 +122,9 @@ fn redshift_code(error: &RedshiftError) -> Code {
         RedshiftError::Unreachable { .. } => Code::Unavailable,
         RedshiftError::PoolTimeout { .. } => Code::Unavailable,
         // The server's own login failed: an operator problem, not the client's.
-        RedshiftError::Authentication { .. } => Code::Unavailable,
+        RedshiftError::Authentication { .. } | RedshiftError::Credentials { .. } => {
+            Code::Unavailable
+        }
         RedshiftError::Sql { code, .. } => match code.as_str() {
             "42501" => Code::PermissionDenied,
             "42P01" | "3F000" => Code::NotFound,
@@ -284,6 +286,9 @@ impl ServiceError {
             RedshiftError::Authentication { .. } => {
                 format!("{what}: the server's Redshift login was refused")
             }
+            RedshiftError::Credentials { .. } => {
+                format!("{what}: the server could not get its Redshift credentials from AWS")
+            }
             RedshiftError::Sql { code, .. } => format!("{what}: Redshift reported error {code}"),
             // Names the setting and nothing of the infrastructure.
             RedshiftError::PoolTimeout { .. } => format!("{what}: {source}"),
@@ -300,6 +305,11 @@ impl ServiceError {
                 format!("SELECT MAX of the replication key of {table} failed"),
                 source,
             ),
+            Self::Stage(StageError::Unload { table, source }) if is_cross_region(source) => {
+                format!(
+                    "UNLOAD of {table} failed: the staging bucket is in another region than the Redshift cluster (server setting unload_region)"
+                )
+            }
             Self::Stage(StageError::Unload { table, source }) => {
                 redshift(format!("UNLOAD of {table} failed"), source)
             }
@@ -342,9 +352,9 @@ fn store_summary(error: &StoreError) -> &'static str {
 /// `WAREHOUSE_UNAVAILABLE`, a column or table gone is `TABLE_CHANGED`, else `otherwise`.
 fn redshift_reason(error: &RedshiftError, otherwise: &'static str) -> &'static str {
     match error {
-        RedshiftError::Unreachable { .. } | RedshiftError::Authentication { .. } => {
-            "WAREHOUSE_UNAVAILABLE"
-        }
+        RedshiftError::Unreachable { .. }
+        | RedshiftError::Authentication { .. }
+        | RedshiftError::Credentials { .. } => "WAREHOUSE_UNAVAILABLE",
         RedshiftError::PoolTimeout { .. } => "WAREHOUSE_BUSY",
         RedshiftError::Sql { code, .. } => match code.as_str() {
             "42703" | "42P01" | "3F000" => "TABLE_CHANGED",

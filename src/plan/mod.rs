@@ -17,12 +17,12 @@ use std::sync::Arc;
 use arrow::datatypes::SchemaRef;
 
 use crate::catalog::{ColumnInfo, RedshiftType, TableInfo};
-use crate::config::IamRole;
 use crate::sql::query::{QueryError, QueryPolicy, validate_predicate};
 use crate::sql::{QuoteError, Sql, sql};
 pub use request::{
     Command, FlightRequest, GeometryEncoding, MAX_COMMAND_BYTES, Mode, split_table_name,
 };
+pub use select::{UnloadOptions, unload_sql};
 
 /// A request that cannot be served as asked.
 #[derive(Debug, thiserror::Error)]
@@ -401,10 +401,9 @@ impl Plan {
     pub fn unload_sql(
         &self,
         destination: &str,
-        iam_role: &IamRole,
-        max_file_size_mb: u32,
+        options: &UnloadOptions,
     ) -> Result<Sql, QuoteError> {
-        select::unload_sql(&self.select, destination, iam_role, max_file_size_mb)
+        select::unload_sql(&self.select, destination, options)
     }
 }
 
@@ -512,6 +511,7 @@ fn check_cursor_key(column: &ColumnInfo, cursor: Option<&cursor::Cursor>) -> Res
 mod tests {
     use super::*;
     use crate::catalog::{TableKind, TableRef};
+    use crate::config::IamRole;
 
     fn table() -> Arc<TableInfo> {
         Arc::new(TableInfo {
@@ -551,16 +551,26 @@ mod tests {
             plan.select.as_str(),
             r#"SELECT "id", CAST("at" AS VARCHAR) AS "at", "x'); drop table t; --" FROM "my schema"."O'Brien ""t""""#
         );
-        let unload = plan
-            .unload_sql(
-                "s3://b/p/run/",
-                &IamRole::Arn("arn:aws:iam::123456789012:role/r".into()),
-                256,
-            )
-            .unwrap();
+        let mut options = UnloadOptions {
+            iam_role: IamRole::Arn("arn:aws:iam::123456789012:role/r".into()),
+            max_file_size_mb: 256,
+            kms_key_id: None,
+            region: None,
+        };
+        let unload = plan.unload_sql("s3://b/p/run/", &options).unwrap();
         assert_eq!(
             unload.as_str(),
             r#"UNLOAD ('SELECT "id", CAST("at" AS VARCHAR) AS "at", "x''); drop table t; --" FROM "my schema"."O''Brien ""t"""') TO 's3://b/p/run/' IAM_ROLE 'arn:aws:iam::123456789012:role/r' FORMAT AS PARQUET MANIFEST VERBOSE PARALLEL ON MAXFILESIZE 256 MB"#
+        );
+        options.kms_key_id = Some("alias/o'k".into());
+        options.region = Some("eu-west-1".into());
+        let unload = plan.unload_sql("s3://b/p/run/", &options).unwrap();
+        assert!(
+            unload.as_str().ends_with(
+                r#" MAXFILESIZE 256 MB KMS_KEY_ID 'alias/o''k' ENCRYPTED REGION 'eu-west-1'"#
+            ),
+            "{}",
+            unload.as_str()
         );
     }
 

@@ -144,19 +144,31 @@ pub fn query_select(columns: &[ColumnInfo], query: &Sql) -> Result<Sql, QuoteErr
     ))
 }
 
+/// The options of every UNLOAD, from the configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnloadOptions {
+    /// `IAM_ROLE` (`iam_role`).
+    pub iam_role: IamRole,
+    /// `MAXFILESIZE` in MB (`unload_max_file_size_mb`).
+    pub max_file_size_mb: u32,
+    /// `KMS_KEY_ID '...' ENCRYPTED` (`unload_kms_key_id`).
+    pub kms_key_id: Option<String>,
+    /// `REGION '...'` (`unload_region`).
+    pub region: Option<String>,
+}
+
 /// The UNLOAD that stages `select` under `destination` (an `s3://bucket/prefix/` URL) as Parquet
-/// files of at most `max_file_size_mb`, with a verbose manifest.
+/// files with a verbose manifest, with `options`.
 pub fn unload_sql(
     select: &Sql,
     destination: &str,
-    iam_role: &IamRole,
-    max_file_size_mb: u32,
+    options: &UnloadOptions,
 ) -> Result<Sql, QuoteError> {
-    let role = match iam_role {
+    let role = match &options.iam_role {
         IamRole::Default => Sql::from("default"),
         IamRole::Arn(arn) => Sql::literal(arn)?,
     };
-    Ok(sql!(
+    let mut unload = sql!(
         "UNLOAD (",
         select.quoted()?,
         ") TO ",
@@ -164,9 +176,16 @@ pub fn unload_sql(
         " IAM_ROLE ",
         role,
         " FORMAT AS PARQUET MANIFEST VERBOSE PARALLEL ON MAXFILESIZE ",
-        Sql::int(max_file_size_mb),
+        Sql::int(options.max_file_size_mb),
         " MB"
-    ))
+    );
+    if let Some(key) = &options.kms_key_id {
+        unload = sql!(unload, " KMS_KEY_ID ", Sql::literal(key)?, " ENCRYPTED");
+    }
+    if let Some(region) = &options.region {
+        unload = sql!(unload, " REGION ", Sql::literal(region)?);
+    }
+    Ok(unload)
 }
 
 #[cfg(test)]

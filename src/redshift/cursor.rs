@@ -69,7 +69,7 @@ impl Redshift {
             ),
             fetch_rows: fetch_rows.max(1),
             address: self.address.clone(),
-            user: self.user.clone(),
+            user: self.user(),
             tls: self.tls.clone(),
             done: false,
         };

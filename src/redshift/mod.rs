@@ -22,6 +22,7 @@ use backon::{ExponentialBuilder, Retryable};
 use deadpool_postgres::{
     Hook, HookError, Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime,
 };
+use futures::future::BoxFuture;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
@@ -34,6 +35,7 @@ mod cursor;
 
 pub use cursor::{RowCursor, TextBatch};
 
+use crate::aws::{AwsError, DbLogins};
 use crate::config::{RedshiftSettings, SslMode};
 use crate::sql::{Sql, sql};
 
@@ -47,6 +49,17 @@ pub enum RedshiftError {
         address: String,
         /// The cause, kept whole.
         source: ConnectError,
+    },
+    /// The credentials to log in with could not be had from AWS (`redshift_auth` iam or
+    /// secret).
+    #[error("cannot get {what} for Redshift at {address}: {source}")]
+    Credentials {
+        /// `host:port`.
+        address: String,
+        /// Where the login comes from ("IAM credentials of cluster x").
+        what: String,
+        /// AWS's answer.
+        source: Box<AwsError>,
     },
     /// Redshift refused the credentials.
     #[error("Redshift at {address} rejected the login of user {user}: {message}")]
@@ -139,6 +152,7 @@ impl RedshiftError {
                 !(message.contains("TLS") || message.to_ascii_lowercase().contains("certificate"))
             }
             Self::Sql { code, .. } => code == "40001",
+            Self::Credentials { source, .. } => source.is_transient(),
             // Waiting again would hold the caller for several timeouts; it fails fast instead.
             Self::Authentication { .. } | Self::PoolTimeout { .. } => false,
         }
@@ -306,7 +320,7 @@ pub struct Redshift {
     pool: Pool,
     pool_timeout: Duration,
     address: String,
-    user: String,
+    logins: Arc<DbLogins>,
     retry: RetrySettings,
 }
 
@@ -314,7 +328,7 @@ impl fmt::Debug for Redshift {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Redshift")
             .field("address", &self.address)
-            .field("user", &self.user)
+            .field("login", &self.logins.describe())
             .finish_non_exhaustive()
     }
 }
@@ -341,12 +355,47 @@ impl Drop for CancelOnDrop {
     }
 }
 
+/// Opens each new pooled connection with the current login: the user and password of
+/// [`DbLogins::latest`], which [`Redshift::connection`] has just made current.
+struct LoginConnect {
+    tls: MakeRustlsConnect,
+    logins: Arc<DbLogins>,
+}
+
+impl deadpool_postgres::Connect for LoginConnect {
+    fn connect(
+        &self,
+        pg_config: &tokio_postgres::Config,
+    ) -> BoxFuture<
+        '_,
+        Result<(tokio_postgres::Client, tokio::task::JoinHandle<()>), tokio_postgres::Error>,
+    > {
+        let mut config = pg_config.clone();
+        if let Some(login) = self.logins.latest() {
+            config
+                .user(&login.user)
+                .password(login.password.expose_secret());
+        }
+        let tls = self.tls.clone();
+        Box::pin(async move {
+            let (client, connection) = config.connect(tls).await?;
+            let task = tokio::spawn(async move {
+                if let Err(error) = connection.await {
+                    tracing::warn!(%error, "Redshift connection ended with an error");
+                }
+            });
+            Ok((client, task))
+        })
+    }
+}
+
 impl Redshift {
-    /// A pool from the Redshift section (nothing is opened yet). `max_parallel_workers` sizes
-    /// the pool when `settings.pool_size` is 0.
+    /// A pool from the Redshift section (nothing is opened yet) whose connections log in with
+    /// `logins`. `max_parallel_workers` sizes the pool when `settings.pool_size` is 0.
     pub fn new(
         settings: &RedshiftSettings,
         max_parallel_workers: usize,
+        logins: Arc<DbLogins>,
     ) -> Result<Self, TlsSetupError> {
         let tls = tls_connector(settings.sslmode, settings.ssl_root_cert.as_deref())?;
         let mut pg_config = tokio_postgres::Config::new();
@@ -359,15 +408,16 @@ impl Redshift {
             .host(&settings.host)
             .port(settings.port)
             .dbname(&settings.database)
-            .user(&settings.user)
-            .password(settings.password.expose_secret())
             .application_name("redshift-flight")
             .connect_timeout(Duration::from_secs(10))
             .keepalives(true)
             .keepalives_idle(Duration::from_secs(60));
-        let manager = Manager::from_config(
+        let manager = Manager::from_connect(
             pg_config,
-            tls.clone(),
+            LoginConnect {
+                tls: tls.clone(),
+                logins: Arc::clone(&logins),
+            },
             ManagerConfig {
                 recycling_method: RecyclingMethod::Verified,
             },
@@ -410,7 +460,7 @@ impl Redshift {
             pool,
             pool_timeout: settings.pool_timeout,
             address: format!("{}:{}", settings.host, settings.port),
-            user: settings.user.clone(),
+            logins,
             retry: RetrySettings::default(),
         })
     }
@@ -426,10 +476,56 @@ impl Redshift {
         &self.address
     }
 
+    /// Where logins come from and the user of the last one, for messages.
+    pub fn login_description(&self) -> String {
+        match self.logins.latest() {
+            Some(login) => format!("{} (user {})", self.logins.describe(), login.user),
+            None => self.logins.describe(),
+        }
+    }
+
+    /// The user new connections log in as (for messages).
+    fn user(&self) -> String {
+        self.logins
+            .latest()
+            .map_or_else(|| self.logins.describe(), |login| login.user)
+    }
+
+    /// A pooled connection. A new one logs in with the current login, fetched first if it is
+    /// due; if Redshift refuses a login that can change (IAM credentials, a rotated secret), it
+    /// is fetched again and the connection tried once more.
     async fn connection(&self) -> Result<Object, RedshiftError> {
+        let login = self.current_login().await?;
+        match self.pooled().await {
+            Err(RedshiftError::Authentication { .. }) if self.logins.rejected(login.generation) => {
+                tracing::warn!(
+                    source = %self.logins.describe(),
+                    "Redshift refused the login; fetching it again"
+                );
+                self.current_login().await?;
+                self.pooled().await
+            }
+            other => other,
+        }
+    }
+
+    async fn current_login(
+        &self,
+    ) -> Result<crate::aws::Fetched<crate::aws::DbLogin>, RedshiftError> {
+        self.logins
+            .current()
+            .await
+            .map_err(|source| RedshiftError::Credentials {
+                address: self.address.clone(),
+                what: self.logins.describe(),
+                source: Box::new(source),
+            })
+    }
+
+    async fn pooled(&self) -> Result<Object, RedshiftError> {
         self.pool.get().await.map_err(|e| match e {
             PoolError::Backend(e) | PoolError::PostCreateHook(HookError::Backend(e)) => {
-                RedshiftError::from_pg(e, &self.address, &self.user)
+                RedshiftError::from_pg(e, &self.address, &self.user())
             }
             PoolError::Timeout(deadpool_postgres::TimeoutType::Wait) => {
                 RedshiftError::PoolTimeout {
@@ -452,7 +548,8 @@ impl Redshift {
         };
         let result = client.simple_query(sql.as_str()).await;
         guard.token = None;
-        let messages = result.map_err(|e| RedshiftError::from_pg(e, &self.address, &self.user))?;
+        let messages =
+            result.map_err(|e| RedshiftError::from_pg(e, &self.address, &self.user()))?;
         Ok(messages
             .into_iter()
             .filter_map(|m| match m {
@@ -501,7 +598,7 @@ impl Redshift {
             client
                 .prepare(sql.as_str())
                 .await
-                .map_err(|e| RedshiftError::from_pg(e, &self.address, &self.user))
+                .map_err(|e| RedshiftError::from_pg(e, &self.address, &self.user()))
         })
         .await
     }
@@ -557,7 +654,7 @@ impl Redshift {
             token: Some(client.cancel_token()),
             tls: self.tls.clone(),
         };
-        let pg = |e| RedshiftError::from_pg(e, &self.address, &self.user);
+        let pg = |e| RedshiftError::from_pg(e, &self.address, &self.user());
         client.simple_query(unload.as_str()).await.map_err(pg)?;
         let messages = client
             .simple_query("SELECT pg_last_unload_count()")

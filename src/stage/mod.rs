@@ -33,8 +33,8 @@ use std::time::{Duration, SystemTime};
 
 use object_store::ObjectStore;
 
-use crate::config::IamRole;
 use crate::metrics::Metrics;
+use crate::plan::UnloadOptions;
 use crate::redshift::{RedshiftError, RetrySettings};
 use crate::sql::QuoteError;
 use crate::store::StoreError;
@@ -48,7 +48,7 @@ use run_state::PendingDelete;
 #[derive(Debug, thiserror::Error)]
 pub enum StageError {
     /// The UNLOAD failed.
-    #[error("UNLOAD of {table} failed: {source}")]
+    #[error("UNLOAD of {table} failed: {source}{}", cross_region_hint(.source))]
     Unload {
         /// The table.
         table: String,
@@ -159,10 +159,8 @@ pub struct StageSettings {
     pub bucket: String,
     /// Prefix under which runs live (no trailing `/`).
     pub prefix: String,
-    /// Role for UNLOAD.
-    pub iam_role: IamRole,
-    /// MAXFILESIZE in MB.
-    pub max_file_size_mb: u32,
+    /// Role, file size, encryption and region of every UNLOAD.
+    pub unload: UnloadOptions,
     /// Lifetime of a run.
     pub ttl: Duration,
     /// How long a fully streamed run stays, so a client retrying a failed stream still succeeds.
@@ -175,6 +173,27 @@ pub struct StageSettings {
     pub endpoint_rows: u64,
     /// How long after staging a run may be shared by identical requests (snapshot reuse).
     pub share_window: Duration,
+}
+
+/// Whether Redshift's UNLOAD error says the bucket is in another region than the cluster (S3
+/// answers such a request with a 301 `PermanentRedirect`, which Redshift reports as an
+/// `S3ServiceException`).
+pub fn is_cross_region(error: &RedshiftError) -> bool {
+    let RedshiftError::Sql { message, .. } = error else {
+        return false;
+    };
+    message.contains("PermanentRedirect")
+        || message.contains("must be addressed using the specified endpoint")
+        || (message.contains("S3ServiceException") && message.contains("Status 301"))
+}
+
+/// The fix for a cross-region UNLOAD failure, to append to its message.
+fn cross_region_hint(error: &RedshiftError) -> &'static str {
+    if is_cross_region(error) {
+        " (the bucket is in another region than the Redshift cluster: set unload_region to the bucket's region)"
+    } else {
+        ""
+    }
 }
 
 /// Stages plans with UNLOAD, reads their manifests, and deletes runs when their life ends.

@@ -7,7 +7,8 @@ use object_store::path::Path;
 use object_store::{ObjectStoreExt, PutPayload};
 
 use crate::catalog::{CatalogError, TableInfo};
-use crate::plan::Plan;
+use crate::config::IamRole;
+use crate::plan::{Plan, UnloadOptions};
 use crate::redshift::TextRow;
 use crate::sql::Sql;
 use crate::warehouse::Warehouse;
@@ -119,8 +120,12 @@ fn fixture_with(
     let settings = StageSettings {
         bucket: "b".into(),
         prefix: "stage".into(),
-        iam_role: IamRole::Default,
-        max_file_size_mb: 256,
+        unload: UnloadOptions {
+            iam_role: IamRole::Default,
+            max_file_size_mb: 256,
+            kms_key_id: None,
+            region: None,
+        },
         ttl,
         grace: Duration::from_millis(10),
         max_parallel: 2,

@@ -48,15 +48,11 @@ impl Stager {
     /// The UNLOAD statement for `plan` into the run prefix `run_prefix` (its `data/` folder).
     pub fn unload_sql(&self, plan: &Plan, run_prefix: &str) -> Result<Sql, StageError> {
         let destination = format!("s3://{}/{}", self.settings.bucket, data_prefix(run_prefix));
-        plan.unload_sql(
-            &destination,
-            &self.settings.iam_role,
-            self.settings.max_file_size_mb,
-        )
-        .map_err(|source| StageError::Sql {
-            table: plan.table.table.to_string(),
-            source,
-        })
+        plan.unload_sql(&destination, &self.settings.unload)
+            .map_err(|source| StageError::Sql {
+                table: plan.table.table.to_string(),
+                source,
+            })
     }
 
     /// Freezes the upper end of the plan's window: runs its `SELECT MAX(key)`.

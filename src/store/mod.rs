@@ -17,8 +17,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use object_store::aws::AmazonS3Builder;
-use object_store::{ClientOptions, ObjectStore, RetryConfig};
+use object_store::aws::{AmazonS3Builder, AwsCredential};
+use object_store::{ClientOptions, CredentialProvider, ObjectStore, RetryConfig};
 use parquet::errors::ParquetError;
 use secrecy::ExposeSecret;
 
@@ -126,12 +126,19 @@ pub fn error_chain(error: &dyn std::error::Error) -> String {
     message
 }
 
-/// Builds the S3 client for the staging bucket. Explicit keys win; otherwise object_store's
-/// credential chain (environment, web identity, ECS and instance metadata) is used.
-pub fn build_s3(settings: &S3Settings) -> Result<Arc<dyn ObjectStore>, StoreError> {
-    let mut builder = AmazonS3Builder::from_env()
+/// The credentials the S3 client signs with, when they are not static keys.
+pub type S3CredentialProvider = Arc<dyn CredentialProvider<Credential = AwsCredential>>;
+
+/// Builds the S3 client for the staging bucket in `region`. `credentials` (the AWS chain, an
+/// assumed role) sign its requests if given, else the static keys of `settings`.
+pub fn build_s3(
+    settings: &S3Settings,
+    region: &str,
+    credentials: Option<S3CredentialProvider>,
+) -> Result<Arc<dyn ObjectStore>, StoreError> {
+    let mut builder = AmazonS3Builder::new()
         .with_bucket_name(&settings.bucket)
-        .with_region(&settings.region)
+        .with_region(region)
         .with_retry(RetryConfig {
             max_retries: settings.max_retries,
             retry_timeout: settings.retry_timeout,
@@ -148,10 +155,17 @@ pub fn build_s3(settings: &S3Settings) -> Result<Arc<dyn ObjectStore>, StoreErro
             .with_virtual_hosted_style_request(false)
             .with_allow_http(endpoint.starts_with("http://"));
     }
-    if let (Some(key), Some(secret)) = (&settings.access_key_id, &settings.secret_access_key) {
-        builder = builder
-            .with_access_key_id(key)
-            .with_secret_access_key(secret.expose_secret());
+    match credentials {
+        Some(credentials) => builder = builder.with_credentials(credentials),
+        None => {
+            if let (Some(key), Some(secret)) =
+                (&settings.access_key_id, &settings.secret_access_key)
+            {
+                builder = builder
+                    .with_access_key_id(key)
+                    .with_secret_access_key(secret.expose_secret());
+            }
+        }
     }
     let store = builder
         .build()

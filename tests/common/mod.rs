@@ -218,7 +218,8 @@ pub async fn own_emulator_on(
 /// The test bed's bucket, as the server sees it.
 pub fn bucket() -> std::sync::Arc<dyn object_store::ObjectStore> {
     let config = Config::try_from_raw(raw_config(&[])).unwrap();
-    redshift_flight::store::build_s3(&config.s3).unwrap()
+    redshift_flight::store::build_s3(&config.s3, config.s3.region.as_deref().unwrap(), None)
+        .unwrap()
 }
 
 /// Every key under `prefix` in the test bed's bucket.
