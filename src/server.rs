@@ -168,15 +168,17 @@ impl AwsParts {
             _ => None,
         };
         let needs_api = !matches!(config.redshift.login, RedshiftLogin::Password { .. });
-        if static_keys.is_some() && s3.role.is_none() && !needs_api {
-            if let Some(region) = &s3.region {
-                // Static keys, a region and a stored password: nothing of the SDK is needed.
-                return Ok(Self {
-                    s3_credentials: None,
-                    s3_region: region.clone(),
-                    api: None,
-                });
-            }
+        if let Some(region) = &s3.region
+            && static_keys.is_some()
+            && s3.role.is_none()
+            && !needs_api
+        {
+            // Static keys, a region and a stored password: nothing of the SDK is needed.
+            return Ok(Self {
+                s3_credentials: None,
+                s3_region: region.clone(),
+                api: None,
+            });
         }
         let aws = Aws::load(s3.region.as_deref()).await;
         let s3_region = s3

@@ -102,7 +102,7 @@ impl DbLogins {
     /// Where logins come from, for messages: `"IAM credentials of cluster x"` and the like.
     pub fn describe(&self) -> String {
         match &self.source {
-            Source::Static(login) => format!("user {}", login.user),
+            Source::Static(_) => "the configured password".to_string(),
             Source::Iam { login, .. } => match &login.target {
                 IamTarget::Cluster(cluster) => format!("IAM credentials of cluster {cluster}"),
                 IamTarget::Workgroup(workgroup) => {

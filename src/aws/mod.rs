@@ -32,6 +32,7 @@ use aws_config::meta::region::RegionProviderChain;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::Credentials;
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
+use secrecy::ExposeSecret;
 
 mod api;
 mod login;
@@ -156,7 +157,7 @@ impl Aws {
                     .session_name(&role.session_name)
                     .configure(&self.sdk);
                 if let Some(id) = &role.external_id {
-                    builder = builder.external_id(id);
+                    builder = builder.external_id(id.expose_secret());
                 }
                 SharedCredentialsProvider::new(builder.build_from_provider(base).await)
             }

@@ -227,7 +227,7 @@ pub(super) fn s3_role(
         });
     }
     let external_id = match optional(external_id) {
-        Some(id) if (2..=1224).contains(&id.len()) => Some(id),
+        Some(id) if (2..=1224).contains(&id.len()) => Some(SecretString::from(id)),
         Some(_) => {
             return Err(ConfigError::Invalid {
                 key: "s3_role_external_id",

@@ -113,12 +113,12 @@ pub struct IamLogin {
 }
 
 /// A role the server assumes (STS AssumeRole) to read and delete staged files (`s3_role_arn`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct AssumedRole {
     /// `s3_role_arn`.
     pub arn: String,
-    /// `s3_role_external_id`.
-    pub external_id: Option<String>,
+    /// `s3_role_external_id` (a shared secret with the role's owner: redacted in `Debug`).
+    pub external_id: Option<SecretString>,
     /// `s3_role_session_name` (default `redshift-flight`).
     pub session_name: String,
 }

@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use secrecy::ExposeSecret;
+
 use super::*;
 
 fn seed_json() -> serde_json::Value {
@@ -449,7 +451,14 @@ fn s3_role_region_and_unload_options() {
     .unwrap();
     let role = config.s3.role.unwrap();
     assert_eq!(role.arn, "arn:aws:iam::123456789012:role/reader");
-    assert_eq!(role.external_id.as_deref(), Some("ext-id-42"));
+    assert_eq!(
+        role.external_id
+            .as_ref()
+            .map(|id| id.expose_secret().to_string())
+            .as_deref(),
+        Some("ext-id-42")
+    );
+    assert!(!format!("{role:?}").contains("ext-id-42"));
     assert_eq!(role.session_name, "redshift-flight");
     assert_eq!(
         config.s3.region, None,
