@@ -99,17 +99,20 @@ impl DbLogins {
         })
     }
 
-    /// Where logins come from, for messages: `"IAM credentials of cluster x"` and the like.
+    /// Where logins come from, for messages, naming the key that chose it: `"IAM credentials of
+    /// cluster x (redshift_cluster_id)"` and the like.
     pub fn describe(&self) -> String {
         match &self.source {
             Source::Static(_) => "the configured password".to_string(),
             Source::Iam { login, .. } => match &login.target {
-                IamTarget::Cluster(cluster) => format!("IAM credentials of cluster {cluster}"),
+                IamTarget::Cluster(cluster) => {
+                    format!("IAM credentials of cluster {cluster} (redshift_cluster_id)")
+                }
                 IamTarget::Workgroup(workgroup) => {
-                    format!("IAM credentials of workgroup {workgroup}")
+                    format!("IAM credentials of workgroup {workgroup} (redshift_workgroup)")
                 }
             },
-            Source::Secret { arn, .. } => format!("the login in secret {arn}"),
+            Source::Secret { arn, .. } => format!("the login in secret {arn} (redshift_secret_arn)"),
         }
     }
 

@@ -17,8 +17,14 @@
 //! * the tables `public.sys_query_history` and `public.sys_unload_history` with the columns of
 //!   Redshift's monitoring views of the same names, which the emulator fills for every UNLOAD
 //!   while it runs (see [`crate::history`]): `unloaded_rows` grows as row groups are written, so
-//!   a client can follow a long UNLOAD's progress as on Redshift. Rows older than seven days are
-//!   deleted at start-up (Redshift keeps about as much).
+//!   a client can follow a long UNLOAD's progress as on Redshift;
+//! * the table `public.stl_connection_log` with the columns of Redshift's STL_CONNECTION_LOG
+//!   (VARCHAR where Redshift has blank-padded CHAR) and two of the emulator's own, `reason` and
+//!   `db_groups`, which the emulator fills for every login attempt and disconnection (see
+//!   [`crate::connlog`]).
+//!
+//! Rows older than seven days are deleted from those tables at start-up (Redshift keeps about as
+//! much).
 
 use tokio_postgres::NoTls;
 
@@ -168,6 +174,35 @@ CREATE TABLE IF NOT EXISTS public.sys_unload_history (
   unloaded_files_size bigint,
   error_message text
 );
+-- Redshift's STL_CONNECTION_LOG, as a table the emulator writes (crate::connlog). Redshift's
+-- columns are blank-padded CHAR(n); these are VARCHAR. reason and db_groups are the emulator's.
+CREATE TABLE IF NOT EXISTS public.stl_connection_log (
+  event varchar(50),
+  recordtime timestamp,
+  remotehost varchar(45),
+  remoteport varchar(32),
+  pid integer,
+  dbname varchar(50),
+  username varchar(128),
+  authmethod varchar(32),
+  duration integer,
+  sslversion varchar(50),
+  sslcipher varchar(128),
+  mtu integer,
+  sslcompression varchar(64),
+  sslexpansion varchar(64),
+  iamauthguid varchar(36),
+  application_name varchar(250),
+  os_version varchar(64),
+  driver_version varchar(64),
+  plugin_name varchar(32),
+  protocol_version integer,
+  sessionid varchar(36),
+  compression varchar(128),
+  reason text,
+  db_groups text
+);
+DELETE FROM public.stl_connection_log WHERE recordtime < timezone('UTC', now()) - interval '7 days';
 DELETE FROM public.sys_unload_history WHERE start_time < timezone('UTC', now()) - interval '7 days';
 DELETE FROM public.sys_query_history WHERE start_time < timezone('UTC', now()) - interval '7 days';
 "#;

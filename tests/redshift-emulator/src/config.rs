@@ -1,9 +1,12 @@
 //! Emulator configuration and the process-wide fault knobs.
 //!
 //! [`EmulatorConfig`] is what `main.rs` builds from flags and environment and what tests build
-//! in-process. [`FaultKnobs`] holds the fault-injection settings every session reads when it
-//! runs an UNLOAD; they start from [`EmulatorConfig::faults`] and can be changed at run time
-//! with `EMULATOR SET ...` statements sent through the emulator itself.
+//! in-process. [`FaultKnobs`] holds the fault-injection settings every session reads (when it
+//! runs an UNLOAD, while it sits idle, when the AWS API issues credentials); they start from
+//! [`EmulatorConfig::faults`] and can be changed at run time with `EMULATOR SET ...` statements
+//! sent through the emulator itself.
+//!
+//! May import: nothing of the crate.
 
 use std::fmt;
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -61,6 +64,12 @@ pub struct FaultSettings {
     /// Write TIMESTAMP and TIMESTAMPTZ columns as Parquet INT96 (as some writers do) instead of
     /// INT64 microseconds.
     pub int96_timestamps: bool,
+    /// Temporary database credentials issued from now on live this many seconds, whatever the
+    /// API call's `DurationSeconds` asked (so a test can watch them expire); `None`: as asked.
+    pub iam_credential_seconds: Option<u64>,
+    /// Close a client session that has been idle (no statement running, nothing received) this
+    /// many seconds, as Redshift's session timeout does; `None`: never.
+    pub idle_session_seconds: Option<u64>,
 }
 
 /// The knobs shared by all sessions of one emulator: the current settings plus the start-up
@@ -133,6 +142,21 @@ pub struct EmulatorConfig {
     pub fetch_rows: usize,
     /// Fault knobs at start-up.
     pub faults: FaultSettings,
+    /// Where to serve the AWS API double (Redshift `GetClusterCredentials[WithIAM]`, Redshift
+    /// Serverless `GetCredentials`) over HTTP; `None`: not served. Port 0 picks a free port.
+    pub aws_api_listen: Option<String>,
+    /// The cluster identifier the Redshift API knows (others: `ClusterNotFound`).
+    pub cluster_id: String,
+    /// The Redshift Serverless workgroup the API knows (others: `ResourceNotFoundException`).
+    pub workgroup: String,
+    /// A custom domain name the APIs accept instead of the cluster id or workgroup.
+    pub custom_domain_name: Option<String>,
+    /// The cluster's AWS region: the one API requests must be signed for, and the region
+    /// UNLOAD assumes for its bucket when the statement gives no `REGION`.
+    pub region: String,
+    /// The region every bucket is in (UNLOAD fails like Redshift when its region differs);
+    /// `None`: `s3_region`.
+    pub bucket_region: Option<String>,
 }
 
 impl EmulatorConfig {
@@ -153,7 +177,54 @@ impl EmulatorConfig {
             row_group_rows: 0,
             fetch_rows: 1000,
             faults: FaultSettings::default(),
+            aws_api_listen: None,
+            cluster_id: "testbed".to_owned(),
+            workgroup: "testbed-wg".to_owned(),
+            custom_domain_name: None,
+            region: "us-east-1".to_owned(),
+            bucket_region: None,
         }
+    }
+
+    /// Serves the AWS API double on `listen` (`127.0.0.1:0` picks a free port).
+    pub fn with_aws_api_listen(mut self, listen: impl Into<String>) -> Self {
+        self.aws_api_listen = Some(listen.into());
+        self
+    }
+
+    /// Sets the cluster identifier the Redshift API knows.
+    pub fn with_cluster_id(mut self, cluster_id: impl Into<String>) -> Self {
+        self.cluster_id = cluster_id.into();
+        self
+    }
+
+    /// Sets the Redshift Serverless workgroup the API knows.
+    pub fn with_workgroup(mut self, workgroup: impl Into<String>) -> Self {
+        self.workgroup = workgroup.into();
+        self
+    }
+
+    /// Sets the custom domain name the APIs accept.
+    pub fn with_custom_domain_name(mut self, name: impl Into<String>) -> Self {
+        self.custom_domain_name = Some(name.into());
+        self
+    }
+
+    /// Sets the cluster's region.
+    pub fn with_region(mut self, region: impl Into<String>) -> Self {
+        self.region = region.into();
+        self
+    }
+
+    /// Sets the region of every bucket.
+    pub fn with_bucket_region(mut self, region: impl Into<String>) -> Self {
+        self.bucket_region = Some(region.into());
+        self
+    }
+
+    /// The region every bucket is in.
+    pub fn bucket_region(&self) -> &str {
+        self.bucket_region.as_deref().unwrap_or(&self.s3_region)
     }
 
     /// Sets the listen address.

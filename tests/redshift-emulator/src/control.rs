@@ -8,6 +8,8 @@
 //! EMULATOR SET skip_manifest = true           -- data files, no manifest, success reported
 //! EMULATOR SET delete_manifest = true         -- manifest written, then deleted, success reported
 //! EMULATOR SET int96_timestamps = true        -- TIMESTAMP[TZ] columns written as Parquet INT96
+//! EMULATOR SET iam_credential_seconds = 5     -- temporary credentials issued from now on live 5 s (NONE: as asked)
+//! EMULATOR SET idle_session_seconds = 2       -- close sessions idle 2 s (NONE: never)
 //! EMULATOR RESET [knob]                       -- back to the start-up values
 //! ```
 //!
@@ -37,9 +39,11 @@ pub(crate) enum Knob {
     SkipManifest(bool),
     DeleteManifest(bool),
     Int96Timestamps(bool),
+    IamCredentialSeconds(Option<u64>),
+    IdleSessionSeconds(Option<u64>),
 }
 
-const KNOBS: [&str; 7] = [
+const KNOBS: [&str; 9] = [
     "unload_delay_ms",
     "fetch_delay_ms",
     "fail_after_files",
@@ -47,6 +51,8 @@ const KNOBS: [&str; 7] = [
     "skip_manifest",
     "delete_manifest",
     "int96_timestamps",
+    "iam_credential_seconds",
+    "idle_session_seconds",
 ];
 
 fn parse_bool(value: &str) -> Option<bool> {
@@ -112,15 +118,16 @@ pub(crate) fn parse_control(text: &str) -> Result<Control, StatementError> {
                     "invalid value \"{value}\" for emulator knob {knob}"
                 ))
             };
+            let optional = |value: &str| match value.to_ascii_lowercase().as_str() {
+                "none" | "off" | "-1" | "null" => Ok(None),
+                v => v.parse().map(Some).map_err(|_| bad()),
+            };
             let knob = match knob_name(knob)? {
                 "unload_delay_ms" => Knob::UnloadDelayMs(value.parse().map_err(|_| bad())?),
                 "fetch_delay_ms" => Knob::FetchDelayMs(value.parse().map_err(|_| bad())?),
-                "fail_after_files" => {
-                    Knob::FailAfterFiles(match value.to_ascii_lowercase().as_str() {
-                        "none" | "off" | "-1" | "null" => None,
-                        v => Some(v.parse().map_err(|_| bad())?),
-                    })
-                }
+                "fail_after_files" => Knob::FailAfterFiles(optional(&value)?),
+                "iam_credential_seconds" => Knob::IamCredentialSeconds(optional(&value)?),
+                "idle_session_seconds" => Knob::IdleSessionSeconds(optional(&value)?),
                 "drop_connection_on_unload" => {
                     Knob::DropConnectionOnUnload(parse_bool(&value).ok_or_else(bad)?)
                 }
@@ -146,6 +153,10 @@ pub(crate) fn apply(control: &Control, knobs: &FaultKnobs, initial: &FaultSettin
         Control::Set(Knob::SkipManifest(v)) => knobs.update(|s| s.skip_manifest = *v),
         Control::Set(Knob::DeleteManifest(v)) => knobs.update(|s| s.delete_manifest = *v),
         Control::Set(Knob::Int96Timestamps(v)) => knobs.update(|s| s.int96_timestamps = *v),
+        Control::Set(Knob::IamCredentialSeconds(v)) => {
+            knobs.update(|s| s.iam_credential_seconds = *v)
+        }
+        Control::Set(Knob::IdleSessionSeconds(v)) => knobs.update(|s| s.idle_session_seconds = *v),
         Control::Reset(None) => knobs.reset(),
         Control::Reset(Some(name)) => knobs.update(|s| match *name {
             "unload_delay_ms" => s.unload_delay_ms = initial.unload_delay_ms,
@@ -156,6 +167,8 @@ pub(crate) fn apply(control: &Control, knobs: &FaultKnobs, initial: &FaultSettin
             }
             "skip_manifest" => s.skip_manifest = initial.skip_manifest,
             "delete_manifest" => s.delete_manifest = initial.delete_manifest,
+            "iam_credential_seconds" => s.iam_credential_seconds = initial.iam_credential_seconds,
+            "idle_session_seconds" => s.idle_session_seconds = initial.idle_session_seconds,
             _ => s.int96_timestamps = initial.int96_timestamps,
         }),
     }
@@ -198,6 +211,14 @@ mod tests {
         assert_eq!(
             parse_control("EMULATOR SET int96_timestamps = true").unwrap(),
             Control::Set(Knob::Int96Timestamps(true))
+        );
+        assert_eq!(
+            parse_control("EMULATOR SET iam_credential_seconds = 3").unwrap(),
+            Control::Set(Knob::IamCredentialSeconds(Some(3)))
+        );
+        assert_eq!(
+            parse_control("EMULATOR SET idle_session_seconds TO none").unwrap(),
+            Control::Set(Knob::IdleSessionSeconds(None))
         );
         assert_eq!(
             parse_control("EMULATOR RESET").unwrap(),

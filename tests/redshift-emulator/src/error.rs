@@ -59,12 +59,24 @@ pub enum StatementError {
     /// The statement was cancelled by a CancelRequest (57014).
     #[error("canceling statement due to user request")]
     Cancelled,
+    /// An error the emulator raises with a SQLSTATE of its own (`CREATE USER` / `ALTER USER`).
+    #[error("{}", .0.message)]
+    Coded(Box<ErrorInfo>),
     /// The backend connection failed; the session cannot continue (08006, fatal).
     #[error("lost the connection to the backend PostgreSQL: {0}")]
     BackendLost(String),
 }
 
 impl StatementError {
+    /// An ERROR with `code` and `message`.
+    pub(crate) fn coded(code: &str, message: impl Into<String>) -> Self {
+        Self::Coded(Box::new(ErrorInfo::new(
+            "ERROR".to_owned(),
+            code.to_owned(),
+            message.into(),
+        )))
+    }
+
     /// True if the session must end after reporting this error.
     pub fn is_fatal(&self) -> bool {
         matches!(self, Self::BackendLost(_))
@@ -79,10 +91,10 @@ impl StatementError {
             }
             Self::Cancelled => ("ERROR", SQLSTATE_QUERY_CANCELED),
             Self::BackendLost(_) => ("FATAL", SQLSTATE_CONNECTION_FAILURE),
-            Self::Backend(_) => ("", ""),
+            Self::Backend(_) | Self::Coded(_) => ("", ""),
         };
         match self {
-            Self::Backend(info) => *info,
+            Self::Backend(info) | Self::Coded(info) => *info,
             other => ErrorInfo::new(severity.to_owned(), code.to_owned(), other.to_string()),
         }
     }

@@ -85,7 +85,8 @@ impl History {
         }
     }
 
-    async fn client(&self) -> Result<Arc<Client>, tokio_postgres::Error> {
+    /// The emulator's own backend connection (also used by [`crate::connlog`]).
+    pub(crate) async fn client(&self) -> Result<Arc<Client>, tokio_postgres::Error> {
         let mut slot = self.client.lock().await;
         if let Some(client) = slot.as_ref().filter(|c| !c.is_closed()) {
             return Ok(Arc::clone(client));

@@ -1,15 +1,29 @@
 //! A Redshift emulator for tests: the PostgreSQL wire protocol in front of a real PostgreSQL,
 //! behaving like Amazon Redshift for what the redshift-flight server uses.
 //!
-//! * **Connections**: MD5 password authentication against one configured user (a wrong password
-//!   gets SQLSTATE 28P01), one configured database (others get 3D000). Each client session has
-//!   its own backend PostgreSQL connection, so transactions and session settings behave.
+//! * **Connections**: MD5 password authentication against the emulator's users and the temporary
+//!   credentials its AWS API issued (a wrong password gets SQLSTATE 28P01, an expired temporary
+//!   one 28P01 `IAM Authentication token has expired`), one configured database (others get
+//!   3D000). Each client session has its own backend PostgreSQL connection, so transactions and
+//!   session settings behave. Sessions idle longer than `idle_session_seconds` are closed.
+//! * **Users** ([`users`]): the configured user is a superuser; `CREATE USER` / `ALTER USER ...
+//!   PASSWORD` are run by the emulator (a password rotation changes new logins only).
+//! * **The AWS API double** (`--aws-api-listen`): Redshift `GetClusterCredentials` /
+//!   `GetClusterCredentialsWithIAM` (Query protocol, XML) and Redshift Serverless
+//!   `GetCredentials` (JSON 1.1), with AWS's errors and SigV4 header checks (signatures are not
+//!   verified). Their passwords log in as `IAM:<user>`, `IAMA:<user>` or `IAMR:<user>` until they
+//!   expire.
+//! * **`stl_connection_log`** records every login attempt (`authenticated` /
+//!   `authentication failure` with its `reason`, `authmethod` `password` or `IAM`) and every
+//!   disconnection, never a password.
 //! * **Ordinary statements** are relayed to PostgreSQL message by message, simple and extended
 //!   protocol alike, so rows, types, formats, command tags and errors (with their SQLSTATE) come
 //!   back unchanged. `version()` reports a Redshift version string.
 //! * **`UNLOAD ('select ...') TO 's3://bucket/prefix' ... FORMAT AS PARQUET`** runs the SELECT
 //!   through a server-side cursor and writes SNAPPY Parquet to S3 with Redshift's file layout,
-//!   MANIFEST [VERBOSE], MAXFILESIZE splits and Redshift's rejections (see [`unload`]).
+//!   MANIFEST [VERBOSE], MAXFILESIZE splits and Redshift's rejections (see [`unload`]), SSE-S3
+//!   by default and SSE-KMS with `KMS_KEY_ID ... ENCRYPTED`; a bucket in another region than the
+//!   UNLOAD's (`REGION`, else the cluster's) fails with Redshift's `PermanentRedirect` error.
 //! * **`pg_last_unload_count()`** returns the rows the session's last UNLOAD unloaded, as on
 //!   Redshift.
 //! * **Compatibility objects** (`super`, `varbyte`, `geometry`, `hllsketch` domains, a few
@@ -32,6 +46,8 @@
 //! | `skip_manifest` | `EMULATOR SET skip_manifest = true` | write the data files but no manifest, report success |
 //! | `delete_manifest` | `EMULATOR SET delete_manifest = true` | write the manifest, delete it, report success |
 //! | `int96_timestamps` | `EMULATOR SET int96_timestamps = true` | write TIMESTAMP / TIMESTAMPTZ columns as Parquet INT96 |
+//! | `iam_credential_seconds` | `EMULATOR SET iam_credential_seconds = 5` | temporary credentials issued from now on live 5 s, whatever DurationSeconds asked (`none`: as asked) |
+//! | `idle_session_seconds` | `EMULATOR SET idle_session_seconds = 2` | close sessions idle for 2 s (`none`: never) |
 //!
 //! `EMULATOR RESET [knob]` restores the start-up values.
 //!
@@ -50,15 +66,21 @@
 
 #![warn(missing_docs)]
 
+mod activity;
+mod auth;
+mod awsapi;
 mod backend;
 pub mod compat;
 mod config;
+mod connlog;
 mod control;
 mod error;
 pub mod history;
 mod session;
 mod sql;
 pub mod unload;
+mod user_sql;
+pub mod users;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -70,6 +92,7 @@ use tokio::task::JoinHandle;
 pub use config::{EmulatorConfig, FaultKnobs, FaultSettings, Secret};
 pub use error::{Error, StatementError};
 pub use sql::REDSHIFT_VERSION;
+pub use users::{AuthMethod, IssuedCredential};
 
 use backend::BackendTarget;
 use session::{CancelRegistry, Canceller, Session, SessionHandlers, Shared};
@@ -78,9 +101,11 @@ use session::{CancelRegistry, Canceller, Session, SessionHandlers, Shared};
 #[derive(Debug)]
 pub struct RunningEmulator {
     local_addr: SocketAddr,
+    aws_api_addr: Option<SocketAddr>,
     shared: Arc<Shared>,
     shutdown: watch::Sender<bool>,
     task: JoinHandle<()>,
+    api_task: Option<JoinHandle<()>>,
 }
 
 /// Counts UNLOADs, so tests can observe how many a client ran at once.
@@ -152,15 +177,34 @@ impl RunningEmulator {
         self.local_addr
     }
 
+    /// The address of the AWS API double (`None` unless [`EmulatorConfig::aws_api_listen`]).
+    pub fn aws_api_addr(&self) -> Option<SocketAddr> {
+        self.aws_api_addr
+    }
+
     /// The fault knobs, for tests that change them without SQL.
     pub fn knobs(&self) -> &FaultKnobs {
         &self.shared.knobs
     }
 
-    /// Stops accepting connections, closes the open ones and waits for the accept loop.
+    /// The temporary credentials the AWS API issued (and has not forgotten), without passwords.
+    pub fn issued_credentials(&self) -> Vec<IssuedCredential> {
+        self.shared.users.issued()
+    }
+
+    /// True if the database user `name` exists (the configured user, `CREATE USER`,
+    /// `AutoCreate`).
+    pub fn user_exists(&self, name: &str) -> bool {
+        self.shared.users.exists(name)
+    }
+
+    /// Stops accepting connections, closes the open ones, stops the AWS API and waits for both.
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
         let _ = self.task.await;
+        if let Some(api) = self.api_task {
+            let _ = api.await;
+        }
     }
 
     /// Waits until the accept loop ends (it only ends after [`RunningEmulator::shutdown`] or
@@ -181,6 +225,24 @@ pub async fn start(config: EmulatorConfig) -> Result<RunningEmulator, Error> {
         return Err(Error::Config("fetch_rows must be at least 1".to_owned()));
     }
     compat::install(config.pg_url.expose()).await?;
+    let api_listener = match &config.aws_api_listen {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .map_err(|source| Error::Bind {
+                    addr: addr.clone(),
+                    source,
+                })?,
+        ),
+        None => None,
+    };
+    let aws_api_addr = match &api_listener {
+        Some(l) => Some(l.local_addr().map_err(|source| Error::Bind {
+            addr: config.aws_api_listen.clone().unwrap_or_default(),
+            source,
+        })?),
+        None => None,
+    };
 
     let listener = TcpListener::bind(&config.listen)
         .await
@@ -195,19 +257,26 @@ pub async fn start(config: EmulatorConfig) -> Result<RunningEmulator, Error> {
     let shared = Arc::new(Shared {
         knobs: FaultKnobs::new(config.faults.clone()),
         history: history::History::new(config.pg_url.clone()),
+        users: users::Users::new(&config.user, &config.password),
         config,
         target,
         cancels: CancelRegistry::default(),
         unloads: UnloadStats::default(),
     });
     let (shutdown, shutdown_rx) = watch::channel(false);
+    let api_task = api_listener.map(|l| awsapi::serve(l, Arc::clone(&shared), shutdown_rx.clone()));
+    if let Some(addr) = aws_api_addr {
+        tracing::info!(%addr, "AWS API double listening");
+    }
     let task = tokio::spawn(accept_loop(listener, Arc::clone(&shared), shutdown_rx));
     tracing::info!(%local_addr, "redshift emulator listening");
     Ok(RunningEmulator {
         local_addr,
+        aws_api_addr,
         shared,
         shutdown,
         task,
+        api_task,
     })
 }
 
@@ -237,6 +306,7 @@ async fn accept_loop(
             canceller: Arc::clone(&canceller),
         });
         let mut shutdown = shutdown.clone();
+        let shared = Arc::clone(&shared);
         tokio::spawn(async move {
             tracing::debug!(%peer, "client connected");
             tokio::select! {
@@ -248,8 +318,12 @@ async fn accept_loop(
                 _ = session.dropped.notified() => {
                     tracing::info!(%peer, "client connection dropped by the emulator");
                 }
+                _ = activity::closed_when_idle(&session.activity, &shared.knobs) => {
+                    tracing::info!(%peer, "closing an idle session (idle_session_seconds)");
+                }
                 _ = shutdown.changed() => {}
             }
+            session.log_end().await;
         });
     }
 }

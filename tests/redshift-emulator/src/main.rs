@@ -1,5 +1,6 @@
 //! The `redshift-emulator` binary: parses flags/environment, starts the emulator and prints
-//! `redshift-emulator listening on <addr>` once it accepts connections.
+//! `redshift-emulator listening on <addr>` once it accepts connections (preceded, with
+//! `--aws-api-listen`, by `redshift-emulator AWS API listening on http://<addr>`).
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -67,6 +68,33 @@ struct Args {
     /// Write TIMESTAMP / TIMESTAMPTZ columns as Parquet INT96 instead of INT64 microseconds.
     #[arg(long, env = "EMULATOR_INT96_TIMESTAMPS")]
     int96_timestamps: bool,
+    /// Serve the AWS API double (Redshift GetClusterCredentials[WithIAM], Serverless
+    /// GetCredentials) over HTTP on this address (port 0 picks a free port).
+    #[arg(long, env = "EMULATOR_AWS_API_LISTEN")]
+    aws_api_listen: Option<String>,
+    /// The cluster identifier the Redshift API knows.
+    #[arg(long, env = "EMULATOR_CLUSTER_ID", default_value = "testbed")]
+    cluster_id: String,
+    /// The Redshift Serverless workgroup the API knows.
+    #[arg(long, env = "EMULATOR_WORKGROUP", default_value = "testbed-wg")]
+    workgroup: String,
+    /// A custom domain name the APIs accept instead of the cluster id or workgroup.
+    #[arg(long, env = "EMULATOR_CUSTOM_DOMAIN_NAME")]
+    custom_domain_name: Option<String>,
+    /// The cluster's region: API requests must be signed for it; UNLOAD without REGION
+    /// assumes its bucket is there.
+    #[arg(long, env = "EMULATOR_REGION", default_value = "us-east-1")]
+    region: String,
+    /// The region of every bucket (default: --s3-region); an UNLOAD whose region differs fails
+    /// like Redshift's cross-region UNLOAD.
+    #[arg(long, env = "EMULATOR_BUCKET_REGION")]
+    bucket_region: Option<String>,
+    /// Temporary credentials live this many seconds, whatever DurationSeconds asked.
+    #[arg(long, env = "EMULATOR_IAM_CREDENTIAL_SECONDS")]
+    iam_credential_seconds: Option<u64>,
+    /// Close client sessions idle this many seconds (Redshift's session timeout).
+    #[arg(long, env = "EMULATOR_IDLE_SESSION_SECONDS")]
+    idle_session_seconds: Option<u64>,
 }
 
 #[tokio::main]
@@ -95,7 +123,24 @@ async fn main() -> ExitCode {
             skip_manifest: args.skip_manifest,
             delete_manifest: args.delete_manifest,
             int96_timestamps: args.int96_timestamps,
-        });
+            iam_credential_seconds: args.iam_credential_seconds,
+            idle_session_seconds: args.idle_session_seconds,
+        })
+        .with_cluster_id(args.cluster_id)
+        .with_workgroup(args.workgroup)
+        .with_region(args.region);
+    let config = match args.aws_api_listen {
+        Some(listen) => config.with_aws_api_listen(listen),
+        None => config,
+    };
+    let config = match args.custom_domain_name {
+        Some(name) => config.with_custom_domain_name(name),
+        None => config,
+    };
+    let config = match args.bucket_region {
+        Some(region) => config.with_bucket_region(region),
+        None => config,
+    };
     let config = match args.s3_endpoint {
         Some(endpoint) => config.with_s3_endpoint(endpoint),
         None => config,
@@ -108,6 +153,15 @@ async fn main() -> ExitCode {
         }
     };
     let mut stdout = std::io::stdout();
+    if let Some(api) = emulator.aws_api_addr()
+        && writeln!(
+            stdout,
+            "redshift-emulator AWS API listening on http://{api}"
+        )
+        .is_err()
+    {
+        eprintln!("redshift-emulator: cannot write to stdout");
+    }
     if writeln!(
         stdout,
         "redshift-emulator listening on {}",

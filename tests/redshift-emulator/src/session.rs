@@ -5,8 +5,9 @@
 //! connection and implements pgwire's startup, simple-query and extended-query handlers by
 //! overriding their `on_*` entry points:
 //!
-//! * start-up: MD5 password authentication against the configured user, database name check
-//!   (3D000), then one backend connection is opened for the session;
+//! * start-up: database name check (3D000), MD5 password authentication against the emulator's
+//!   users and temporary credentials ([`crate::auth`]), then one backend connection is opened
+//!   for the session and the login is written to `stl_connection_log`;
 //! * simple query: forwarded as is (after rewriting `version()`), backend messages relayed until
 //!   ReadyForQuery; a query string that contains UNLOAD or EMULATOR statements is split and run
 //!   statement by statement, stopping at the first error;
@@ -14,21 +15,23 @@
 //!   statements and portals of the same names and their responses relayed at Flush/Sync; UNLOAD
 //!   and EMULATOR statements become local statements and portals answered by the emulator, in
 //!   order (pending backend responses are drained first), honouring "skip until Sync" after an
-//!   error.
+//!   error;
+//! * `CREATE USER` / `ALTER USER` run against the emulator's users ([`crate::user_sql`]).
+//!
+//! Every handler marks the session busy while it runs ([`crate::activity`]), for the idle
+//! session timeout.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Debug;
-use std::hash::{BuildHasher, Hasher, RandomState};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::{Sink, SinkExt};
-use pgwire::api::auth::md5pass::{Md5PasswordAuth, hash_md5_password};
 use pgwire::api::auth::mechanism::AuthMechanismFactory;
 use pgwire::api::auth::{
-    AuthDriver, AuthOutcome, AuthSource, LoginInfo, Password, ServerParameterProvider,
-    StartupHandler, protocol_negotiation, save_startup_parameters_to_metadata,
+    AuthDriver, AuthOutcome, ServerParameterProvider, StartupHandler, protocol_negotiation,
+    save_startup_parameters_to_metadata,
 };
 use pgwire::api::cancel::CancelHandler;
 use pgwire::api::portal::Portal;
@@ -50,6 +53,8 @@ use pgwire::messages::simplequery::Query;
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 use tokio::sync::Notify;
 
+use crate::activity::Activity;
+use crate::auth::{self, LoggedIn, Md5Login};
 use crate::backend::{Backend, BackendCancel, BackendError, BackendTarget};
 use crate::config::{EmulatorConfig, FaultKnobs};
 use crate::control;
@@ -57,6 +62,8 @@ use crate::error::{SQLSTATE_CONNECTION_FAILURE, StatementError};
 use crate::history::{UnloadProgress, UnloadStart};
 use crate::sql::{StatementClass, classify, split_statements};
 use crate::unload::{self, CancelFlag, UnloadEnv};
+use crate::user_sql;
+use crate::users::{Login, Users};
 
 /// State shared by all sessions of one emulator.
 #[derive(Debug)]
@@ -66,8 +73,10 @@ pub(crate) struct Shared {
     pub(crate) knobs: FaultKnobs,
     pub(crate) cancels: CancelRegistry,
     pub(crate) unloads: crate::UnloadStats,
-    /// Writes `sys_query_history` / `sys_unload_history`.
+    /// Writes `sys_query_history` / `sys_unload_history` (and `stl_connection_log`).
     pub(crate) history: crate::history::History,
+    /// The users and the temporary credentials issued.
+    pub(crate) users: Users,
 }
 
 /// Sessions by the (pid, secret key) the emulator gave their clients, for CancelRequest.
@@ -119,6 +128,7 @@ impl CancelHandler for Canceller {
 enum LocalStatement {
     Unload(String),
     Control(String),
+    User(String),
 }
 
 #[derive(Debug, Default)]
@@ -153,45 +163,23 @@ impl ServerParameterProvider for SessionParams {
     }
 }
 
-/// Answers MD5 challenges for the configured user.
-#[derive(Debug)]
-struct PasswordSource {
-    shared: Arc<Shared>,
-}
-
-fn random_salt() -> Vec<u8> {
-    let mut h = RandomState::new().build_hasher();
-    h.write_u64(std::process::id() as u64);
-    h.finish().to_be_bytes()[..4].to_vec()
-}
-
-#[async_trait]
-impl AuthSource for PasswordSource {
-    async fn get_password(&self, login: &LoginInfo) -> PgWireResult<Password> {
-        let salt = random_salt();
-        let config = &self.shared.config;
-        let user = login.user().unwrap_or_default();
-        let expected = if user == config.user {
-            hash_md5_password(user, config.password.expose(), &salt).into_bytes()
-        } else {
-            // can never match an MD5 response: unknown users fail like a wrong password
-            b"!".to_vec()
-        };
-        Ok(Password::new(Some(salt), expected))
-    }
-}
-
 /// One client connection.
 pub(crate) struct Session {
     shared: Arc<Shared>,
     state: tokio::sync::Mutex<SessionState>,
     params: SessionParams,
-    driver: AuthDriver<SessionParams>,
-    md5: Md5PasswordAuth<PasswordSource>,
+    driver: AuthDriver<SessionParams, Login>,
+    md5: Md5Login,
     cancel: Arc<CancelTarget>,
     cancel_key: Mutex<Option<(i32, Bytes)>>,
     /// notified to make the connection task drop the client socket
     pub(crate) dropped: Notify,
+    /// Busy or idle since when (the idle session timeout).
+    pub(crate) activity: Activity,
+    /// The login, once authenticated.
+    logged_in: Mutex<Option<LoggedIn>>,
+    /// The session's id in `stl_connection_log.sessionid`.
+    session_id: String,
 }
 
 impl Debug for Session {
@@ -275,16 +263,43 @@ impl Session {
         let params = SessionParams::default();
         Self {
             driver: AuthDriver::new(params.clone()),
-            md5: Md5PasswordAuth::new(Arc::new(PasswordSource {
+            md5: Md5Login {
                 shared: Arc::clone(&shared),
-            })),
+            },
             shared,
             state: tokio::sync::Mutex::new(SessionState::default()),
             params,
             cancel: Arc::new(CancelTarget::default()),
             cancel_key: Mutex::new(None),
             dropped: Notify::new(),
+            activity: Activity::default(),
+            logged_in: Mutex::new(None),
+            session_id: crate::awsapi::new_request_id(),
         }
+    }
+
+    /// Writes the end of an authenticated session to `stl_connection_log`.
+    pub(crate) async fn log_end(&self) {
+        let logged_in = self
+            .logged_in
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        if let Some(logged_in) = logged_in {
+            auth::log_session(&self.shared, &logged_in, &self.session_id, true).await;
+        }
+    }
+
+    /// The database user of the session (the configured user before authentication).
+    fn db_user(&self) -> String {
+        self.logged_in
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .map_or_else(
+                || self.shared.config.user.clone(),
+                |l| l.login.db_user.clone(),
+            )
     }
 
     /// After authentication: connect the backend, then finish the start-up.
@@ -292,6 +307,7 @@ impl Session {
         &self,
         client: &mut C,
         final_message: Option<pgwire::messages::startup::Authentication>,
+        login: Option<Login>,
     ) -> PgWireResult<()>
     where
         C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
@@ -323,7 +339,21 @@ impl Session {
             .lock()
             .unwrap_or_else(PoisonError::into_inner) = backend.cancel_handle();
         client.set_transaction_status(backend.status);
+        let pid = backend.process_id();
         self.state.lock().await.backend = Some(backend);
+        if let Some(login) = login {
+            let logged_in = LoggedIn {
+                login,
+                client: auth::Client::of(client),
+                pid,
+                since: tokio::time::Instant::now(),
+            };
+            auth::log_session(&self.shared, &logged_in, &self.session_id, false).await;
+            *self
+                .logged_in
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = Some(logged_in);
+        }
         self.driver
             .complete_authentication(client, final_message)
             .await?;
@@ -441,6 +471,32 @@ impl Session {
         stmt: &LocalStatement,
     ) -> Result<&'static str, StatementError> {
         match stmt {
+            LocalStatement::User(text) => {
+                let statement = user_sql::parse_user_statement(text)?;
+                let actor = self.db_user();
+                let users = &self.shared.users;
+                let done = if statement.create {
+                    users.create(
+                        &actor,
+                        &statement.name,
+                        statement
+                            .password
+                            .as_ref()
+                            .unwrap_or(&crate::users::NewPassword::Disable),
+                        statement.superuser,
+                    )
+                } else {
+                    users.alter(
+                        &actor,
+                        &statement.name,
+                        statement.password.as_ref(),
+                        statement.superuser,
+                    )
+                };
+                done.map_err(|e| StatementError::coded(e.code, e.message))?;
+                tracing::info!(user = %statement.name, by = %actor, "{}", statement.tag());
+                Ok(statement.tag())
+            }
             LocalStatement::Control(text) => {
                 let control = control::parse_control(text)?;
                 control::apply(&control, &self.shared.knobs, &self.shared.config.faults);
@@ -536,7 +592,37 @@ fn local_statement(class: StatementClass, text: &str) -> Result<LocalStatement, 
     match class {
         StatementClass::Unload => Ok(LocalStatement::Unload(text.to_owned())),
         StatementClass::Control => Ok(LocalStatement::Control(text.to_owned())),
+        StatementClass::User => Ok(LocalStatement::User(text.to_owned())),
         StatementClass::Forward(sql) => Err(sql),
+    }
+}
+
+impl Session {
+    /// Continues the start-up after one step of the handshake; a refused login is logged.
+    async fn authentication_step<C>(
+        &self,
+        client: &mut C,
+        outcome: PgWireResult<AuthOutcome<Login>>,
+    ) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        match outcome {
+            Ok(AuthOutcome::InProgress) => Ok(()),
+            Ok(AuthOutcome::Authenticated {
+                final_message,
+                identity,
+            }) => self.finish_startup(client, final_message, identity).await,
+            Err(e) => {
+                if matches!(e, PgWireError::UserError(_)) {
+                    let who = auth::Client::of(client);
+                    auth::log_failure(&self.shared, &who, &self.session_id, &e).await;
+                }
+                Err(e)
+            }
+        }
     }
 }
 
@@ -568,24 +654,15 @@ impl StartupHandler for Session {
                         format!("database \"{database}\" does not exist"),
                     ));
                 }
-                match self
+                let outcome = self
                     .driver
                     .begin_authentication(client, self.md5.create())
-                    .await?
-                {
-                    AuthOutcome::InProgress => Ok(()),
-                    AuthOutcome::Authenticated { final_message, .. } => {
-                        self.finish_startup(client, final_message).await
-                    }
-                }
+                    .await;
+                self.authentication_step(client, outcome).await
             }
             PgWireFrontendMessage::PasswordMessageFamily(message) => {
-                match self.driver.advance_authentication(client, message).await? {
-                    AuthOutcome::InProgress => Ok(()),
-                    AuthOutcome::Authenticated { final_message, .. } => {
-                        self.finish_startup(client, final_message).await
-                    }
-                }
+                let outcome = self.driver.advance_authentication(client, message).await;
+                self.authentication_step(client, outcome).await
             }
             _ => Ok(()),
         }
@@ -601,6 +678,7 @@ impl SimpleQueryHandler for Session {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
+        let _busy = self.activity.enter();
         let mut guard = self.state.lock().await;
         let state = &mut *guard;
         let text = query.query;
@@ -719,6 +797,7 @@ impl ExtendedQueryHandler for Session {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
+        let _busy = self.activity.enter();
         let mut guard = self.state.lock().await;
         let state = &mut *guard;
         if state.skipping {
@@ -752,6 +831,7 @@ impl ExtendedQueryHandler for Session {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
+        let _busy = self.activity.enter();
         let mut guard = self.state.lock().await;
         let state = &mut *guard;
         if state.skipping {
@@ -785,6 +865,7 @@ impl ExtendedQueryHandler for Session {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
+        let _busy = self.activity.enter();
         let mut guard = self.state.lock().await;
         let state = &mut *guard;
         if state.skipping {
@@ -824,6 +905,7 @@ impl ExtendedQueryHandler for Session {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
+        let _busy = self.activity.enter();
         let mut guard = self.state.lock().await;
         let state = &mut *guard;
         if state.skipping {
@@ -851,6 +933,7 @@ impl ExtendedQueryHandler for Session {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
+        let _busy = self.activity.enter();
         let mut guard = self.state.lock().await;
         let state = &mut *guard;
         if state.skipping {
@@ -881,6 +964,7 @@ impl ExtendedQueryHandler for Session {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
+        let _busy = self.activity.enter();
         let mut guard = self.state.lock().await;
         Self::drain(client, &mut guard).await?;
         client.flush().await?;
@@ -894,6 +978,7 @@ impl ExtendedQueryHandler for Session {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
+        let _busy = self.activity.enter();
         let mut guard = self.state.lock().await;
         let state = &mut *guard;
         let backend = state.backend.as_mut().ok_or_else(no_backend)?;

@@ -301,6 +301,8 @@ pub(crate) enum StatementClass {
     Unload,
     /// `EMULATOR ...`: a fault-knob control statement.
     Control,
+    /// `CREATE USER` / `ALTER USER`: run against the emulator's own users.
+    User,
     /// Anything else: forwarded to PostgreSQL with this (possibly rewritten) text.
     Forward(String),
 }
@@ -318,6 +320,7 @@ pub(crate) fn classify(text: &str) -> StatementClass {
     match tokens.first() {
         Some(t) if t.is_word(text, "unload") => StatementClass::Unload,
         Some(t) if t.is_word(text, "emulator") => StatementClass::Control,
+        Some(_) if crate::user_sql::is_user_statement(text, &tokens) => StatementClass::User,
         _ => StatementClass::Forward(rewrite_version(text, &tokens)),
     }
 }
@@ -418,6 +421,10 @@ mod tests {
             StatementClass::Unload
         );
         assert_eq!(classify("/* hi */ Emulator reset"), StatementClass::Control);
+        assert_eq!(
+            classify("ALTER USER awsuser PASSWORD 'x'"),
+            StatementClass::User
+        );
         assert_eq!(
             classify("select 1"),
             StatementClass::Forward("select 1".to_owned())

@@ -206,6 +206,8 @@ pub(crate) async fn execute(
         prefix = %st.destination.prefix,
         parallel = st.parallel,
         manifest = ?st.manifest,
+        encrypted = ?st.encrypted,
+        kms_key_id = ?st.kms_key_id,
         "UNLOAD"
     );
 
@@ -427,18 +429,37 @@ fn injected_failure(files: u64) -> StatementError {
     ))
 }
 
-/// Builds the S3 client for the destination bucket.
+/// Redshift's error for a bucket in another region than the cluster's (UNLOAD without REGION).
+pub const BUCKET_IN_OTHER_REGION: &str = "The S3 bucket addressed by the query is in a different region from this cluster.,Status 301,Error PermanentRedirect";
+/// S3's error for a bucket addressed in the wrong region (UNLOAD with a wrong REGION).
+pub const BUCKET_NEEDS_OTHER_ENDPOINT: &str = "The bucket you are attempting to access must be addressed using the specified endpoint. Please send all future requests to this endpoint.,Status 301,Error PermanentRedirect";
+
+/// Fails like Redshift when the UNLOAD's region (its REGION, else the cluster's) is not the
+/// bucket's.
+fn check_region(st: &UnloadStatement, config: &EmulatorConfig) -> Result<(), StatementError> {
+    let bucket_region = config.bucket_region();
+    match &st.region {
+        None if config.region != bucket_region => {
+            Err(StatementError::S3(BUCKET_IN_OTHER_REGION.to_owned()))
+        }
+        Some(region) if region != bucket_region => {
+            Err(StatementError::S3(BUCKET_NEEDS_OTHER_ENDPOINT.to_owned()))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Builds the S3 client for the destination bucket: in the bucket's region, every object (data
+/// files and manifest) written with SSE-S3 as Redshift does by default, SSE-KMS with
+/// `KMS_KEY_ID ... ENCRYPTED`, the bucket's default with `ENCRYPTED AUTO`.
 fn make_store(
     st: &UnloadStatement,
     config: &EmulatorConfig,
 ) -> Result<Arc<dyn ObjectStore>, StatementError> {
-    let region = st
-        .region
-        .clone()
-        .unwrap_or_else(|| config.s3_region.clone());
+    check_region(st, config)?;
     let mut builder = AmazonS3Builder::new()
         .with_bucket_name(&st.destination.bucket)
-        .with_region(region)
+        .with_region(config.bucket_region())
         .with_retry(RetryConfig {
             max_retries: 2,
             retry_timeout: Duration::from_secs(10),
@@ -486,6 +507,16 @@ fn make_store(
     if let Some(token) = token {
         builder = builder.with_token(token);
     }
+    builder = match (&st.kms_key_id, st.encrypted) {
+        (Some(key), _) => builder.with_sse_kms_encryption(key),
+        (None, Some(parse::Encrypted::Auto)) => builder,
+        (None, _) => {
+            let key = "aws_server_side_encryption"
+                .parse::<object_store::aws::AmazonS3ConfigKey>()
+                .map_err(|e| StatementError::S3(e.to_string()))?;
+            builder.with_config(key, "AES256")
+        }
+    };
     let store = builder
         .build()
         .map_err(|e| StatementError::S3(e.to_string()))?;

@@ -112,6 +112,19 @@ pub enum ManifestKind {
     Verbose,
 }
 
+/// `ENCRYPTED` or `ENCRYPTED AUTO`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encrypted {
+    /// `ENCRYPTED`: with `KMS_KEY_ID` SSE-KMS, else SSE-S3 (the emulator has no client-side
+    /// encryption, which PARQUET does not take anyway).
+    Plain,
+    /// `ENCRYPTED AUTO`: the bucket's default encryption (no encryption header is sent).
+    Auto,
+}
+
+/// Redshift-style message when `KMS_KEY_ID` comes without `ENCRYPTED` (the emulator's wording).
+pub const KMS_KEY_NEEDS_ENCRYPTED: &str = "KMS_KEY_ID can only be used with the ENCRYPTED option.";
+
 /// An S3 destination `s3://bucket/prefix`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct S3Url {
@@ -146,8 +159,12 @@ pub struct UnloadStatement {
     pub clean_path: bool,
     /// `EXTENSION 'ext'`.
     pub extension: Option<String>,
-    /// `REGION 'r'`.
+    /// `REGION 'r'`: the bucket's region (default: the cluster's).
     pub region: Option<String>,
+    /// `ENCRYPTED [AUTO]`.
+    pub encrypted: Option<Encrypted>,
+    /// `KMS_KEY_ID 'key'`: SSE-KMS with that key (requires ENCRYPTED).
+    pub kms_key_id: Option<String>,
     /// `PARTITION BY (...)` columns (not supported by the emulator).
     pub partition_by: Option<Vec<String>>,
     /// Text-format-only options that were given (`HEADER`, `DELIMITER`, ...), upper case.
@@ -434,6 +451,8 @@ pub fn parse_unload(sql: &str) -> Result<UnloadStatement, UnloadSyntaxError> {
         clean_path: false,
         extension: None,
         region: None,
+        encrypted: None,
+        kms_key_id: None,
         partition_by: None,
         text_options: Vec::new(),
     };
@@ -579,11 +598,15 @@ pub fn parse_unload(sql: &str) -> Result<UnloadStatement, UnloadSyntaxError> {
             }
             "encrypted" => {
                 seen.once("ENCRYPTED")?;
-                p.eat_word("auto");
+                st.encrypted = Some(if p.eat_word("auto") {
+                    Encrypted::Auto
+                } else {
+                    Encrypted::Plain
+                });
             }
             "kms_key_id" => {
                 seen.once("KMS_KEY_ID")?;
-                p.expect_string()?;
+                st.kms_key_id = Some(p.expect_string()?);
             }
             "header" | "addquotes" | "escape" | "bzip2" | "gzip" | "zstd" => {
                 let name = text_option_name(&word);
@@ -737,6 +760,14 @@ impl UnloadStatement {
                 }
             }
         }
+        if let Some(key) = &self.kms_key_id {
+            if self.encrypted.is_none() {
+                return Err(KMS_KEY_NEEDS_ENCRYPTED.to_owned());
+            }
+            if key.trim().is_empty() {
+                return Err("KMS_KEY_ID must not be empty.".to_owned());
+            }
+        }
         if self.allow_overwrite && self.clean_path {
             return Err("ALLOWOVERWRITE and CLEANPATH options cannot be used together.".to_owned());
         }
@@ -824,6 +855,17 @@ mod tests {
         assert!(!st.clean_path);
         assert_eq!(st.extension.as_deref(), Some("parq"));
         assert_eq!(st.region.as_deref(), Some("eu-west-1"));
+        assert_eq!(st.encrypted, Some(Encrypted::Auto));
+        assert_eq!(st.kms_key_id, None);
+        assert_eq!(st.validate(), Ok(()));
+        let st = parse(&format!(
+            "unload ('select 1') to 's3://b/p' iam_role '{ROLE}' parquet \
+             KMS_KEY_ID 'alias/unload' ENCRYPTED"
+        ));
+        assert_eq!(
+            (st.encrypted, st.kms_key_id.as_deref()),
+            (Some(Encrypted::Plain), Some("alias/unload"))
+        );
         assert_eq!(st.validate(), Ok(()));
     }
 
@@ -976,6 +1018,11 @@ mod tests {
             (
                 "parquet delimiter as '|'",
                 "DELIMITER option is not supported with PARQUET format.",
+            ),
+            ("parquet kms_key_id 'k'", KMS_KEY_NEEDS_ENCRYPTED),
+            (
+                "parquet kms_key_id '' encrypted",
+                "KMS_KEY_ID must not be empty.",
             ),
             ("csv", "CSV is not supported"),
             ("", "TEXT is not supported"),
