@@ -112,7 +112,9 @@ impl DbLogins {
                     format!("IAM credentials of workgroup {workgroup} (redshift_workgroup)")
                 }
             },
-            Source::Secret { arn, .. } => format!("the login in secret {arn} (redshift_secret_arn)"),
+            Source::Secret { arn, .. } => {
+                format!("the login in secret {arn} (redshift_secret_arn)")
+            }
         }
     }
 

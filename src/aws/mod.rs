@@ -144,6 +144,10 @@ impl Aws {
         static_keys: Option<Credentials>,
         role: Option<&AssumedRole>,
     ) -> Result<Arc<CachedCredentials>, AwsError> {
+        let mut source = match static_keys {
+            Some(_) => "the configured keys (aws_access_key_id)".to_string(),
+            None => "the AWS credential chain".to_string(),
+        };
         let base = match static_keys {
             Some(keys) => SharedCredentialsProvider::new(keys),
             None => self.sdk.credentials_provider().ok_or_else(|| {
@@ -153,6 +157,7 @@ impl Aws {
         let provider = match role {
             None => base,
             Some(role) => {
+                source = format!("assuming role {} (s3_role_arn) with {source}", role.arn);
                 let mut builder = aws_config::sts::AssumeRoleProvider::builder(&role.arn)
                     .session_name(&role.session_name)
                     .configure(&self.sdk);
@@ -162,7 +167,7 @@ impl Aws {
                 SharedCredentialsProvider::new(builder.build_from_provider(base).await)
             }
         };
-        Ok(Arc::new(CachedCredentials::new(provider)))
+        Ok(Arc::new(CachedCredentials::new(provider, source)))
     }
 }
 
@@ -172,14 +177,16 @@ impl Aws {
 #[derive(Debug)]
 pub struct CachedCredentials {
     provider: SharedCredentialsProvider,
+    source: String,
     cache: Refreshing<Credentials>,
 }
 
 impl CachedCredentials {
-    /// Caches `provider`.
-    pub fn new(provider: SharedCredentialsProvider) -> Self {
+    /// Caches `provider`; `source` says where its credentials come from, for errors.
+    pub fn new(provider: SharedCredentialsProvider, source: String) -> Self {
         Self {
             provider,
+            source,
             cache: Refreshing::default(),
         }
     }
@@ -188,11 +195,9 @@ impl CachedCredentials {
     pub async fn get(&self) -> Result<Credentials, AwsError> {
         self.cache
             .get(|| async {
-                let credentials = self
-                    .provider
-                    .provide_credentials()
-                    .await
-                    .map_err(|e| AwsError::Credentials(error_chain(&e)))?;
+                let credentials = self.provider.provide_credentials().await.map_err(|e| {
+                    AwsError::Credentials(format!("{}: {}", self.source, error_chain(&e)))
+                })?;
                 let expiry: Option<SystemTime> = credentials.expiry();
                 Ok::<_, AwsError>((credentials, expiry))
             })

@@ -183,20 +183,22 @@ def base_config(testbed: dict[str, str]) -> dict[str, str]:
     }
 
 
-def start_server(config: dict[str, str], workdir: Path) -> FlightServer:
+def start_server(config: dict[str, str], workdir: Path, env: dict[str, str | None] | None = None) -> FlightServer:
     """Writes `config` to workdir/configuration.json, starts `redshift-flight serve` and waits,
-    with a deadline, for the line that names the port it listens on."""
+    with a deadline, for the line that names the port it listens on. `env`: variables to set
+    (None: to remove) in the server's environment, such as AWS_PROFILE or AWS_ENDPOINT_URL_STS."""
     workdir.mkdir(parents=True, exist_ok=True)
     config_path = workdir / "configuration.json"
     config_path.write_text(json.dumps(config, indent=2))
     config_path.chmod(0o600)
     stderr_path = workdir / "redshift-flight.stderr.log"
-    env = dict(os.environ)
+    overrides, env = env, dict(os.environ)
     env.setdefault("REDSHIFT_FLIGHT_LOG", "info")
     # Configuration comes from the file only: a stray REDSHIFT_FLIGHT_* variable must not win.
     for key in list(env):
         if key.startswith("REDSHIFT_FLIGHT_") and key != "REDSHIFT_FLIGHT_LOG":
             del env[key]
+    env = _with_overrides(env, overrides)
     with open(stderr_path, "wb") as stderr:
         process = subprocess.Popen(
             [str(_server_binary()), "--config", str(config_path), "serve"],
@@ -242,6 +244,16 @@ def start_server(config: dict[str, str], workdir: Path) -> FlightServer:
         if match:
             server.location = f"grpc://{match.group(1)}:{match.group(2)}"
             return server
+
+
+def _with_overrides(env: dict[str, str], overrides: dict[str, str | None] | None) -> dict[str, str]:
+    """`env` with `overrides` applied: a value replaces, None removes."""
+    for key, value in (overrides or {}).items():
+        if value is None:
+            env.pop(key, None)
+        else:
+            env[key] = value
+    return env
 
 
 def emulator_binary() -> Path:
