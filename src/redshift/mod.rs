@@ -8,13 +8,16 @@
 //! come back with Redshift's message. A statement whose caller goes away (client cancelled, deadline
 //! passed) is cancelled on Redshift too.
 //!
-//! Imports: `crate::config` (its settings), `crate::sql` (statements are `Sql`) and
-//! `crate::store::error_chain`; the catalog and the stager reach Redshift through
+//! Each new connection logs in with the current login of [`DbLogins`] (`redshift_auth`: a stored
+//! password, IAM credentials refreshed before they expire, or a secret); a login Redshift refuses
+//! that can change is fetched again and the connection tried once more. TLS is in `tls.rs`.
+//!
+//! Imports: `crate::config` (its settings), `crate::aws` (the logins), `crate::sql` (statements
+//! are `Sql`) and `crate::store::error_chain`; the catalog and the stager reach Redshift through
 //! `crate::warehouse`, never the other way round.
 
 use std::fmt;
 use std::future::Future;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,17 +26,15 @@ use deadpool_postgres::{
     Hook, HookError, Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime,
 };
 use futures::future::BoxFuture;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use secrecy::ExposeSecret;
 use tokio_postgres::{CancelToken, SimpleQueryMessage};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 mod cursor;
+mod tls;
 
 pub use cursor::{RowCursor, TextBatch};
+pub use tls::{TlsSetupError, tls_connector};
 
 use crate::aws::{AwsError, DbLogins};
 use crate::config::{RedshiftSettings, SslMode};
@@ -210,108 +211,6 @@ impl Default for RetrySettings {
             max_delay: Duration::from_secs(5),
         }
     }
-}
-
-/// TLS settings that cannot be used.
-#[derive(Debug, thiserror::Error)]
-#[error("redshift_ssl_root_cert {path}: {message}")]
-pub struct TlsSetupError {
-    path: String,
-    message: String,
-}
-
-/// Accepts any server certificate: `sslmode` prefer and require encrypt without verifying, as
-/// libpq does. Signatures are still checked, so the handshake itself is sound.
-#[derive(Debug)]
-struct EncryptOnly(Arc<rustls::crypto::CryptoProvider>);
-
-impl ServerCertVerifier for EncryptOnly {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
-}
-
-/// The TLS connector for `mode`: verifying the chain (public roots plus `extra_ca`) and the host
-/// name for verify-full, encrypting only for prefer and require.
-pub fn tls_connector(
-    mode: SslMode,
-    extra_ca: Option<&Path>,
-) -> Result<MakeRustlsConnect, TlsSetupError> {
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let builder = ClientConfig::builder_with_provider(Arc::clone(&provider))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| TlsSetupError {
-            path: String::new(),
-            message: e.to_string(),
-        })?;
-    let config = match mode {
-        SslMode::VerifyFull => {
-            let mut roots = RootCertStore {
-                roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-            };
-            if let Some(path) = extra_ca {
-                let err = |message: String| TlsSetupError {
-                    path: path.display().to_string(),
-                    message,
-                };
-                let certs = CertificateDer::pem_file_iter(path)
-                    .map_err(|e| err(e.to_string()))?
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(|e| err(e.to_string()))?;
-                if certs.is_empty() {
-                    return Err(err("no PEM certificate in the file".into()));
-                }
-                for cert in certs {
-                    roots.add(cert).map_err(|e| err(e.to_string()))?;
-                }
-            }
-            builder.with_root_certificates(roots).with_no_client_auth()
-        }
-        SslMode::Disable | SslMode::Prefer | SslMode::Require => builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(EncryptOnly(provider)))
-            .with_no_client_auth(),
-    };
-    Ok(MakeRustlsConnect::new(config))
 }
 
 /// Opens pooled connections to Redshift and runs simple queries.
