@@ -9,7 +9,7 @@
 //! Endpoints follow the SDK's rules: `AWS_ENDPOINT_URL_<SERVICE>`, then `AWS_ENDPOINT_URL`, then
 //! the profile's `services` section and `endpoint_url`, else the service's regional endpoint.
 //!
-//! May import: `super` only.
+//! May import: `super` and `crate::store::error_chain`.
 
 use std::fmt;
 use std::sync::Arc;
@@ -21,7 +21,8 @@ use aws_types::service_config::ServiceConfigKey;
 use secrecy::SecretString;
 use serde::Deserialize;
 
-use super::{Aws, AwsError, CachedCredentials, error_chain};
+use super::{Aws, AwsError, CachedCredentials};
+use crate::store::error_chain;
 
 /// An AWS service the server calls.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

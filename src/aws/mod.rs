@@ -23,7 +23,7 @@
 //! own (`aws-sigv4`), credentials are the SDK's (`aws-config`), and the wire shapes are the
 //! documented Query and JSON 1.1 protocols.
 //!
-//! May import: `crate::config` only.
+//! May import: `crate::config` and `crate::store::error_chain`.
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -45,6 +45,7 @@ pub use refresh::{Fetched, Refreshing};
 pub use s3::S3Credentials;
 
 use crate::config::AssumedRole;
+use crate::store::error_chain;
 
 /// What went wrong getting credentials or calling AWS. Never holds a secret.
 #[derive(Debug, thiserror::Error)]
@@ -204,19 +205,4 @@ impl CachedCredentials {
             .await
             .map(|fetched| fetched.value)
     }
-}
-
-/// An error with its causes (the SDK's errors keep the useful part in their sources).
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut message = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        if !message.contains(&text) {
-            message.push_str(": ");
-            message.push_str(&text);
-        }
-        source = cause.source();
-    }
-    message
 }

@@ -31,6 +31,9 @@ struct Entry<T> {
     fetched: Fetched<T>,
     expires: Option<SystemTime>,
     refresh_at: Option<SystemTime>,
+    /// Refused: fetched anew by the next [`Refreshing::get`], never used as a fallback, but still
+    /// [`Refreshing::latest`] until then (so a connection opened meanwhile has a login to try).
+    rejected: bool,
 }
 
 /// A value fetched on demand and again before it expires.
@@ -52,22 +55,23 @@ impl<T> Default for Refreshing<T> {
 }
 
 impl<T: Clone> Refreshing<T> {
-    /// The value held now, if it is neither due for refresh nor expired.
-    fn fresh(&self, now: SystemTime) -> Option<Fetched<T>> {
+    /// The value held now, if it is usable and `current` says it is still current.
+    fn held(&self, current: impl Fn(&Entry<T>) -> bool) -> Option<Fetched<T>> {
         let entry = self.entry.lock().unwrap_or_else(PoisonError::into_inner);
         entry
             .as_ref()
-            .filter(|e| e.refresh_at.is_none_or(|at| now < at))
+            .filter(|e| !e.rejected && current(e))
             .map(|e| e.fetched.clone())
     }
 
-    /// The value held now, if it has not expired (even if a refresh is due).
+    /// The value held now, if it is neither due for refresh nor refused.
+    fn fresh(&self, now: SystemTime) -> Option<Fetched<T>> {
+        self.held(|e| e.refresh_at.is_none_or(|at| now < at))
+    }
+
+    /// The value held now, if it has not expired nor been refused (even if a refresh is due).
     fn valid(&self, now: SystemTime) -> Option<Fetched<T>> {
-        let entry = self.entry.lock().unwrap_or_else(PoisonError::into_inner);
-        entry
-            .as_ref()
-            .filter(|e| e.expires.is_none_or(|at| now < at))
-            .map(|e| e.fetched.clone())
+        self.held(|e| e.expires.is_none_or(|at| now < at))
     }
 
     /// The last value fetched, whatever its state: for code that cannot wait (and whose caller
@@ -116,22 +120,21 @@ impl<T: Clone> Refreshing<T> {
             fetched: fetched.clone(),
             expires,
             refresh_at,
+            rejected: false,
         });
         fetched
     }
 
-    /// Drops the value of `generation` (it was refused), so the next [`Refreshing::get`]
-    /// fetches. Returns whether it was still held (false: a newer value is already there).
+    /// Marks the value of `generation` refused, so the next [`Refreshing::get`] fetches anew.
+    /// Returns whether it was still held (false: a newer value is already there).
     pub fn reject(&self, generation: u64) -> bool {
         let mut entry = self.entry.lock().unwrap_or_else(PoisonError::into_inner);
-        if entry
-            .as_ref()
-            .is_some_and(|e| e.fetched.generation == generation)
-        {
-            *entry = None;
-            true
-        } else {
-            false
+        match entry.as_mut() {
+            Some(e) if e.fetched.generation == generation => {
+                e.rejected = true;
+                true
+            }
+            _ => false,
         }
     }
 }
@@ -217,6 +220,15 @@ mod tests {
         let calls = AtomicU32::new(0);
         let first = cache.get(|| fetch_counted(&calls, None)).await.unwrap();
         assert!(cache.reject(first.generation));
+        assert_eq!(
+            cache.latest(),
+            Some(1),
+            "kept for connections opened meanwhile"
+        );
+        let failed = cache
+            .get(|| async { Err::<(u32, Option<SystemTime>), _>("down".to_string()) })
+            .await;
+        assert!(failed.is_err(), "a refused value is no fallback");
         let second = cache.get(|| fetch_counted(&calls, None)).await.unwrap();
         assert_eq!((second.value, second.generation), (2, 2));
         // A late caller that saw the first value refused must not drop the second.
