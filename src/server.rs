@@ -391,6 +391,7 @@ impl Application {
             .with_database(config.redshift.database.clone())
             .with_direct_max_rows(config.flight_sql.direct_max_rows)
             .with_poll_wait(config.flight_sql.poll_wait)
+            .with_locations(&config.listen.advertise_locations)
             .with_query_policy(
                 crate::sql::query::QueryPolicy::new()
                     .allow_functions(config.flight_sql.extra_functions.clone()),

@@ -99,6 +99,7 @@ impl Config {
         let port = validate::port(raw.redshift_port)?;
         let iam_role = validate::iam_role(raw.iam_role)?;
         let address = validate::listen_address(raw.listen_address)?;
+        let advertise_locations = validate::advertise_locations(raw.advertise_locations)?;
         let endpoint = validate::s3_endpoint(raw.s3_endpoint)?;
         let (access_key_id, secret_access_key) =
             validate::aws_keys(raw.aws_access_key_id, raw.aws_secret_access_key)?;
@@ -307,6 +308,7 @@ impl Config {
             },
             listen: ListenSettings {
                 address,
+                advertise_locations,
                 metrics_address,
                 tls,
                 tls_client_ca,

@@ -219,6 +219,8 @@ raw_config! {
     unload_kms_key_id: "REDSHIFT_FLIGHT_UNLOAD_KMS_KEY_ID", secret = false;
     /// Region of the bucket when it is not the cluster's (UNLOAD's `REGION`).
     unload_region: "REDSHIFT_FLIGHT_UNLOAD_REGION", secret = false;
+    /// Comma-separated Flight URIs (grpc://, grpc+tls://) every endpoint names as its locations, so clients spread DoGets over the replicas themselves (default: none; clients read through the connection they have, e.g. a load balancer).
+    advertise_locations: "REDSHIFT_FLIGHT_ADVERTISE_LOCATIONS", secret = false;
     /// `true`: allow listening on a non-loopback address without authentication (a warning is logged).
     insecure: "REDSHIFT_FLIGHT_INSECURE", secret = false, arg(num_args = 0..=1, default_missing_value = "true");
 }

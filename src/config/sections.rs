@@ -188,6 +188,9 @@ pub struct CatalogSettings {
 pub struct ListenSettings {
     /// Flight listen address (`listen_address`).
     pub address: SocketAddr,
+    /// URIs every endpoint names as its locations, so clients spread DoGets over replicas
+    /// themselves; empty: endpoints name none (`advertise_locations`).
+    pub advertise_locations: Vec<String>,
     /// Prometheus `/metrics` address, `None`: disabled (`metrics_address`).
     pub metrics_address: Option<SocketAddr>,
     /// Server TLS: (certificate chain, key) PEM files (`tls_cert`, `tls_key`).

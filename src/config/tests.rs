@@ -49,7 +49,7 @@ fn seed_configuration_works_unchanged() {
     assert!(!config.listen.insecure);
     assert_eq!(config.redshift.pool_size, 0, "max_parallel_workers + 4");
     assert_eq!(config.redshift.pool_timeout, Duration::from_secs(30));
-    assert_eq!(RawConfig::KEYS.len(), 60);
+    assert_eq!(RawConfig::KEYS.len(), 61);
     assert!(config.flight_sql.extra_functions.is_empty());
     assert_eq!(config.flight_sql.direct_max_rows, 100_000);
     assert_eq!(config.flight_sql.poll_wait, Duration::from_secs(1));
@@ -493,4 +493,39 @@ fn s3_role_region_and_unload_options() {
         !error.to_string().contains("the-external-secret"),
         "{error}"
     );
+}
+
+#[test]
+fn advertise_locations_are_flight_uris() {
+    assert!(
+        with(&[], &[])
+            .unwrap()
+            .listen
+            .advertise_locations
+            .is_empty()
+    );
+    let config = with(
+        &[(
+            "advertise_locations",
+            "grpc+tls://replica-1.example:8815, grpc://10.0.0.2:8815",
+        )],
+        &[],
+    )
+    .unwrap();
+    assert_eq!(
+        config.listen.advertise_locations,
+        ["grpc+tls://replica-1.example:8815", "grpc://10.0.0.2:8815"]
+    );
+    for bad in [
+        "http://a:1",
+        "grpc://",
+        "grpc://host-without-port",
+        "grpc://a:1/path",
+    ] {
+        assert_eq!(
+            invalid_key(with(&[("advertise_locations", bad)], &[])),
+            "advertise_locations",
+            "{bad}"
+        );
+    }
 }

@@ -158,6 +158,35 @@ pub(super) fn listen_address(value: Option<String>) -> Result<SocketAddr, Config
     })
 }
 
+/// `advertise_locations`: comma-separated Flight URIs (`grpc://`, `grpc+tcp://`, `grpc+tls://`).
+pub(super) fn advertise_locations(value: Option<String>) -> Result<Vec<String>, ConfigError> {
+    let Some(text) = optional(value) else {
+        return Ok(Vec::new());
+    };
+    text.split(',')
+        .map(|uri| {
+            let uri = uri.trim();
+            let valid = ["grpc://", "grpc+tcp://", "grpc+tls://"]
+                .iter()
+                .find_map(|scheme| uri.strip_prefix(scheme))
+                .is_some_and(|rest| {
+                    !rest.is_empty()
+                        && rest.contains(':')
+                        && !rest.contains(|c: char| c.is_whitespace() || c == '/')
+                });
+            if valid {
+                Ok(uri.to_string())
+            } else {
+                Err(ConfigError::Invalid {
+                    key: "advertise_locations",
+                    expected: "comma-separated Flight URIs like grpc+tls://replica-1.example:8815",
+                    got: text.clone(),
+                })
+            }
+        })
+        .collect()
+}
+
 /// `metrics_address`: optional.
 pub(super) fn metrics_address(value: Option<String>) -> Result<Option<SocketAddr>, ConfigError> {
     match optional(value) {

@@ -279,8 +279,8 @@ fn endpoints(service: &Service, plan: &Plan, run: &StagedRun, reader: &str) -> V
                 columns_sha256: columns_sha256.clone(),
                 ewkb: plan.geometry == GeometryEncoding::Ewkb,
             };
-            FlightEndpoint::new()
-                .with_ticket(Ticket::new(service.tickets.encode(&payload)))
+            service
+                .endpoint(Ticket::new(service.tickets.encode(&payload)))
                 .with_expiration_time(expiration)
         })
         .collect()

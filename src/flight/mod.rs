@@ -19,8 +19,8 @@ use std::sync::Arc;
 
 use arrow_flight::flight_service_server::FlightService;
 use arrow_flight::{
-    Action, ActionType, Criteria, Empty, FlightData, FlightDescriptor, FlightInfo,
-    HandshakeRequest, HandshakeResponse, PollInfo, PutResult, SchemaResult, Ticket,
+    Action, ActionType, Criteria, Empty, FlightData, FlightDescriptor, FlightEndpoint, FlightInfo,
+    HandshakeRequest, HandshakeResponse, Location, PollInfo, PutResult, SchemaResult, Ticket,
 };
 use futures::stream::BoxStream;
 use futures::{StreamExt, stream};
@@ -66,6 +66,8 @@ pub struct Service {
     poll_wait: Duration,
     /// The long Flight SQL queries (PollFlightInfo jobs) this replica runs.
     poll_jobs: sql::poll::Jobs,
+    /// Locations every endpoint names (`advertise_locations`).
+    locations: Vec<Location>,
 }
 
 /// Builds a [`Service`]: the collaborators are required, the tuning has defaults.
@@ -109,6 +111,7 @@ impl Service {
                 direct_max_rows: 0,
                 poll_wait: Duration::from_secs(1),
                 poll_jobs: sql::poll::Jobs::default(),
+                locations: Vec::new(),
             },
         }
     }
@@ -122,9 +125,29 @@ impl Service {
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
     }
+
+    /// An endpoint for `ticket`, naming the advertised locations (none by default: the client
+    /// reads through the connection it has, which may go through a load balancer).
+    fn endpoint(&self, ticket: Ticket) -> FlightEndpoint {
+        FlightEndpoint {
+            ticket: Some(ticket),
+            location: self.locations.clone(),
+            ..FlightEndpoint::default()
+        }
+    }
 }
 
 impl ServiceBuilder {
+    /// Locations every endpoint names, so clients spread DoGets over replicas
+    /// (`advertise_locations`).
+    pub fn with_locations(mut self, uris: &[String]) -> Self {
+        self.service.locations = uris
+            .iter()
+            .map(|uri| Location { uri: uri.clone() })
+            .collect();
+        self
+    }
+
     /// Planning settings (`enable_complete_resync`).
     pub fn with_plan_settings(mut self, settings: PlanSettings) -> Self {
         self.service.settings = settings;

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use arrow_flight::sql::{ProstMessageExt, TicketStatementQuery};
-use arrow_flight::{FlightData, FlightDescriptor, FlightEndpoint, FlightInfo, Ticket};
+use arrow_flight::{FlightData, FlightDescriptor, FlightInfo, Ticket};
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
 use prost::Message;
@@ -92,8 +92,8 @@ pub(super) async fn flight_info(
             .try_with_schema(&plan.schema)?
             .with_descriptor(descriptor.clone())
             .with_endpoint(
-                FlightEndpoint::new()
-                    .with_ticket(ticket)
+                service
+                    .endpoint(ticket)
                     .with_expiration_time(super::super::timestamp_ms(payload.expires_at_ms)),
             )
             .with_app_metadata(serde_json::to_vec(&metadata).unwrap_or_default()),

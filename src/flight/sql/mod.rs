@@ -32,7 +32,7 @@ pub(super) mod prepared;
 pub(super) mod statement;
 
 use arrow_flight::sql::{Any, Command};
-use arrow_flight::{FlightDescriptor, FlightEndpoint, FlightInfo, Ticket};
+use arrow_flight::{FlightDescriptor, FlightInfo, Ticket};
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt, stream};
 use prost::Message;
@@ -79,7 +79,7 @@ pub(super) async fn get_flight_info(
                 Ok(FlightInfo::new()
                     .try_with_schema(&schema)?
                     .with_descriptor(descriptor)
-                    .with_endpoint(FlightEndpoint::new().with_ticket(ticket))
+                    .with_endpoint(service.endpoint(ticket))
                     .with_ordered(true))
             }
             None => Err(unimplemented(&command)),
