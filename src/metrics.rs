@@ -1,6 +1,7 @@
 //! Metrics in the Prometheus text format, served on `metrics_address` at `/metrics`: requests and
-//! errors by RPC and status code, rows and bytes sent, UNLOAD durations, staged runs alive and
-//! deletions by reason.
+//! errors by RPC and status code, RPC latencies, rows and bytes sent, UNLOADs waiting and running
+//! and their durations, staged runs and bytes alive, deletions by reason, and the stream memory
+//! budget in use. `deploy/grafana/redshift-flight.json` is a dashboard of them.
 //!
 //! A leaf: it imports nothing from the crate.
 
@@ -20,6 +21,13 @@ pub struct RpcLabels {
     pub rpc: &'static str,
     /// gRPC status code name (`Ok`, `NotFound`, ...).
     pub code: String,
+}
+
+/// Labels of an RPC's latency.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RpcNameLabels {
+    /// RPC name (`do_get`, ...).
+    pub rpc: &'static str,
 }
 
 /// Why a staged run was deleted.
@@ -58,6 +66,18 @@ pub struct Metrics {
     pub catalog_queries: Family<CatalogQueryLabels, Counter>,
     /// Schemas in the catalog cache (bounded; refreshed whenever a schema is loaded).
     pub catalog_cached_schemas: Gauge,
+    /// Seconds from an RPC's arrival to its answer (for DoGet: until the stream starts), by RPC.
+    pub rpc_seconds: Family<RpcNameLabels, Histogram>,
+    /// UNLOADs waiting for one of the `max_parallel_workers` slots.
+    pub unloads_waiting: Gauge,
+    /// UNLOADs running.
+    pub unloads_running: Gauge,
+    /// Bytes of staged runs in S3 (set by each sweep).
+    pub staged_bytes_alive: Gauge,
+    /// Bytes of row groups DoGet streams hold now, and the budget (`stream_memory_mb`).
+    pub stream_memory_in_use: Gauge,
+    /// The stream memory budget in bytes, 0: unbounded.
+    pub stream_memory_budget: Gauge,
 }
 
 impl Default for Metrics {
@@ -113,8 +133,48 @@ impl Default for Metrics {
             "Schemas held in the catalog cache",
             catalog_cached_schemas.clone(),
         );
+        let rpc_seconds = Family::<RpcNameLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.001, 2.5, 14))
+        });
+        registry.register(
+            "rpc_duration_seconds",
+            "Seconds from an RPC's arrival to its answer (DoGet: until its stream starts)",
+            rpc_seconds.clone(),
+        );
+        let gauge = |registry: &mut Registry, name: &str, help: &str| {
+            let gauge = Gauge::default();
+            registry.register(name, help, gauge.clone());
+            gauge
+        };
+        let unloads_waiting = gauge(
+            &mut registry,
+            "unloads_waiting",
+            "UNLOADs waiting for a max_parallel_workers slot",
+        );
+        let unloads_running = gauge(&mut registry, "unloads_running", "UNLOADs running");
+        let staged_bytes_alive = gauge(
+            &mut registry,
+            "staged_bytes_alive",
+            "Bytes of staged runs in S3 (set by each sweep)",
+        );
+        let stream_memory_in_use = gauge(
+            &mut registry,
+            "stream_memory_in_use_bytes",
+            "Bytes of row groups DoGet streams hold now",
+        );
+        let stream_memory_budget = gauge(
+            &mut registry,
+            "stream_memory_budget_bytes",
+            "Bytes of row groups DoGet streams may hold at once (stream_memory_mb; 0: unbounded)",
+        );
         Self {
             registry,
+            rpc_seconds,
+            unloads_waiting,
+            unloads_running,
+            staged_bytes_alive,
+            stream_memory_in_use,
+            stream_memory_budget,
             snapshot_reuses,
             catalog_queries,
             catalog_cached_schemas,
@@ -132,6 +192,19 @@ impl Metrics {
     /// A fresh set of metrics.
     pub fn new() -> Arc<Self> {
         Arc::new(Self::default())
+    }
+
+    /// Records a finished RPC and how long it took to answer.
+    pub fn observe_rpc_took(
+        &self,
+        rpc: &'static str,
+        code: tonic::Code,
+        took: std::time::Duration,
+    ) {
+        self.observe_rpc(rpc, code);
+        self.rpc_seconds
+            .get_or_create(&RpcNameLabels { rpc })
+            .observe(took.as_secs_f64());
     }
 
     /// Records a finished RPC.

@@ -438,18 +438,18 @@ impl Application {
     ) -> Result<(), StartError> {
         let sweeper = self.service.stager().spawn_sweeper(self.sweep_interval);
         let metrics_task = self.metrics_listener.map(|listener| {
-            let metrics = Arc::clone(self.service.metrics());
+            let service = Arc::clone(&self.service);
             let app = axum::Router::new().route(
                 "/metrics",
                 axum::routing::get(move || {
-                    let metrics = Arc::clone(&metrics);
+                    let service = Arc::clone(&service);
                     async move {
                         (
                             [(
                                 axum::http::header::CONTENT_TYPE,
                                 "application/openmetrics-text; version=1.0.0; charset=utf-8",
                             )],
-                            metrics.encode(),
+                            service.encode_metrics(),
                         )
                     }
                 }),

@@ -28,7 +28,7 @@ use object_store::ObjectStore;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::Instrument;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::auth::{Authenticate, Principal};
 use crate::catalog::{Catalog, TableInfo};
@@ -124,6 +124,22 @@ impl Service {
     /// Where RPCs, catalog queries and staging are counted.
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
+    }
+
+    /// The metrics, with the gauges read at scrape time (the stream memory in use) brought up
+    /// to date, in the Prometheus text format.
+    pub fn encode_metrics(&self) -> String {
+        if let Some(budget) = &self.stream_memory {
+            let total = budget.total();
+            let in_use = total.saturating_sub(budget.available());
+            self.metrics
+                .stream_memory_budget
+                .set(i64::try_from(total).unwrap_or(i64::MAX));
+            self.metrics
+                .stream_memory_in_use
+                .set(i64::try_from(in_use).unwrap_or(i64::MAX));
+        }
+        self.metrics.encode()
     }
 
     /// An endpoint for `ticket`, naming the advertised locations (none by default: the client
@@ -332,13 +348,21 @@ impl RedshiftFlightService {
         )
     }
 
-    /// Counts a finished RPC by status code and passes its result through.
-    fn observe<T>(&self, rpc: &'static str, result: Result<T, Status>) -> Result<T, Status> {
+    /// Counts a finished RPC by status code, records how long it took since `started`, and
+    /// passes its result through.
+    fn observe<T>(
+        &self,
+        rpc: &'static str,
+        started: Instant,
+        result: Result<T, Status>,
+    ) -> Result<T, Status> {
         let code = match &result {
             Ok(_) => tonic::Code::Ok,
             Err(status) => status.code(),
         };
-        self.inner.metrics.observe_rpc(rpc, code);
+        self.inner
+            .metrics
+            .observe_rpc_took(rpc, code, started.elapsed());
         result
     }
 }
@@ -357,6 +381,7 @@ impl FlightService for RedshiftFlightService {
         &self,
         request: Request<Streaming<HandshakeRequest>>,
     ) -> Result<Response<Self::HandshakeStream>, Status> {
+        let started = Instant::now();
         // The password check runs on the blocking pool, bounded (see `crate::auth`).
         let result = self
             .inner
@@ -383,13 +408,14 @@ impl FlightService for RedshiftFlightService {
                 }
                 Ok(response)
             });
-        self.observe("handshake", result)
+        self.observe("handshake", started, result)
     }
 
     async fn list_flights(
         &self,
         request: Request<Criteria>,
     ) -> Result<Response<Self::ListFlightsStream>, Status> {
+        let started = Instant::now();
         let result = async {
             let principal = self.inner.authenticate(&request)?;
             let criteria = request.into_inner();
@@ -402,21 +428,23 @@ impl FlightService for RedshiftFlightService {
             ))
         }
         .await;
-        self.observe("list_flights", result)
+        self.observe("list_flights", started, result)
     }
 
     async fn get_flight_info(
         &self,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
+        let started = Instant::now();
         let result = self.flight_info("get_flight_info", request).await;
-        self.observe("get_flight_info", result.map(Response::new))
+        self.observe("get_flight_info", started, result.map(Response::new))
     }
 
     async fn poll_flight_info(
         &self,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<PollInfo>, Status> {
+        let started = Instant::now();
         // A Flight SQL query runs on a task of its own: the answer is its progress until it is
         // staged, with a signed token to poll again with (on any replica); see `sql::poll`.
         // Anything else is answered complete, as GetFlightInfo.
@@ -437,13 +465,14 @@ impl FlightService for RedshiftFlightService {
                 .map(Response::new)
         }
         .await;
-        self.observe("poll_flight_info", result)
+        self.observe("poll_flight_info", started, result)
     }
 
     async fn get_schema(
         &self,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<SchemaResult>, Status> {
+        let started = Instant::now();
         let result = async {
             let principal = self.inner.authenticate(&request)?;
             let descriptor = request.into_inner();
@@ -454,13 +483,14 @@ impl FlightService for RedshiftFlightService {
             Ok(Response::new(schema))
         }
         .await;
-        self.observe("get_schema", result)
+        self.observe("get_schema", started, result)
     }
 
     async fn do_get(
         &self,
         request: Request<Ticket>,
     ) -> Result<Response<Self::DoGetStream>, Status> {
+        let started = Instant::now();
         let result = async {
             let principal = self.inner.authenticate(&request)?;
             let ticket = request.into_inner();
@@ -480,13 +510,14 @@ impl FlightService for RedshiftFlightService {
             ))
         }
         .await;
-        self.observe("do_get", result)
+        self.observe("do_get", started, result)
     }
 
     async fn do_put(
         &self,
         request: Request<Streaming<FlightData>>,
     ) -> Result<Response<Self::DoPutStream>, Status> {
+        let started = Instant::now();
         // Only a prepared statement's parameters are accepted (see `sql::prepared`).
         let result = async {
             let principal = self.inner.authenticate(&request)?;
@@ -499,13 +530,14 @@ impl FlightService for RedshiftFlightService {
             ))
         }
         .await;
-        self.observe("do_put", result)
+        self.observe("do_put", started, result)
     }
 
     async fn do_action(
         &self,
         request: Request<Action>,
     ) -> Result<Response<Self::DoActionStream>, Status> {
+        let started = Instant::now();
         let result = async {
             let principal = self.inner.authenticate(&request)?;
             let action = request.into_inner();
@@ -514,7 +546,7 @@ impl FlightService for RedshiftFlightService {
             Ok(Response::new(stream::iter(results.into_iter().map(Ok)).boxed()))
         }
         .await;
-        self.observe("do_action", result)
+        self.observe("do_action", started, result)
     }
 
     async fn list_actions(

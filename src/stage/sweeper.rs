@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use futures::TryStreamExt;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 
@@ -54,7 +55,27 @@ impl Stager {
             }
         }
         self.metrics.runs_alive.set(alive);
+        self.metrics
+            .staged_bytes_alive
+            .set(self.staged_bytes(&root).await);
         Ok(deleted)
+    }
+
+    /// Bytes of every object under the staging prefix (one listing; 0 if it fails).
+    async fn staged_bytes(&self, root: &Path) -> i64 {
+        let sizes = self
+            .store
+            .list(Some(root))
+            .map_ok(|meta| meta.size)
+            .try_fold(0u64, |sum, size| async move { Ok(sum + size) })
+            .await;
+        match sizes {
+            Ok(bytes) => i64::try_from(bytes).unwrap_or(i64::MAX),
+            Err(error) => {
+                tracing::debug!(%error, "cannot list the staging prefix for its size");
+                0
+            }
+        }
     }
 
     /// Sweeps now and then every `interval` until the returned task is aborted.

@@ -85,7 +85,11 @@ impl Stager {
     pub async fn stage(&self, plan: &Plan) -> Result<StagedRun, StageError> {
         let table = plan.table.table.to_string();
         // Bounded, FIFO: further requests queue here instead of failing, without ageing a run.
-        let permit = self.permits.acquire().await;
+        let permit = {
+            let _waiting = GaugeGuard::new(&self.metrics.unloads_waiting);
+            self.permits.acquire().await
+        };
+        let _running = GaugeGuard::new(&self.metrics.unloads_running);
         let started = std::time::Instant::now();
         let mut guard = DeleteRunOnDrop {
             store: Arc::clone(&self.store),
@@ -271,4 +275,21 @@ impl Stager {
 enum ManifestRead {
     Store(StoreError),
     Invalid(manifest::ManifestError),
+}
+
+/// Counts one in a gauge while it lives (an UNLOAD waiting or running), also when the future
+/// holding it is dropped.
+struct GaugeGuard(prometheus_client::metrics::gauge::Gauge);
+
+impl GaugeGuard {
+    fn new(gauge: &prometheus_client::metrics::gauge::Gauge) -> Self {
+        gauge.inc();
+        Self(gauge.clone())
+    }
+}
+
+impl Drop for GaugeGuard {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }

@@ -47,4 +47,9 @@ impl MemoryBudget {
     pub fn available(&self) -> u64 {
         self.permits.available_permits() as u64 * BUDGET_UNIT
     }
+
+    /// The whole budget in bytes.
+    pub fn total(&self) -> u64 {
+        u64::from(self.total) * BUDGET_UNIT
+    }
 }
