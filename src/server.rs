@@ -31,7 +31,7 @@ use crate::metrics::Metrics;
 use crate::panics::PanicToStatus;
 use crate::plan::UnloadOptions;
 use crate::redshift::{Redshift, RedshiftError, RetrySettings};
-use crate::stage::{StageSettings, Stager};
+use crate::stage::{ClusterOptions, StageSettings, Stager};
 use crate::store::{StoreError, build_s3};
 use crate::ticket::TicketCodec;
 use crate::warehouse::catalog::CachedCatalog;
@@ -264,6 +264,10 @@ impl Parts {
                     .staging
                     .snapshot_reuse
                     .map_or(Duration::ZERO, |window| window + Duration::from_secs(1)),
+                cluster: ClusterOptions {
+                    lease: config.staging.cluster_lease,
+                    max_parallel_unloads: config.staging.cluster_max_parallel_unloads,
+                },
             },
             Arc::clone(&metrics),
         ));
@@ -386,7 +390,10 @@ impl Application {
             })
             .with_metrics(parts.metrics)
             .with_keepalive(listen.keepalive)
-            .with_snapshot_reuse(config.staging.snapshot_reuse)
+            .with_snapshot_reuse(
+                config.staging.snapshot_reuse,
+                config.staging.share_across_replicas,
+            )
             .with_stream_memory(config.performance.stream_memory)
             .with_database(config.redshift.database.clone())
             .with_direct_max_rows(config.flight_sql.direct_max_rows)

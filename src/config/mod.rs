@@ -208,6 +208,21 @@ impl Config {
             0..=1_000_000_000_000,
         )?;
         let snapshot_reuse = validate::snapshot_reuse(raw.snapshot_reuse_seconds)?;
+        let share_across_replicas = validate::reuse_scope(raw.snapshot_reuse_scope)?;
+        let cluster_lease = parse_seconds(
+            raw.cluster_lease_seconds,
+            "cluster_lease_seconds",
+            "a number of seconds from 2 to 600",
+            20,
+            2..=600,
+        )?;
+        let cluster_max_parallel_unloads = parse_number(
+            raw.cluster_max_parallel_unloads,
+            "cluster_max_parallel_unloads",
+            "a number of UNLOADs from 0 (no cluster-wide limit) to 1000",
+            0,
+            0..=1000,
+        )?;
         let stream_memory = validate::stream_memory(raw.stream_memory_mb)?;
         let decode_threads = parse_number(
             raw.decode_threads,
@@ -299,6 +314,9 @@ impl Config {
                 sweep_interval,
                 endpoint_rows,
                 snapshot_reuse,
+                share_across_replicas,
+                cluster_lease,
+                cluster_max_parallel_unloads,
             },
             catalog: CatalogSettings {
                 auto_schema_detection,

@@ -181,6 +181,12 @@ raw_config! {
     endpoint_rows: "REDSHIFT_FLIGHT_ENDPOINT_ROWS", secret = false;
     /// Identical GetFlightInfo requests share one staged run while it is being staged and for this many seconds after (default 0: only while it is being staged; `off`: never).
     snapshot_reuse_seconds: "REDSHIFT_FLIGHT_SNAPSHOT_REUSE_SECONDS", secret = false;
+    /// Where identical requests share a run: `cluster` (the default: replicas sharing s3_prefix agree through conditional writes to S3) or `replica` (within one process only).
+    snapshot_reuse_scope: "REDSHIFT_FLIGHT_SNAPSHOT_REUSE_SCOPE", secret = false;
+    /// UNLOADs at once over all replicas sharing s3_prefix, through leases in S3 (default 0: no cluster-wide limit, only max_parallel_workers per replica).
+    cluster_max_parallel_unloads: "REDSHIFT_FLIGHT_CLUSTER_MAX_PARALLEL_UNLOADS", secret = false;
+    /// Seconds a replica's claims in S3 (single flight, cluster UNLOAD slots) hold unless renewed: a dead replica's claims pass within this (default 20).
+    cluster_lease_seconds: "REDSHIFT_FLIGHT_CLUSTER_LEASE_SECONDS", secret = false;
     /// MB of Parquet row groups all DoGet streams may hold at once; further streams wait their turn (default 512; 0: unbounded).
     stream_memory_mb: "REDSHIFT_FLIGHT_STREAM_MEMORY_MB", secret = false;
     /// Threads decoding Parquet for DoGet, apart from the gRPC runtime (default 0: one per CPU).

@@ -168,6 +168,14 @@ pub struct StagingSettings {
     /// How long after staging identical requests still share a run, `None`: never shared
     /// (`snapshot_reuse_seconds`).
     pub snapshot_reuse: Option<Duration>,
+    /// Identical requests reaching different replicas share a run too (`snapshot_reuse_scope`
+    /// `cluster`, the default; `replica`: within one process).
+    pub share_across_replicas: bool,
+    /// How long a replica's claims in S3 hold unless renewed (`cluster_lease_seconds`).
+    pub cluster_lease: Duration,
+    /// UNLOADs at once over all replicas, 0: no cluster-wide limit
+    /// (`cluster_max_parallel_unloads`).
+    pub cluster_max_parallel_unloads: usize,
 }
 
 /// Which tables are served and how they are discovered.

@@ -49,7 +49,10 @@ fn seed_configuration_works_unchanged() {
     assert!(!config.listen.insecure);
     assert_eq!(config.redshift.pool_size, 0, "max_parallel_workers + 4");
     assert_eq!(config.redshift.pool_timeout, Duration::from_secs(30));
-    assert_eq!(RawConfig::KEYS.len(), 61);
+    assert_eq!(RawConfig::KEYS.len(), 64);
+    assert!(config.staging.share_across_replicas);
+    assert_eq!(config.staging.cluster_lease, Duration::from_secs(20));
+    assert_eq!(config.staging.cluster_max_parallel_unloads, 0);
     assert!(config.flight_sql.extra_functions.is_empty());
     assert_eq!(config.flight_sql.direct_max_rows, 100_000);
     assert_eq!(config.flight_sql.poll_wait, Duration::from_secs(1));
@@ -123,6 +126,9 @@ fn performance_keys_have_defaults_and_bounds() {
         ("endpoint_rows", "many"),
         ("decode_threads", "1000"),
         ("stream_memory_mb", "-5"),
+        ("snapshot_reuse_scope", "everywhere"),
+        ("cluster_lease_seconds", "1"),
+        ("cluster_max_parallel_unloads", "-1"),
     ] {
         let mut json = seed_json();
         json[key] = bad.into();

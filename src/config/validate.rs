@@ -300,6 +300,22 @@ pub(super) fn tls(
     }
 }
 
+/// `snapshot_reuse_scope`: `cluster` (the default, true) or `replica`.
+pub(super) fn reuse_scope(value: Option<String>) -> Result<bool, ConfigError> {
+    let Some(text) = optional(value) else {
+        return Ok(true);
+    };
+    match text.trim() {
+        "cluster" => Ok(true),
+        "replica" => Ok(false),
+        _ => Err(ConfigError::Invalid {
+            key: "snapshot_reuse_scope",
+            expected: "cluster or replica",
+            got: text,
+        }),
+    }
+}
+
 /// `snapshot_reuse_seconds`: default 0, or `off` (`None`).
 pub(super) fn snapshot_reuse(value: Option<String>) -> Result<Option<Duration>, ConfigError> {
     match optional(value) {

@@ -43,23 +43,69 @@ pub(super) async fn get_flight_info(
         return super::sql::get_flight_info(service, principal, descriptor, command?).await;
     }
     let request = FlightRequest::try_from_descriptor(&descriptor)?;
-    let span = tracing::Span::current();
-    let (snapshot, reader, shared) = snapshot(service, principal, &request).await?;
-    let Snapshot { plan, run, .. } = snapshot;
+    let reader = new_reader_id();
+    let fresh = || stage_answer(service, principal, &request, &descriptor, &reader);
+    if !service.snapshots.enabled() {
+        return Ok(fresh().await?.info);
+    }
+    // Resolving first checks the caller may read the table, whoever staged the snapshot.
+    let table = service
+        .resolve(principal, request.schema.as_deref(), &request.table)
+        .await?;
+    let key = SnapshotKey::new(&table.table, &request);
+    let (snapshot, _) = service
+        .snapshots
+        .get_or_compute(key.clone(), || async {
+            if !service.share_across_replicas {
+                return fresh().await;
+            }
+            let shared = service
+                .stager
+                .single_flight(key.as_str(), service.snapshots.window(), || async {
+                    Ok::<_, ServiceError>(fresh().await?.to_shared())
+                })
+                .await?;
+            match Snapshot::from_shared(shared) {
+                Some(snapshot) => Ok(snapshot),
+                None => {
+                    tracing::warn!(
+                        "another replica shared an unreadable FlightInfo; staging afresh"
+                    );
+                    fresh().await
+                }
+            }
+        })
+        .await?;
+    if snapshot.first_reader == reader {
+        return Ok(snapshot.info);
+    }
+    match join(service, snapshot, &reader, descriptor.clone()).await {
+        Some(info) => Ok(info),
+        None => Ok(fresh().await?.info),
+    }
+}
+
+/// Plans and stages `request` here, answering with tickets for `reader`.
+async fn stage_answer(
+    service: &Service,
+    principal: &Principal,
+    request: &FlightRequest,
+    descriptor: &FlightDescriptor,
+    reader: &str,
+) -> Result<Snapshot, ServiceError> {
+    let (plan, run) = plan_and_stage_fresh(service, principal, request).await?;
     if let Some(run) = &run {
-        span.record("run_id", run.run_id.as_str());
+        tracing::Span::current().record("run_id", run.run_id.as_str());
         tracing::info!(
             rows = run.total_rows(),
             bytes = run.total_bytes(),
             files = run.files.len(),
             endpoints = run.parts.len(),
-            shared,
             "staged"
         );
     } else {
         tracing::info!("nothing new since the cursor: no UNLOAD");
     }
-
     let metadata = AppMetadata {
         table: plan.table.table.to_string(),
         mode: plan.mode,
@@ -79,17 +125,76 @@ pub(super) async fn get_flight_info(
                 .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
         }),
         files: run.as_ref().map_or(0, |r| r.files.len()),
-        snapshot_reused: shared,
+        snapshot_reused: false,
     };
-    staged_flight_info(
+    let info = staged_flight_info(
         service,
-        descriptor,
+        descriptor.clone(),
         &plan,
         run.as_ref(),
-        &reader,
+        reader,
         serde_json::to_vec(&metadata).unwrap_or_default(),
     )
-    .await
+    .await?;
+    Ok(Snapshot {
+        info,
+        first_reader: reader.to_string(),
+        run: run.map(|r| (r.run_id, r.parts.len() as u32)),
+    })
+}
+
+/// Joins a snapshot staged for another request (on this replica or another): the tickets are
+/// re-signed for `reader`, who is recorded as one of the run's readers. `None` when the run is
+/// gone (cancelled, deleted) or its tickets expired: the caller stages afresh.
+async fn join(
+    service: &Service,
+    snapshot: Snapshot,
+    reader: &str,
+    descriptor: FlightDescriptor,
+) -> Option<FlightInfo> {
+    let info = match reissue(service, snapshot.info, reader, descriptor) {
+        Ok(info) => info,
+        Err(error) => {
+            tracing::info!(%error, "the shared run's tickets cannot be reissued; staging afresh");
+            return None;
+        }
+    };
+    if let Some((run_id, _)) = &snapshot.run {
+        tracing::Span::current().record("run_id", run_id.as_str());
+        let readers = [snapshot.first_reader.as_str(), reader];
+        if let Err(error) = service.stager.add_readers(run_id, &readers).await {
+            tracing::info!(%error, "the shared run is gone; staging afresh");
+            return None;
+        }
+    }
+    service.metrics.snapshot_reuses.inc();
+    tracing::info!("joined an identical request's snapshot");
+    Some(info)
+}
+
+/// `info` answered to `reader`'s request (`descriptor`): every ticket re-signed with `reader`,
+/// and `snapshot_reused` set in its metadata.
+fn reissue(
+    service: &Service,
+    mut info: FlightInfo,
+    reader: &str,
+    descriptor: FlightDescriptor,
+) -> Result<FlightInfo, ServiceError> {
+    let now = std::time::SystemTime::now();
+    for endpoint in &mut info.endpoint {
+        let Some(ticket) = endpoint.ticket.as_mut() else {
+            continue;
+        };
+        let mut payload = service.tickets.decode(&ticket.ticket, now)?;
+        payload.reader = reader.to_string();
+        ticket.ticket = service.tickets.encode(&payload).into();
+    }
+    info.flight_descriptor = Some(descriptor);
+    if let Ok(mut metadata) = serde_json::from_slice::<serde_json::Value>(&info.app_metadata) {
+        metadata["snapshot_reused"] = serde_json::Value::Bool(true);
+        info.app_metadata = serde_json::to_vec(&metadata).unwrap_or_default().into();
+    }
+    Ok(info)
 }
 
 /// The FlightInfo of a plan and its staged run (`None`: nothing to read): the promised schema,
@@ -130,62 +235,6 @@ pub(super) async fn staged_flight_info(
         });
     }
     Ok(info)
-}
-
-/// The snapshot for `request`, with this FlightInfo's reader id and whether the run is shared
-/// with an identical earlier request.
-async fn snapshot(
-    service: &Service,
-    principal: &Principal,
-    request: &FlightRequest,
-) -> Result<(Snapshot, String, bool), ServiceError> {
-    let reader = new_reader_id();
-    if !service.snapshots.enabled() {
-        let (plan, run) = plan_and_stage_fresh(service, principal, request).await?;
-        return Ok((snapshot_of(plan, run, &reader), reader, false));
-    }
-    // Resolving first checks the caller may read the table, whoever staged the snapshot.
-    let table = service
-        .resolve(principal, request.schema.as_deref(), &request.table)
-        .await?;
-    let key = SnapshotKey::new(&table.table, request);
-    let (snapshot, joined) = service
-        .snapshots
-        .get_or_compute(key, || async {
-            let (plan, run) = plan_and_stage_fresh(service, principal, request).await?;
-            Ok::<_, ServiceError>(snapshot_of(plan, run, &reader))
-        })
-        .await?;
-    if !joined {
-        return Ok((snapshot, reader, false));
-    }
-    let Some(run) = &snapshot.run else {
-        // Nothing new: there is no run to share, only the answer.
-        return Ok((snapshot, reader, true));
-    };
-    match service
-        .stager
-        .add_readers(&run.run_id, &[&snapshot.first_reader, &reader])
-        .await
-    {
-        Ok(()) => {
-            service.metrics.snapshot_reuses.inc();
-            Ok((snapshot, reader, true))
-        }
-        Err(error) => {
-            tracing::info!(%error, "the shared run is gone; staging afresh");
-            let (plan, run) = plan_and_stage_fresh(service, principal, request).await?;
-            Ok((snapshot_of(plan, run, &reader), reader, false))
-        }
-    }
-}
-
-fn snapshot_of(plan: Plan, run: Option<StagedRun>, reader: &str) -> Snapshot {
-    Snapshot {
-        plan,
-        run,
-        first_reader: reader.to_string(),
-    }
 }
 
 /// Plans and stages, planning once more if the cached catalog turns out stale.

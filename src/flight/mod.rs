@@ -57,6 +57,8 @@ pub struct Service {
     metrics: Arc<Metrics>,
     keepalive: Duration,
     snapshots: snapshots::Snapshots,
+    /// Identical requests on different replicas share a run too (`snapshot_reuse_scope`).
+    share_across_replicas: bool,
     decoder: Decoder,
     stream_memory: Option<MemoryBudget>,
     columns: ColumnsCache,
@@ -103,6 +105,7 @@ impl Service {
                 metrics: Metrics::new(),
                 keepalive: DEFAULT_KEEPALIVE,
                 snapshots: Snapshots::new(None),
+                share_across_replicas: false,
                 decoder,
                 stream_memory: None,
                 columns: ColumnsCache::default(),
@@ -182,9 +185,11 @@ impl ServiceBuilder {
         self
     }
 
-    /// Share one staged run among identical requests within `window` (`snapshot_reuse`).
-    pub fn with_snapshot_reuse(mut self, window: Option<Duration>) -> Self {
+    /// Share one staged run among identical requests within `window` (`snapshot_reuse`), also
+    /// among replicas sharing the staging prefix when `across_replicas` (`snapshot_reuse_scope`).
+    pub fn with_snapshot_reuse(mut self, window: Option<Duration>, across_replicas: bool) -> Self {
         self.service.snapshots = Snapshots::new(window);
+        self.service.share_across_replicas = across_replicas;
         self
     }
 

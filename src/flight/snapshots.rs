@@ -1,8 +1,11 @@
 //! Snapshot reuse (single flight): identical GetFlightInfo requests share one staged run instead of
 //! running UNLOAD twice. A request that finds an identical one being planned waits for it; one
 //! that arrives within the reuse window (`snapshot_reuse_seconds`, default 0) after it was staged
-//! gets the same plan and run, as a new reader. Readers of a shared run are recorded in the run (see `Stager::add_readers`), so the run
-//! is deleted only once all of them have streamed it, on any replica.
+//! gets the same answer, re-signed for a reader of its own. Within a process this is
+//! [`SingleFlight`]; across replicas sharing the staging prefix (`snapshot_reuse_scope`
+//! `cluster`), a claim in S3 decides which replica stages ([`crate::stage::flights`]). Readers of
+//! a shared run are recorded in the run (see `Stager::add_readers`), so the run is deleted only
+//! once all of them have streamed it, on any replica.
 //!
 //! Requests are identical when they resolve to the same table and ask the same columns, mode,
 //! cursor, replication key and lookback; who asks does not matter (each caller was authorised for
@@ -15,21 +18,43 @@ use std::hash::Hash;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use arrow_flight::FlightInfo;
+use prost::Message;
 use tokio::sync::OnceCell;
 
 use crate::catalog::TableRef;
-use crate::plan::{FlightRequest, Plan};
-use crate::stage::StagedRun;
+use crate::plan::FlightRequest;
+use crate::stage::flights::SharedFlight;
 
-/// What identical requests share.
+/// What identical requests share: the answer of the request that staged it.
 #[derive(Debug, Clone)]
 pub struct Snapshot {
-    /// The plan, its window closed.
-    pub plan: Plan,
-    /// The staged run (`None`: nothing new since the cursor).
-    pub run: Option<StagedRun>,
-    /// The reader id of the request that staged it.
+    /// Its FlightInfo (tickets for `first_reader`, the descriptor of the request that staged it).
+    pub info: FlightInfo,
+    /// The reader id its tickets carry.
     pub first_reader: String,
+    /// The staged run and its number of endpoints (`None`: nothing new since the cursor).
+    pub run: Option<(String, u32)>,
+}
+
+impl Snapshot {
+    /// As published to the other replicas.
+    pub fn to_shared(&self) -> SharedFlight {
+        SharedFlight {
+            flight_info: self.info.encode_to_vec(),
+            first_reader: self.first_reader.clone(),
+            run: self.run.clone(),
+        }
+    }
+
+    /// As another replica published it (`None`: not a FlightInfo).
+    pub fn from_shared(shared: SharedFlight) -> Option<Self> {
+        Some(Self {
+            info: FlightInfo::decode(shared.flight_info.as_slice()).ok()?,
+            first_reader: shared.first_reader,
+            run: shared.run,
+        })
+    }
 }
 
 /// The identity of a request, for sharing.
@@ -54,6 +79,11 @@ impl SnapshotKey {
         ]);
         Self(key.to_string())
     }
+
+    /// The key as text (hashed to name its record in S3).
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
 }
 
 /// The registry of shareable snapshots.
@@ -62,7 +92,7 @@ pub type Snapshots = SingleFlight<SnapshotKey, Snapshot>;
 impl Snapshots {
     /// Stops sharing a run (cancelled).
     pub fn forget_run(&self, run_id: &str) {
-        self.forget(|s| s.run.as_ref().is_some_and(|run| run.run_id == run_id));
+        self.forget(|s| s.run.as_ref().is_some_and(|(id, _)| id == run_id));
     }
 }
 
@@ -90,6 +120,11 @@ impl<K: Eq + Hash + Clone, V: Clone> SingleFlight<K, V> {
     /// Whether anything is shared at all.
     pub fn enabled(&self) -> bool {
         self.window.is_some()
+    }
+
+    /// How long after it is ready a value is shared.
+    pub fn window(&self) -> Duration {
+        self.window.unwrap_or_default()
     }
 
     fn fresh(&self, cell: &Slot<V>, now: Instant) -> bool {

@@ -19,12 +19,15 @@
 //! through) and redshift (its error type), sql, store (errors), clock, metrics. Nothing outside
 //! `s3_prefix` is ever deleted.
 
+pub mod claim;
 pub mod columns;
+pub mod flights;
 pub mod jobs;
 pub mod layout;
 pub mod manifest;
 pub mod run_id;
 pub mod run_state;
+pub mod slots;
 pub mod sweeper;
 pub mod unload;
 
@@ -173,6 +176,26 @@ pub struct StageSettings {
     pub endpoint_rows: u64,
     /// How long after staging a run may be shared by identical requests (snapshot reuse).
     pub share_window: Duration,
+    /// What replicas agree on through S3.
+    pub cluster: ClusterOptions,
+}
+
+/// What replicas agree on through S3 (claims, see [`claim`]).
+#[derive(Debug, Clone)]
+pub struct ClusterOptions {
+    /// How long a claim holds unless renewed: a dead replica's claims pass within it.
+    pub lease: Duration,
+    /// UNLOADs at once over all replicas (0: no cluster-wide limit).
+    pub max_parallel_unloads: usize,
+}
+
+impl Default for ClusterOptions {
+    fn default() -> Self {
+        Self {
+            lease: Duration::from_secs(20),
+            max_parallel_unloads: 0,
+        }
+    }
 }
 
 /// Whether Redshift's UNLOAD error says the bucket is in another region than the cluster (S3
@@ -203,6 +226,7 @@ pub struct Stager {
     store: Arc<dyn ObjectStore>,
     settings: StageSettings,
     permits: tokio::sync::Semaphore,
+    claims: claim::Claims,
     metrics: Arc<Metrics>,
     /// Consumed runs waiting out their grace period (deleted at once on shutdown).
     pending: std::sync::Mutex<Vec<PendingDelete>>,
@@ -219,6 +243,7 @@ impl Stager {
         let permits = tokio::sync::Semaphore::new(settings.max_parallel.max(1));
         Self {
             warehouse,
+            claims: claim::Claims::new(Arc::clone(&store)),
             store,
             settings,
             permits,
@@ -253,3 +278,6 @@ impl Stager {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod cluster_tests;

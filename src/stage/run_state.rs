@@ -38,15 +38,24 @@ pub(super) struct PendingDelete {
     reader: String,
 }
 
-/// Deletes every object under `prefix`; returns how many.
+/// Deletes every object under `prefix`; returns how many. Objects another replica deleted
+/// meanwhile (two sweepers at once) are no error.
 pub(super) async fn delete_prefix(
     store: &Arc<dyn ObjectStore>,
     prefix: &str,
 ) -> Result<usize, object_store::Error> {
     let prefix = Path::from(prefix);
     let locations = store.list(Some(&prefix)).map_ok(|m| m.location).boxed();
-    let deleted: Vec<Path> = store.delete_stream(locations).try_collect().await?;
-    Ok(deleted.len())
+    let mut results = store.delete_stream(locations);
+    let mut deleted = 0;
+    while let Some(result) = results.next().await {
+        match result {
+            Ok(_) => deleted += 1,
+            Err(object_store::Error::NotFound { .. }) => {}
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(deleted)
 }
 
 impl Stager {

@@ -1,6 +1,12 @@
 //! The sweeper: deletes every run whose life ended (TTL from its creation time, or its lease),
 //! also runs left by a crashed server, at start-up and every `sweep_interval_seconds`. It only
-//! looks at folders under `s3_prefix` whose names are run ids.
+//! looks at folders under `s3_prefix` whose names are run ids, and at the records of single
+//! flight across replicas (`flights/`).
+//!
+//! Every replica sweeps, so it is safe for several at once: a run is deleted only once its lease
+//! has passed (a replica writing a run renews its lease while the UNLOAD runs, and a lease that
+//! cannot be read because S3 failed keeps the run for the next sweep), and deleting what another
+//! sweeper deleted first is no error.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -13,12 +19,18 @@ use super::{Stager, run_created_at};
 use crate::store::{StoreError, error_chain};
 
 impl Stager {
-    /// Whether a run's data may still be served at `now` (creation + TTL, or its lease).
-    async fn lease_until(&self, prefix: &str) -> Option<SystemTime> {
+    /// A run's lease: `None` when it has none (or an unreadable one), an error when S3 failed.
+    async fn lease_until(&self, prefix: &str) -> Result<Option<SystemTime>, object_store::Error> {
         let lease = Path::from(format!("{prefix}lease"));
-        let bytes = self.store.get(&lease).await.ok()?.bytes().await.ok()?;
-        let ms: u64 = std::str::from_utf8(&bytes).ok()?.trim().parse().ok()?;
-        Some(SystemTime::UNIX_EPOCH + Duration::from_millis(ms))
+        let bytes = match self.store.get(&lease).await {
+            Ok(result) => result.bytes().await?,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(error) => return Err(error),
+        };
+        let ms = std::str::from_utf8(&bytes)
+            .ok()
+            .and_then(|text| text.trim().parse::<u64>().ok());
+        Ok(ms.map(|ms| SystemTime::UNIX_EPOCH + Duration::from_millis(ms)))
     }
 
     /// Deletes every run under the staging prefix whose life ended before `now` (TTL from its
@@ -42,10 +54,16 @@ impl Stager {
             };
             let prefix = format!("{}/{run_id}/", self.settings.prefix);
             let mut until = created + self.settings.ttl;
-            if until <= now
-                && let Some(lease) = self.lease_until(&prefix).await
-            {
-                until = until.max(lease);
+            if until <= now {
+                match self.lease_until(&prefix).await {
+                    Ok(Some(lease)) => until = until.max(lease),
+                    Ok(None) => {}
+                    Err(error) => {
+                        tracing::warn!(run_id, %error, "cannot read the lease of a run; kept until the next sweep");
+                        alive += 1;
+                        continue;
+                    }
+                }
             }
             if until <= now {
                 self.delete_run(&prefix, "expired").await;
@@ -53,6 +71,11 @@ impl Stager {
             } else {
                 alive += 1;
             }
+        }
+        match self.sweep_flights(now).await {
+            Ok(0) => {}
+            Ok(records) => tracing::debug!(records, "deleted stale single-flight records"),
+            Err(error) => tracing::warn!(%error, "could not sweep single-flight records"),
         }
         self.metrics.runs_alive.set(alive);
         self.metrics

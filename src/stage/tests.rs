@@ -25,10 +25,10 @@ fn parquet_file(values: &[i64], rows_per_group: usize) -> Vec<u8> {
 
 /// An unloader that writes what UNLOAD would, or fails as told.
 #[derive(Debug)]
-struct FakeWarehouse {
+pub(super) struct FakeWarehouse {
     store: Arc<dyn ObjectStore>,
     failures: Mutex<Vec<RedshiftError>>,
-    calls: AtomicUsize,
+    pub(super) calls: AtomicUsize,
     /// Destination prefix of every call.
     prefixes: Mutex<Vec<String>>,
     /// How long each UNLOAD takes.
@@ -96,13 +96,13 @@ impl Warehouse for FakeWarehouse {
     }
 }
 
-fn fixture(
+pub(super) fn fixture(
     failures: Vec<RedshiftError>,
 ) -> (Arc<Stager>, Arc<dyn ObjectStore>, Arc<FakeWarehouse>) {
     fixture_with(failures, Duration::ZERO, false, Duration::from_secs(60))
 }
 
-fn fixture_with(
+pub(super) fn fixture_with(
     failures: Vec<RedshiftError>,
     delay: Duration,
     lose_manifest: bool,
@@ -131,6 +131,7 @@ fn fixture_with(
         max_parallel: 2,
         endpoint_rows: 0,
         share_window: Duration::ZERO,
+        cluster: ClusterOptions::default(),
         retry: RetrySettings {
             max_retries: 2,
             min_delay: Duration::from_millis(1),
@@ -146,7 +147,7 @@ fn fixture_with(
     (stager, store, warehouse)
 }
 
-fn plan() -> Plan {
+pub(super) fn plan() -> Plan {
     use crate::catalog::{ColumnInfo, TableInfo, TableKind, TableRef};
     let table = Arc::new(TableInfo {
         table: TableRef::new("s", "t"),
@@ -162,7 +163,7 @@ fn plan() -> Plan {
     Plan::try_new(table, &request, crate::plan::PlanSettings::default()).unwrap()
 }
 
-async fn keys(store: &Arc<dyn ObjectStore>) -> Vec<String> {
+pub(super) async fn keys(store: &Arc<dyn ObjectStore>) -> Vec<String> {
     let mut keys: Vec<String> = store
         .list(None)
         .map_ok(|m| m.location.to_string())

@@ -1,4 +1,5 @@
-//! The UNLOAD of a run: an UNLOAD slot (FIFO, `max_parallel_workers`), the run id taken then, a
+//! The UNLOAD of a run: an UNLOAD slot (FIFO, `max_parallel_workers`, then a cluster slot when
+//! `cluster_max_parallel_unloads` is set: [`super::slots`]), the run id taken then, a
 //! lease renewed while a long UNLOAD runs, transient failures retried into a fresh prefix,
 //! Redshift's count of unloaded rows checked against the manifest, then the footers, the lease
 //! and the columns object written together. Redshift is reached through
@@ -85,9 +86,11 @@ impl Stager {
     pub async fn stage(&self, plan: &Plan) -> Result<StagedRun, StageError> {
         let table = plan.table.table.to_string();
         // Bounded, FIFO: further requests queue here instead of failing, without ageing a run.
-        let permit = {
+        let (permit, slot) = {
             let _waiting = GaugeGuard::new(&self.metrics.unloads_waiting);
-            self.permits.acquire().await
+            let permit = self.permits.acquire().await;
+            // Then one of the cluster's slots, if UNLOADs are limited over all replicas.
+            (permit, self.cluster_slot(&table).await)
         };
         let _running = GaugeGuard::new(&self.metrics.unloads_running);
         let started = std::time::Instant::now();
@@ -130,7 +133,7 @@ impl Stager {
                 }
             }
         };
-        drop(permit);
+        drop((permit, slot));
         let expires_at = SystemTime::now() + self.settings.ttl;
         self.metrics
             .unload_seconds
