@@ -44,36 +44,30 @@ pub(super) async fn get_flight_info(
     }
     let request = FlightRequest::try_from_descriptor(&descriptor)?;
     let reader = new_reader_id();
-    let fresh = || stage_answer(service, principal, &request, &descriptor, &reader);
     if !service.snapshots.enabled() {
-        return Ok(fresh().await?.info);
+        return Ok(
+            stage_answer(service, principal, &request, &descriptor, &reader, None)
+                .await?
+                .info,
+        );
     }
     // Resolving first checks the caller may read the table, whoever staged the snapshot.
     let table = service
         .resolve(principal, request.schema.as_deref(), &request.table)
         .await?;
     let key = SnapshotKey::new(&table.table, &request);
+    let across_replicas = service.share_across_replicas.then_some(&key);
     let (snapshot, _) = service
         .snapshots
-        .get_or_compute(key.clone(), || async {
-            if !service.share_across_replicas {
-                return fresh().await;
-            }
-            let shared = service
-                .stager
-                .single_flight(key.as_str(), service.snapshots.window(), || async {
-                    Ok::<_, ServiceError>(fresh().await?.to_shared())
-                })
-                .await?;
-            match Snapshot::from_shared(shared) {
-                Some(snapshot) => Ok(snapshot),
-                None => {
-                    tracing::warn!(
-                        "another replica shared an unreadable FlightInfo; staging afresh"
-                    );
-                    fresh().await
-                }
-            }
+        .get_or_compute(key.clone(), || {
+            stage_answer(
+                service,
+                principal,
+                &request,
+                &descriptor,
+                &reader,
+                across_replicas,
+            )
         })
         .await?;
     if snapshot.first_reader == reader {
@@ -81,20 +75,89 @@ pub(super) async fn get_flight_info(
     }
     match join(service, snapshot, &reader, descriptor.clone()).await {
         Some(info) => Ok(info),
-        None => Ok(fresh().await?.info),
+        None => Ok(
+            stage_answer(service, principal, &request, &descriptor, &reader, None)
+                .await?
+                .info,
+        ),
     }
 }
 
-/// Plans and stages `request` here, answering with tickets for `reader`.
+/// Plans `request` and stages it (planning once more if the cached catalog turns out stale),
+/// answering with tickets for `reader`. With `across_replicas`, the UNLOAD is shared with
+/// identical requests on other replicas that froze the same window (a claim in S3 decides which
+/// replica runs it; see [`crate::stage::flights`]); a request with nothing new runs no UNLOAD and
+/// claims nothing.
 async fn stage_answer(
     service: &Service,
     principal: &Principal,
     request: &FlightRequest,
     descriptor: &FlightDescriptor,
     reader: &str,
+    across_replicas: Option<&SnapshotKey>,
 ) -> Result<Snapshot, ServiceError> {
-    let (plan, run) = plan_and_stage_fresh(service, principal, request).await?;
+    let once = || async {
+        let plan = plan(service, principal, request).await?;
+        let Some(key) = across_replicas.filter(|_| plan.1 == Window::Read) else {
+            return stage_here(service, request, descriptor, plan, reader).await;
+        };
+        let (plan, _) = plan;
+        // The same request with the same frozen window is the same snapshot.
+        let key = format!("{}|{}", key.as_str(), plan.upper.as_deref().unwrap_or(""));
+        let shared = service
+            .stager
+            .single_flight(&key, service.snapshots.window(), || async {
+                let snapshot = stage_here(
+                    service,
+                    request,
+                    descriptor,
+                    (plan.clone(), Window::Read),
+                    reader,
+                )
+                .await?;
+                Ok::<_, ServiceError>(snapshot.to_shared())
+            })
+            .await?;
+        match Snapshot::from_shared(shared) {
+            Some(snapshot) => Ok(snapshot),
+            None => {
+                tracing::warn!("another replica shared an unreadable FlightInfo; staging afresh");
+                stage_here(service, request, descriptor, (plan, Window::Read), reader).await
+            }
+        }
+    };
+    match once().await {
+        // The cached catalog is older than the table: forget it and plan once more.
+        Err(error) if is_stale_catalog(&error) => {
+            tracing::info!(%error, "the table changed since it was cached; reloading its catalog");
+            let schema = request
+                .schema
+                .as_deref()
+                .unwrap_or(service.catalog.default_schema());
+            service.catalog.invalidate(schema).await;
+            once().await
+        }
+        other => other,
+    }
+}
+
+/// Stages a planned request on this replica (when there is anything to read) and answers it.
+async fn stage_here(
+    service: &Service,
+    request: &FlightRequest,
+    descriptor: &FlightDescriptor,
+    (plan, window): (Plan, Window),
+    reader: &str,
+) -> Result<Snapshot, ServiceError> {
+    let run = match window {
+        Window::Read => Some(service.stager.stage(&plan).await?),
+        Window::NothingNew => None,
+    };
     if let Some(run) = &run {
+        // Staging wrote the run's columns object; DoGet on this replica needs no GET for it.
+        service
+            .columns
+            .insert(&run.run_id, std::sync::Arc::clone(&run.columns));
         tracing::Span::current().record("run_id", run.run_id.as_str());
         tracing::info!(
             rows = run.total_rows(),
@@ -237,51 +300,21 @@ pub(super) async fn staged_flight_info(
     Ok(info)
 }
 
-/// Plans and stages, planning once more if the cached catalog turns out stale.
-async fn plan_and_stage_fresh(
+/// Resolves and plans `request`, and freezes its window (correctness rule 1: the upper end is
+/// fixed with `SELECT MAX(key)` before any data moves).
+async fn plan(
     service: &Service,
     principal: &Principal,
     request: &FlightRequest,
-) -> Result<(Plan, Option<StagedRun>), ServiceError> {
-    match plan_and_stage(service, principal, request).await {
-        // The cached catalog is older than the table: forget it and plan once more.
-        Err(error) if is_stale_catalog(&error) => {
-            tracing::info!(%error, "the table changed since it was cached; reloading its catalog");
-            let schema = request
-                .schema
-                .as_deref()
-                .unwrap_or(service.catalog.default_schema());
-            service.catalog.invalidate(schema).await;
-            plan_and_stage(service, principal, request).await
-        }
-        other => other,
-    }
-}
-
-/// Resolves, plans, freezes the window and stages (when there is anything to read).
-async fn plan_and_stage(
-    service: &Service,
-    principal: &Principal,
-    request: &FlightRequest,
-) -> Result<(Plan, Option<StagedRun>), ServiceError> {
+) -> Result<(Plan, Window), ServiceError> {
     let table = service
         .resolve(principal, request.schema.as_deref(), &request.table)
         .await?;
     tracing::Span::current().record("table", tracing::field::display(&table.table));
     let mut plan = Plan::try_new(table, request, service.settings)?;
-    // Correctness rule 1: freeze the window's upper end before any data moves.
     let max = service.stager.max_key(&plan).await?;
-    let run = match plan.close_window(max)? {
-        Window::Read => Some(service.stager.stage(&plan).await?),
-        Window::NothingNew => None,
-    };
-    if let Some(run) = &run {
-        // Staging wrote the run's columns object; DoGet on this replica needs no GET for it.
-        service
-            .columns
-            .insert(&run.run_id, std::sync::Arc::clone(&run.columns));
-    }
-    Ok((plan, run))
+    let window = plan.close_window(max)?;
+    Ok((plan, window))
 }
 
 /// Redshift says a column or table of the plan does not exist, or MAX(key) is not of the cached
