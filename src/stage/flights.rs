@@ -4,7 +4,7 @@
 //! replica of every version must agree; golden-tested below):
 //!
 //! ```text
-//! <s3_prefix>/flights/<SHA-256 of the request, hex>.json
+//! <s3_prefix>/flights/<SHA-256 of the key: the request and its frozen window, hex>.json
 //!     a claim (super::claim): version, token, owner, until_ms, and
 //!     state          "running" while the holder stages (until_ms: its lease, renewed),
 //!                    "done" once staged (until_ms: end of the reuse window),
