@@ -1,5 +1,5 @@
 //! The logic of the fuzz targets, shared by the cargo-fuzz binaries in `fuzz/fuzz_targets/` and by
-//! `tests/fuzz_corpus.rs`, which replays every corpus file through it on each CI run (so the
+//! `tests/it/fuzz_corpus.rs`, which replays every corpus file through it on each CI run (so the
 //! harness keeps compiling and its properties keep holding without cargo-fuzz or nightly).
 //!
 //! Each function feeds one untrusted input to a public parser of redshift-flight and asserts that

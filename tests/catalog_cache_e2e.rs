@@ -1,6 +1,7 @@
 //! The catalog cache is bounded (issue 11): GetSchema calls naming schemas a client made up leave
 //! the server's memory flat and cost at most one catalog query every couple of seconds, however
-//! many there are. One test in this file, so the process's RSS is this test's alone.
+//! many there are. One test in this file, so the process's RSS is this test's alone; for the same
+//! reason it is a test binary of its own, not a module of `tests/it/`.
 
 mod common;
 

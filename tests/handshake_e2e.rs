@@ -4,6 +4,9 @@
 //! The test measures GetSchema latency (median and 95th percentile over many sequential calls)
 //! on a quiet server, then while 50 clients keep sending Handshakes with a wrong password (half
 //! for a real user, half for unknown names, which cost the same dummy verification), and compares.
+//!
+//! A test binary of its own, not a module of `tests/it/`: the latencies it compares would move with
+//! whatever other tests ran in the same process at the same time.
 
 mod common;
 

@@ -1,4 +1,4 @@
-//! Fuzz target `ticket_decode`: see `fuzz/harness.rs`, shared with `tests/fuzz_corpus.rs`.
+//! Fuzz target `ticket_decode`: see `fuzz/harness.rs`, shared with `tests/it/fuzz_corpus.rs`.
 #![no_main]
 
 #[path = "../harness.rs"]

@@ -225,9 +225,16 @@ async fn join(
     if let Some((run_id, _)) = &snapshot.run {
         tracing::Span::current().record("run_id", run_id.as_str());
         let readers = [snapshot.first_reader.as_str(), reader];
-        if let Err(error) = service.stager.add_readers(run_id, &readers).await {
-            tracing::info!(%error, "the shared run is gone; staging afresh");
-            return None;
+        match service.stager.add_readers(run_id, &readers).await {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::info!("the shared run was cancelled or deleted; staging afresh");
+                return None;
+            }
+            Err(error) => {
+                tracing::info!(%error, "cannot join the shared run; staging afresh");
+                return None;
+            }
         }
     }
     service.metrics.snapshot_reuses.inc();

@@ -11,6 +11,8 @@
 //!                                          reuse); absent when only the ticket's reader reads it
 //! <s3_prefix>/<run id>/consumed/<reader>/<endpoint>
 //!                                          empty; written when `reader` streamed `endpoint` to the end
+//! <s3_prefix>/<run id>/cancelled           empty; written when one reader of a shared run cancelled
+//!                                          it: no further request may join the run
 //! ```
 //!
 //! A run is complete when every reader (those under `readers/`, else the ticket's own) has a
@@ -240,24 +242,41 @@ impl Stager {
     }
 
     /// Marks that a run has several readers (snapshot reuse): from now on it is deleted only
-    /// when all the readers listed have streamed it, or cancelled it.
-    pub async fn add_readers(&self, run_id: &str, readers: &[&str]) -> Result<(), StageError> {
+    /// when all the readers listed have streamed it, or cancelled it. `false` when the run can
+    /// no longer be shared: deleted, or cancelled by one of its readers.
+    pub async fn add_readers(&self, run_id: &str, readers: &[&str]) -> Result<bool, StageError> {
         let prefix = self.run_prefix(run_id)?;
-        for reader in readers {
-            let reader = reader_name(reader)?;
+        let names = readers
+            .iter()
+            .map(|reader| reader_name(reader))
+            .collect::<Result<Vec<_>, _>>()?;
+        // Checked before (so a cancelled run gets no reader back) and after (a run cancelled or
+        // deleted meanwhile cannot be shared).
+        if !self.shareable(run_id, &prefix).await? {
+            return Ok(false);
+        }
+        for reader in names {
             let path = Path::from(format!("{prefix}readers/{reader}"));
             self.store
                 .put(&path, PutPayload::from_static(b""))
                 .await
                 .map_err(|e| self.state_error(run_id, e, &path))?;
         }
-        // A run cancelled or deleted meanwhile cannot be shared.
-        let manifest = Path::from(format!("{}manifest", data_prefix(&prefix)));
-        self.store
-            .head(&manifest)
-            .await
-            .map_err(|e| self.state_error(run_id, e, &manifest))?;
-        Ok(())
+        self.shareable(run_id, &prefix).await
+    }
+
+    /// Whether a run is still there and none of its readers cancelled it.
+    async fn shareable(&self, run_id: &str, prefix: &str) -> Result<bool, StageError> {
+        let manifest = Path::from(format!("{}manifest", data_prefix(prefix)));
+        let cancelled = Path::from(format!("{prefix}cancelled"));
+        let (manifest_there, cancelled_there) =
+            tokio::join!(self.store.head(&manifest), self.store.head(&cancelled));
+        let exists = |result: Result<_, object_store::Error>, path: &Path| match result {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(self.state_error(run_id, e, path)),
+        };
+        Ok(exists(manifest_there, &manifest)? && !exists(cancelled_there, &cancelled)?)
     }
 
     /// CancelFlightInfo from `reader`: the run is deleted at once, unless it is shared and another
@@ -275,6 +294,12 @@ impl Stager {
             .await?;
         let others = readers.iter().filter(|r| **r != reader).count();
         if others > 0 {
+            // No request may join a cancelled run any more, on any replica.
+            let marker = Path::from(format!("{prefix}cancelled"));
+            self.store
+                .put(&marker, PutPayload::from_static(b""))
+                .await
+                .map_err(|e| self.state_error(run_id, e, &marker))?;
             let path = Path::from(format!("{prefix}readers/{reader}"));
             match self.store.delete(&path).await {
                 Ok(()) | Err(object_store::Error::NotFound { .. }) => {}

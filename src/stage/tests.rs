@@ -337,10 +337,12 @@ async fn the_on_s3_run_protocol_is_stable() {
     let run = stager.stage(&plan()).await.unwrap();
     let p = run.prefix.clone();
     assert!(p.starts_with("stage/") && p.ends_with(&format!("{}/", run.run_id)));
-    stager
-        .add_readers(&run.run_id, &["00000000000000aa", "00000000000000BB"])
-        .await
-        .unwrap();
+    assert!(
+        stager
+            .add_readers(&run.run_id, &["00000000000000aa", "00000000000000BB"])
+            .await
+            .unwrap()
+    );
     let until = SystemTime::UNIX_EPOCH + Duration::from_millis(1_900_000_000_123);
     stager.renew_run(&run.run_id, until).await.unwrap();
     stager

@@ -2,9 +2,7 @@
 //! `KMS_KEY_ID ... ENCRYPTED` on every data file and the manifest, the ENCRYPTED requirement, and
 //! Redshift's errors for a bucket in another region. Needs the test bed (see `common`).
 
-mod common;
-
-use common::{Emulator, db_error, list_keys, unique};
+use crate::common::{Emulator, db_error, list_keys, unique};
 
 /// The server-side encryption headers moto reports for `key`: (algorithm, KMS key id). moto
 /// wants an Authorization header on a private object but does not verify signatures.

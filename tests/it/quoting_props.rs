@@ -6,8 +6,6 @@
 //! One connection to the test bed's PostgreSQL serves every case; queries go through the simple
 //! query protocol, as UNLOAD does. 256 cases per property keep the run to a few seconds.
 
-mod common;
-
 use chrono::{DateTime, Datelike, Duration, FixedOffset, NaiveDate, NaiveDateTime, NaiveTime, Utc};
 use proptest::prelude::*;
 use proptest::test_runner::{Config as ProptestConfig, TestCaseError, TestRunner};
@@ -16,6 +14,8 @@ use redshift_flight::plan::cursor::validate_bound;
 use redshift_flight::plan::select::typed_literal;
 use redshift_flight::sql::{self, QuoteError};
 use tokio_postgres::{Client, SimpleQueryMessage};
+
+use crate::common;
 
 const CASES: u32 = 256;
 

@@ -5,17 +5,17 @@
 //! refused; CancelFlightInfo of the running poll stops the UNLOAD on Redshift, leaves nothing
 //! staged, and later polls answer CANCELLED.
 
-mod common;
-
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use arrow_flight::flight_service_client::FlightServiceClient;
 use arrow_flight::sql::{CommandStatementQuery, ProstMessageExt};
 use arrow_flight::{CancelFlightInfoRequest, CancelStatus, FlightDescriptor, PollInfo};
-use common::canon::{canon_batches, read_all};
-use common::{TestServer, eventually, keys_under, pg, pg_rows, unique};
 use prost::Message;
 use redshift_flight::keys::{Keyring, Purpose};
+
+use crate::common;
+use crate::common::canon::{canon_batches, read_all};
+use crate::common::{TestServer, eventually, keys_under, pg, pg_rows, unique};
 
 #[tokio::test]
 async fn poll_flight_info_returns_the_finished_flight_info() {

@@ -13,8 +13,6 @@
 //! Each test stages under a prefix of its own with no grace period and checks that nothing of it
 //! is left once every endpoint was read (or the query failed).
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,14 +25,15 @@ use arrow_flight::sql::{
     XdbcDataType,
 };
 use arrow_flight::{FlightDescriptor, FlightInfo, IpcMessage};
-use common::canon::arrow_canon;
-use common::{TestServer, eventually, keys_under, own_emulator, pg, pg_rows, tb, unique};
 use futures::TryStreamExt;
 use redshift_emulator::FaultSettings;
 use tokio_postgres::Client;
 use tonic::transport::Channel;
 use tonic::{Code, Status};
 use tonic_types::StatusExt;
+
+use crate::common::canon::arrow_canon;
+use crate::common::{TestServer, eventually, keys_under, own_emulator, pg, pg_rows, tb, unique};
 
 type Rows = Vec<Vec<Option<String>>>;
 

@@ -1,11 +1,10 @@
 //! The command line: configuration precedence and validation, `tables`, `plan`, and start-up
 //! failures, run as a real process.
 
-mod common;
-
 use std::process::{Command, Output};
 
-use common::{config_json, pg, unique};
+use crate::common;
+use crate::common::{config_json, pg, unique};
 
 fn bin() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_redshift-flight"));

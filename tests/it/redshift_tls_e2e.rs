@@ -1,16 +1,16 @@
 //! TLS to Redshift (`redshift_sslmode`): a TLS-terminating PostgreSQL-protocol proxy in front of
 //! the emulator (answering SSLRequest as Redshift does), with a certificate from a test CA.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use arrow_flight::FlightDescriptor;
-use common::canon::read_all;
-use common::{TestServer, pg, unique};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+
+use crate::common;
+use crate::common::canon::read_all;
+use crate::common::{TestServer, pg, unique};
 
 const SSL_REQUEST: [u8; 8] = [0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f];
 

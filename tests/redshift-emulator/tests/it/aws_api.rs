@@ -3,13 +3,12 @@
 //! `ALTER USER`, the connection log and the idle session timeout. Needs the test bed (see
 //! `common`).
 
-mod common;
-
 use std::time::Duration;
 
-use common::{Emulator, PASSWORD, db_error, unique};
 use redshift_emulator::FaultSettings;
 use tokio_postgres::{Client, NoTls};
+
+use crate::common::{Emulator, PASSWORD, db_error, unique};
 
 /// An emulator with the AWS API on a free port and the given knobs.
 async fn emulator(faults: FaultSettings) -> Emulator {

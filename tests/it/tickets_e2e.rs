@@ -7,16 +7,16 @@
 //! - Replicas rotating `ticket_secret`: tickets and Handshake tokens signed with key A are accepted
 //!   by a replica configured with [B, A], refused by one with [B] only.
 
-mod common;
-
 use arrow::array::RecordBatch;
 use arrow::util::display::array_value_to_string;
 use arrow_flight::{FlightDescriptor, FlightInfo, Ticket};
 use base64::Engine;
-use common::canon::read_all;
-use common::{TestServer, pg, pg_rows, unique};
 use futures::TryStreamExt;
 use object_store::ObjectStoreExt;
+
+use crate::common;
+use crate::common::canon::read_all;
+use crate::common::{TestServer, pg, pg_rows, unique};
 
 const KEY_A: &str = "replica-key-a-0123456789abcdef0123456789";
 const KEY_B: &str = "replica-key-b-0123456789abcdef0123456789";

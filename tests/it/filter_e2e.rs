@@ -2,14 +2,13 @@
 //! the same WHERE, a filter composes with the incremental cursor window (nothing skipped, nothing
 //! twice), and refused filters are INVALID_ARGUMENT / INVALID_FILTER with nothing staged.
 
-mod common;
-
 use arrow::datatypes::{DataType, TimeUnit};
 use arrow_flight::{FlightDescriptor, FlightInfo};
-use common::canon::{Col, Kind, canon_batches, pg_canon_rows, read_all};
-use common::{TestServer, keys_under, pg, pg_rows, unique};
 use tonic::Code;
 use tonic_types::StatusExt;
+
+use crate::common::canon::{Col, Kind, canon_batches, pg_canon_rows, read_all};
+use crate::common::{TestServer, keys_under, pg, pg_rows, unique};
 
 fn app(info: &FlightInfo) -> serde_json::Value {
     serde_json::from_slice(&info.app_metadata).expect("app_metadata is JSON")

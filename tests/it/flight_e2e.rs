@@ -2,15 +2,15 @@
 //! in-process, and arrow-flight's `FlightClient`. Every result is compared, row by row and column
 //! by column, with what PostgreSQL holds.
 
-mod common;
-
 use arrow::array::RecordBatch;
 use arrow::datatypes::{DataType, TimeUnit};
 use arrow_flight::{FlightDescriptor, FlightInfo, Ticket};
-use common::canon::{Col, Kind, canon_batches, pg_canon_rows, quote, read_all};
-use common::{TestServer, pg, pg_rows, unique};
 use futures::TryStreamExt;
 use tonic::Code;
+
+use crate::common;
+use crate::common::canon::{Col, Kind, canon_batches, pg_canon_rows, quote, read_all};
+use crate::common::{TestServer, pg, pg_rows, unique};
 
 fn all_type_columns() -> Vec<Col> {
     use DataType::*;

@@ -1,13 +1,12 @@
 //! A Flight SQL query whose client goes away while its UNLOAD runs (ADBC `cancel`, a timeout, a
 //! closed connection) is cancelled on Redshift, and what it staged is deleted.
 
-mod common;
-
 use std::time::Duration;
 
 use arrow_flight::sql::client::FlightSqlServiceClient;
-use common::{TestServer, eventually, keys_under, own_emulator, pg, unique};
 use redshift_emulator::FaultSettings;
+
+use crate::common::{TestServer, eventually, keys_under, own_emulator, pg, unique};
 
 #[tokio::test]
 async fn an_abandoned_query_is_cancelled_on_redshift_and_leaves_nothing() {

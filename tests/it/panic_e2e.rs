@@ -3,8 +3,6 @@
 //! INVALID_ARGUMENT, and a panicking handler served through the server's own gRPC stack
 //! (`server::grpc_server`) answers INTERNAL while other calls on the same connection carry on.
 
-mod common;
-
 use std::time::Duration;
 
 use arrow_flight::flight_service_client::FlightServiceClient;
@@ -13,13 +11,14 @@ use arrow_flight::{
     Action, ActionType, Criteria, Empty, FlightData, FlightDescriptor, FlightInfo,
     HandshakeRequest, HandshakeResponse, PollInfo, PutResult, SchemaResult, Ticket,
 };
-use common::{TestServer, pg, status, unique};
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
 use redshift_flight::panics::{PANIC_MESSAGE, catch_stream_panics};
 use redshift_flight::plan::cursor::Cursor;
 use tokio::sync::{Mutex, oneshot};
 use tonic::{Code, Request, Response, Status, Streaming};
+
+use crate::common::{TestServer, pg, status, unique};
 
 #[tokio::test]
 async fn a_multi_byte_character_in_a_cursor_bound_is_invalid_argument() {

@@ -1,11 +1,10 @@
 //! The emulator as a PostgreSQL server: authentication, forwarding, the extended protocol,
 //! version() and the compatibility objects. Needs the test bed (see `common`).
 
-mod common;
-
-use common::{Emulator, db_error, unique};
 use tokio_postgres::NoTls;
 use tokio_postgres::SimpleQueryMessage;
+
+use crate::common::{Emulator, db_error, unique};
 
 #[tokio::test]
 async fn wrong_password_is_28p01() {

@@ -2,9 +2,9 @@
 //! (`fuzz/harness.rs`), so each CI run checks that no input the fuzzer has kept panics a parser and
 //! that the round-trip properties still hold, without cargo-fuzz or a nightly toolchain.
 //!
-//! `cargo test --test fuzz_corpus -- --ignored write_seed_corpus` (re)writes the seed inputs.
+//! `cargo test --test it -- --ignored fuzz_corpus::write_seed_corpus` (re)writes the seed inputs.
 
-#[path = "../fuzz/harness.rs"]
+#[path = "../../fuzz/harness.rs"]
 mod harness;
 
 use std::path::{Path, PathBuf};

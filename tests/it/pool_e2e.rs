@@ -3,14 +3,13 @@
 //! Redshift fails after `redshift_pool_timeout_seconds` with UNAVAILABLE naming that setting,
 //! instead of hanging until a connection frees up.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
 use arrow_flight::FlightDescriptor;
-use common::{TestServer, cancel, eventually, own_emulator, pg, status, unique};
 use redshift_emulator::FaultSettings;
 use tonic::Code;
+
+use crate::common::{TestServer, cancel, eventually, own_emulator, pg, status, unique};
 
 #[tokio::test]
 async fn a_busy_pool_fails_fast_with_unavailable_and_the_server_stays_responsive() {

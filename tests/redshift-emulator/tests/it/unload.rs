@@ -1,8 +1,6 @@
 //! UNLOAD end to end through tokio-postgres: data fidelity, file layout, manifests, splits,
 //! row groups, rejections and fault knobs. Needs the test bed (see `common`).
 
-mod common;
-
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -13,11 +11,14 @@ use arrow::array::{
 use arrow::compute::concat_batches;
 use arrow::datatypes::{DataType, TimeUnit};
 use arrow::record_batch::RecordBatch;
-use common::{Emulator, db_error, get_json, list_keys, object_size, put, read_parquet, unique};
 use object_store::ObjectStore;
 use parquet::basic::Compression;
 use redshift_emulator::FaultSettings;
 use tokio_postgres::Client;
+
+use crate::common::{
+    Emulator, db_error, get_json, list_keys, object_size, put, read_parquet, unique,
+};
 
 fn qi(s: &str) -> String {
     format!("\"{}\"", s.replace('"', "\"\""))

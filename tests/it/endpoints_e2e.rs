@@ -2,16 +2,17 @@
 //! row-group ranges (every row arrives exactly once, fetched in parallel), and identical requests
 //! share one UNLOAD whose run lives until every reader is done.
 
-mod common;
-
 use std::time::Duration;
 
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::Int32Type;
 use arrow_flight::{FlightDescriptor, FlightInfo};
-use common::{TestServer, cancel, eventually, keys_under, own_emulator, pg, pg_rows, unique};
 use futures::TryStreamExt;
 use redshift_emulator::FaultSettings;
+
+use crate::common::{
+    TestServer, cancel, eventually, keys_under, own_emulator, pg, pg_rows, unique,
+};
 
 fn app(info: &FlightInfo) -> serde_json::Value {
     serde_json::from_slice(&info.app_metadata).unwrap()

@@ -1,16 +1,16 @@
 //! End-to-end incremental sync: the closed cursor window, cursors, lookback, full resync and the
 //! bound on concurrent UNLOADs, against the test bed with arrow-flight's `FlightClient`.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use arrow::datatypes::{DataType, TimeUnit};
 use arrow_flight::{FlightDescriptor, FlightInfo};
-use common::canon::{Col, Kind, canon_batches, pg_canon_rows, read_all};
-use common::{TestServer, cancel, eventually, pg, status, unique};
 use tonic::Code;
+
+use crate::common;
+use crate::common::canon::{Col, Kind, canon_batches, pg_canon_rows, read_all};
+use crate::common::{TestServer, cancel, eventually, pg, status, unique};
 
 fn app(info: &FlightInfo) -> serde_json::Value {
     serde_json::from_slice(&info.app_metadata).expect("app_metadata is JSON")

@@ -7,8 +7,6 @@
 //! secret key, a ticket_secret and two auth tokens chosen here, the wrong password and the wrong
 //! token a client tried (a mistyped credential is as sensitive as the real one).
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -18,10 +16,11 @@ use arrow_flight::error::FlightError;
 use arrow_flight::{
     CancelFlightInfoRequest, CancelStatus, FlightClient, FlightDescriptor, FlightInfo, Ticket,
 };
-use common::{config_json, pg, tb, unique};
 use futures::TryStreamExt;
 use redshift_flight::config::{Config, RawConfig};
 use tonic::Code;
+
+use crate::common::{config_json, pg, tb, unique};
 
 const BIN: &str = env!("CARGO_BIN_EXE_redshift-flight");
 

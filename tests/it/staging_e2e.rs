@@ -2,19 +2,19 @@
 //! client as a stable message with a reason code and a request id (issue 11). Each test here
 //! failed before its fix.
 
-mod common;
-
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use arrow::array::RecordBatch;
 use arrow_flight::error::FlightError;
 use arrow_flight::{CancelFlightInfoRequest, FlightClient, FlightDescriptor, FlightInfo};
-use common::{TestServer, eventually, keys_under, own_emulator, pg, pg_rows, unique};
 use futures::TryStreamExt;
 use redshift_emulator::FaultSettings;
 use tonic::Code;
 use tonic_types::StatusExt;
+
+use crate::common;
+use crate::common::{TestServer, eventually, keys_under, own_emulator, pg, pg_rows, unique};
 
 async fn table_with_rows(rows: u32) -> String {
     let schema = unique("stg");

@@ -2,18 +2,18 @@
 //! (as some writers produce them) far outside 1677-2262, and SUPER, VARBYTE and GEOMETRY values
 //! larger than Redshift's 65,535-byte VARCHAR limit. Every value is compared with PostgreSQL.
 
-mod common;
-
 use std::sync::Arc;
 
 use arrow::datatypes::{DataType, TimeUnit};
 use arrow_flight::FlightDescriptor;
-use common::canon::{Col, Kind, canon_batches, pg_canon_rows, quote, read_all};
-use common::{TestServer, keys_under, own_emulator, pg, unique};
 use object_store::ObjectStoreExt;
 use parquet::basic::Type as PhysicalType;
 use parquet::file::reader::{FileReader, SerializedFileReader};
 use redshift_emulator::FaultSettings;
+
+use crate::common;
+use crate::common::canon::{Col, Kind, canon_batches, pg_canon_rows, quote, read_all};
+use crate::common::{TestServer, keys_under, own_emulator, pg, unique};
 
 /// The Parquet physical types of the staged data files under `prefix`.
 async fn staged_physical_types(prefix: &str) -> Vec<Vec<PhysicalType>> {

@@ -2,22 +2,22 @@
 //! renew, the sweeper (also after SIGKILL), failed UNLOADs, S3 and Redshift outages, cancelled
 //! streams, graceful shutdown, metrics and health.
 
-mod common;
-
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use arrow::array::RecordBatch;
 use arrow_flight::error::FlightError;
 use arrow_flight::{FlightDescriptor, FlightInfo, RenewFlightEndpointRequest};
-use common::canon::read_all;
-use common::proxy::Proxy;
-use common::{
-    TestServer, cancel, eventually, holds_for, keys_under, own_emulator, pg, pg_rows, unique,
-};
 use futures::TryStreamExt;
 use redshift_emulator::FaultSettings;
 use tonic::Code;
+
+use crate::common;
+use crate::common::canon::read_all;
+use crate::common::proxy::Proxy;
+use crate::common::{
+    TestServer, cancel, eventually, holds_for, keys_under, own_emulator, pg, pg_rows, unique,
+};
 
 fn run_id(info: &FlightInfo) -> String {
     let app: serde_json::Value = serde_json::from_slice(&info.app_metadata).unwrap();
