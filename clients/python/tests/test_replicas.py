@@ -6,16 +6,9 @@ dead replica's runs are swept by the others. Every result is compared with Postg
 
 from __future__ import annotations
 
-import contextlib
 import re
-import signal
-import socket
-import subprocess
 import threading
 import time
-import urllib.request
-from dataclasses import dataclass
-from pathlib import Path
 
 import adbc_driver_flightsql.dbapi as flight_sql
 import pyarrow as pa
@@ -23,75 +16,15 @@ import pyarrow.flight as flight
 import pytest
 from psycopg import sql
 
-from conftest import ROOT, FlightServer, base_config, own_emulator, start_server, stop_server
+from conftest import FlightServer, own_emulator
+from replicas_support import boto_client, kill, replicas, rows_sent
 from support import path, read_flight, unique
 
-BALANCER = ROOT / "tests" / "testbed" / "balancer"
 # Wide enough (about 20 MB of Arrow) that a DoGet is still streaming when its replica is killed:
 # HTTP/2 flow control keeps a server at most a few MB ahead of its reader.
 ROWS = 200_000
 # Errors a client sees when the replica serving its call dies (nginx resets the stream).
 REPLICA_GONE = (flight.FlightUnavailableError, flight.FlightInternalError, pa.ArrowIOError)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@dataclass
-class Replicas:
-    servers: list[FlightServer]
-    location: str
-    access_log: Path
-
-    def client(self) -> flight.FlightClient:
-        return flight.FlightClient(self.location)
-
-    def upstreams(self, rpc: str) -> list[str]:
-        """The replica (host:port) nginx sent each finished call of `rpc` to, in order."""
-        text = self.access_log.read_text() if self.access_log.exists() else ""
-        return re.findall(rf"/{rpc} .*upstream=(\S+)", text)
-
-
-@contextlib.contextmanager
-def replicas(testbed: dict[str, str], workdir: Path, count: int = 3, advertise: bool = False, **overrides: str):
-    """`count` servers sharing one ticket secret and staging prefix, behind one nginx; with
-    `advertise`, every endpoint names all replicas (advertise_locations)."""
-    config = base_config(testbed) | overrides
-    listen = [f"127.0.0.1:{free_port()}" for _ in range(count)]
-    if advertise:
-        config["advertise_locations"] = ",".join(f"grpc://{address}" for address in listen)
-    servers: list[FlightServer] = []
-    port = free_port()
-    try:
-        for i in range(count):
-            replica = dict(config, listen_address=listen[i], metrics_address=f"127.0.0.1:{free_port()}")
-            servers.append(start_server(replica, workdir / f"replica-{i}"))
-        ports = [s.location.rsplit(":", 1)[1] for s in servers]
-        out = subprocess.run([str(BALANCER), "start", str(port), *ports], capture_output=True, text=True, timeout=300)
-        assert out.returncode == 0, f"balancer: {out.stdout}\n{out.stderr}"
-        assert f"balancer listening on 127.0.0.1:{port}" in out.stdout
-        yield Replicas(servers, f"grpc://127.0.0.1:{port}", ROOT / "target" / "testbed" / f"balancer-{port}" / "access.log")
-    finally:
-        subprocess.run([str(BALANCER), "stop", str(port)], capture_output=True, timeout=60)
-        for server in servers:
-            stop_server(server)
-
-
-def rows_sent(server: FlightServer) -> float:
-    """The replica's `rows_sent` counter (Prometheus text from its metrics_address)."""
-    with urllib.request.urlopen(f"http://{server.config['metrics_address']}/metrics", timeout=5) as response:
-        text = response.read().decode()
-    match = re.search(r"^\w*rows_sent(?:_total)?\s+(\S+)$", text, re.M)
-    assert match, text
-    return float(match.group(1))
-
-
-def kill(server: FlightServer) -> None:
-    server.process.send_signal(signal.SIGKILL)
-    server.process.wait(timeout=10)
 
 
 @pytest.fixture(scope="module")
@@ -256,11 +189,3 @@ def test_replica_killed_during_unload_is_retried_and_its_run_swept(testbed, pg, 
                 time.sleep(1)
             assert left == 0, f"{left} objects of the dead replica's run {run_id} are left"
 
-
-def boto_client(testbed):
-    import boto3
-
-    return boto3.client(
-        "s3", endpoint_url=testbed["TESTBED_S3_ENDPOINT"], region_name=testbed["TESTBED_S3_REGION"],
-        aws_access_key_id=testbed["AWS_ACCESS_KEY_ID"], aws_secret_access_key=testbed["AWS_SECRET_ACCESS_KEY"],
-    )
