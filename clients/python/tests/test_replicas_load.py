@@ -46,7 +46,6 @@ from pathlib import Path
 import psycopg
 import pyarrow as pa
 import pyarrow.parquet as pq
-import pytest
 from psycopg import sql
 
 from replicas_support import keys_under, metrics, replicas, server_knows
