@@ -84,12 +84,19 @@ impl Stager {
         Ok(deleted)
     }
 
-    /// Bytes of every object under the staging prefix (one listing; 0 if it fails).
+    /// Bytes of every staged run's objects under the staging prefix (one listing; 0 if it
+    /// fails). The claims replicas agree through (`flights/`, `slots/`) are not staged data.
     async fn staged_bytes(&self, root: &Path) -> i64 {
+        let depth = root.parts().count();
         let sizes = self
             .store
             .list(Some(root))
-            .map_ok(|meta| meta.size)
+            .map_ok(move |meta| {
+                let folder = meta.location.parts().nth(depth);
+                let claim =
+                    folder.is_some_and(|f| f.as_ref() == "flights" || f.as_ref() == "slots");
+                if claim { 0 } else { meta.size }
+            })
             .try_fold(0u64, |sum, size| async move { Ok(sum + size) })
             .await;
         match sizes {

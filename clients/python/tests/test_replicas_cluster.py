@@ -113,7 +113,8 @@ def test_identical_requests_on_three_replicas_share_one_unload(testbed, pg, tabl
 def test_a_replica_killed_while_staging_is_taken_over_by_a_waiting_one(testbed, pg, tables, tmp_path):
     want = postgres(pg, tables, "t1")
     with own_emulator(testbed, tmp_path / "emulator", "--unload-delay-ms", "3000") as slow, replicas(
-        slow, tmp_path, redshift_schema=tables, cluster_lease_seconds="2"
+        slow, tmp_path, redshift_schema=tables, cluster_lease_seconds="2", staging_ttl_seconds="8",
+        sweep_interval_seconds="1",
     ) as cluster:
         holder, waiter = cluster.servers[0], cluster.servers[1]
         results: dict = {}
@@ -149,6 +150,14 @@ def test_a_replica_killed_while_staging_is_taken_over_by_a_waiting_one(testbed, 
         assert app_metadata(info)["snapshot_reused"] is False
         assert took_over < 15, f"taken over within a lease and an UNLOAD ({took_over:.1f}s)"
         same_rows(read_flight(waiter.connect(), info), want)
+        # What the killed replica's UNLOAD wrote is swept by the survivors once its TTL passes.
+        dead = re.search(r"UNLOAD started.*run_id=\"?([0-9A-Za-z-]+)", holder.stderr_path.read_text(errors="replace"))
+        assert dead, "the killed replica logged its run"
+        prefix = f"{holder.config['s3_prefix']}/{dead.group(1)}/"
+        deadline = time.monotonic() + 40
+        while keys_under(testbed, prefix) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert keys_under(testbed, prefix) == [], "the killed replica's run is swept"
 
 
 def unload_intervals(server) -> list[tuple[datetime, datetime]]:
