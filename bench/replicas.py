@@ -64,6 +64,19 @@ PREFIX = "redshift-flight-bench-replicas"  # the replicas' own staging prefix, d
 MB = 1e6
 
 
+def moto_pid() -> int | None:
+    """The moto server answering TESTBED_S3_ENDPOINT (found by its port, so that any test bed works)."""
+    port = urlparse(b.env("TESTBED_S3_ENDPOINT")).port
+    for proc in Path("/proc").iterdir():
+        try:
+            args = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if any(a.endswith(b"moto_server") for a in args) and str(port).encode() in args:
+            return int(proc.name)
+    return None
+
+
 def med(values) -> float:
     values = list(values)
     return statistics.median(values) if values else float("nan")
@@ -98,7 +111,7 @@ class Cluster:
     def meter(self, emulator: b.Emulator) -> CpuMeter:
         pids = {f"replica{i}": s.pid for i, s in enumerate(self.servers)}
         pids |= {f"nginx{i}": pid for i, pid in enumerate(self.nginx)}
-        pids |= {"moto": b.pid_from_file(ROOT / "target/testbed/moto.pid"), "emulator": emulator.pid}
+        pids |= {"moto": moto_pid(), "emulator": emulator.pid}
         return CpuMeter(pids)
 
     def rows_sent(self) -> list[float]:
