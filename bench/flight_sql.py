@@ -289,7 +289,7 @@ def report(rep, res: dict | None, args) -> None:
                 "as both paths run it (the server DECLAREs one for the direct path, the emulator one for an UNLOAD), "
                 "PostgreSQL plans it without parallel workers (Redshift has no such difference).\n",
                 "| query | path | median ms | of which UNLOAD ms | execute ms | fetch ms | CPU s server | "
-                "CPU s emulator | CPU s moto | UNLOAD / direct | per round |",
+                "CPU s emulator | CPU s S3 | UNLOAD / direct | per round |",
                 "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
         for agg in aggs:
             runs = agg["runs"]
@@ -305,7 +305,7 @@ def report(rep, res: dict | None, args) -> None:
                         + (f"{med(x.execute_seconds for x in rs) * 1e3:.0f} | {med(x.fetch_seconds for x in rs) * 1e3:.0f}"
                            if adbc else " | ")
                         + f" | {med(x.cpu.get('server', 0) for x in rs):.2f} | {med(x.cpu.get('emulator', 0) for x in rs):.2f} | "
-                        f"{med(x.cpu.get('moto', 0) for x in rs):.2f} | "
+                        f"{med(x.cpu.get('s3', 0) for x in rs):.2f} | "
                         + (f"**{agg['ratio']:.2f}x** | {', '.join(f'{p:.2f}' for p in per)} |" if mode == "unload" else " | |"))
         rep.add("")
         for agg in aggs:
@@ -325,7 +325,7 @@ def report(rep, res: dict | None, args) -> None:
                 "descriptor, which also runs `SELECT MAX(l_shipdate)` for the cursor, + every DoGet in parallel, "
                 "`read_all` + `concat_tables`). Both UNLOAD afresh every round; rows and sum(l_orderkey) checked.\n",
                 "| read | median s | M rows/s | UNLOAD s | GetFlightInfo / execute s | DoGet / fetch s | CPU s client | "
-                "CPU s server | CPU s moto | / plain | per round |",
+                "CPU s server | CPU s S3 | / plain | per round |",
                 "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
         plain = runs["plain"]
         labels = [("adbc", "ADBC `fetch_arrow_table`"),
@@ -341,7 +341,7 @@ def report(rep, res: dict | None, args) -> None:
             rep.add(f"| {label} | {med(x.seconds for x in rs):.2f} | {t.rows / med(x.seconds for x in rs) / 1e6:.2f} | "
                     f"{med(x.unload_seconds for x in rs):.2f} | {first:.2f} | {med(x.fetch_seconds for x in rs):.2f} | "
                     f"{med(x.cpu.get('client', 0) for x in rs):.1f} | {med(x.cpu.get('server', 0) for x in rs):.1f} | "
-                    f"{med(x.cpu.get('moto', 0) for x in rs):.1f} | "
+                    f"{med(x.cpu.get('s3', 0) for x in rs):.1f} | "
                     + (" |" if mode == "plain" else f"**{med(per):.2f}x** | {', '.join(f'{p:.2f}' for p in per)}") + " |")
         adbc_rest = med(x.seconds - x.unload_seconds for x in runs["adbc"])
         plain_rest = med(x.seconds - x.unload_seconds for x in plain)

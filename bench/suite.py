@@ -14,16 +14,22 @@ Phases (every figure is measured in the same round as its baseline; medians of -
   end-to-end  GetFlightInfo (UNLOAD) + DoGet of every endpoint in parallel into a pyarrow Table, vs
               psycopg fetch and ConnectorX (read_sql, 2 partitions) from PostgreSQL, on lineitem SF1
   throughput  per table: DoGet (one stream / all endpoints in parallel) vs pyarrow reading the same
-              staged Parquet files from the same S3 server and from local disk
+              staged Parquet files from the same S3 server and from local disk, and vs pyarrow's reference
+              Flight server (bench/ref_flight_server.py) over the local copies; with --big-plan-calls, the
+              planning overhead on the table too
   memory      peak server RSS, a fresh server per case: SF1 (and SF5) x 1 client / --clients clients
   flight-sql  ADBC (bench/flight_sql.py): a 1-row aggregate answered on the connection vs staged by
               UNLOAD (direct_max_rows 0); SELECT * of lineitem SF1 through ADBC vs the plain Flight read
   report      Markdown on stdout and in bench/results/latest.md, with a summary of every target
+
+S3 (--s3): the test bed's (moto by default), or fast: s3s-fs with faster GETs (bench/hardware.py,
+tests/testbed/fast-s3), so that the S3 server does not bound the figures. --hardware (issue 16): throughput and planning on the fast S3 only.
 """
 
 from __future__ import annotations
 
 import argparse
+import atexit
 import base64
 import datetime as dt
 import io
@@ -50,6 +56,7 @@ import pyarrow.flight as flight
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import benchlib as b  # noqa: E402
 import flight_sql  # noqa: E402
+import hardware  # noqa: E402
 from benchlib import CALL, ROOT, SCHEMA, CpuMeter, ReadResult, Staged, Table, log  # noqa: E402
 
 
@@ -146,7 +153,7 @@ class Suite:
     def __init__(self, args, s3: b.S3, workdir: Path, emulator: b.Emulator | None):
         self.args, self.s3, self.workdir, self.emulator = args, s3, workdir, emulator
         self.run_prefixes: list[str] = []
-        self.moto_pid = b.pid_from_file(ROOT / "target/testbed/moto.pid")
+        self.s3_pid, self.s3_name = hardware.s3_server_pid(s3.endpoint)
         self.pg_url = b.env("TESTBED_PG_URL")
         self.notes: list[str] = []
         self.results: dict = {}
@@ -155,16 +162,17 @@ class Suite:
 
     def server(self, name: str, metrics: bool = False, extra: dict[str, str] | None = None) -> b.Server:
         s = b.Server(self.args.server_bin, self.workdir, name,
-                     redshift_port=self.emulator.port if self.emulator else None, metrics=metrics, extra=extra)
+                     redshift_port=self.emulator.port if self.emulator else None, metrics=metrics,
+                     extra=(self.args.server_extra or {}) | (extra or {}))
         s.start()
         return s
 
     def meter(self, server: b.Server | None) -> CpuMeter:
         emu_pid = self.emulator.pid if self.emulator else b.pid_from_file(ROOT / "target/testbed/emulator.pid")
-        return CpuMeter({"server": server.pid if server else None, "moto": self.moto_pid, "emulator": emu_pid})
+        return CpuMeter({"server": server.pid if server else None, "s3": self.s3_pid, "emulator": emu_pid})
 
     def forget_run(self, run_id: str | None) -> None:
-        """Deletes a staged run now (moto keeps every object in memory)."""
+        """Deletes a staged run now (moto keeps every object in memory, the fast S3 on disk)."""
         if not run_id or self.args.keep_staged:
             return
         prefix = f"{b.S3_PREFIX}/{run_id}/"
@@ -405,11 +413,14 @@ class Suite:
     # -- throughput -----------------------------------------------------------------------------
 
     def throughput(self, table: Table, profile: bool) -> dict:
-        server = self.server(f"throughput-{table.name}")
+        server = self.server(f"throughput-{table.name}", metrics=True)
         local_dir = Path(tempfile.mkdtemp(prefix=f"bench-{table.name}.", dir=self.args.local_dir))
-        staged = None
+        staged = ref = None
         try:
-            staged = self.stage(server, table)
+            u0 = server.unload_totals()[0]
+            staged = self.stage(server, table)  # the server's first GetFlightInfo: it also fills the catalog
+            first_plan = (staged.seconds, server.unload_totals()[0] - u0)
+            plan = hardware.plan_calls(self, server, table, self.args.big_plan_calls) if self.args.big_plan_calls else []
             t0 = time.perf_counter()
             paths = self.s3.download(staged.files, local_dir)
             log(f"  downloaded {len(paths)} staged files to {local_dir} in {time.perf_counter() - t0:.1f}s")
@@ -434,6 +445,22 @@ class Suite:
                    "doget-par": lambda: b.run_parallel(doget, ep_workers),
                    "s3-par": lambda: b.run_parallel(direct, file_workers),
                    "local-par": lambda: b.run_parallel(local, file_workers)}
+            meter = self.meter(server)
+            meters = {}
+            ref_workers = 0
+            if not self.args.skip_reference:
+                # pyarrow's reference Flight server over the local copies, read like redshift-flight
+                ref = hardware.RefFlight(paths, self.workdir)
+                ref.start()
+                rc = ref.client()
+                ref_info = rc.get_flight_info(flight.FlightDescriptor.for_path("bench", table.name), options=CALL)
+                ref_schema, ref_endpoints = ref_info.schema, list(ref_info.endpoints)
+                ref_workers = min(self.args.max_workers, len(ref_endpoints))
+                refget = [lambda e=e: b.doget_one(rc, e, ref_schema, key) for e in ref_endpoints]
+                fns["ref-seq"] = lambda: seq(refget)
+                fns["ref-par"] = lambda: b.run_parallel(refget, ref_workers)
+                ref_meter = CpuMeter(meter.pids | {"server": ref.pid})
+                meters = {"ref-seq": ref_meter, "ref-par": ref_meter}
             dict_workers = 0
             if not self.args.skip_dictionary and table.name.startswith("lineitem"):
                 # The same table with {"dictionary": true}: CHAR/VARCHAR as the Parquet's own dictionaries.
@@ -449,28 +476,28 @@ class Suite:
                 dictget = [lambda e=e: b.doget_one(shared, e, dict_schema, key) for e in dict_endpoints]
                 fns["dict-seq"] = lambda: seq(dictget)
                 fns["dict-par"] = lambda: b.run_parallel(dictget, dict_workers)
-            meter = self.meter(server)
             results: dict[str, list[ReadResult]] = {k: [] for k in fns}
             # a warm-up pass of each (first reads pay for pools, connections and page cache)
-            for mode in ("local-seq", "s3-seq", "doget-seq", "dict-seq"):
+            for mode in ("local-seq", "s3-seq", "doget-seq", "dict-seq", "ref-seq"):
                 if mode in fns:
                     fns[mode]()
             for i in range(self.args.repeats):
                 # alternate which side goes first
-                groups = [["doget-seq", "s3-seq", "local-seq"], ["doget-par", "s3-par", "local-par"]]
-                if "dict-seq" in fns:
-                    groups = [["doget-seq", "dict-seq", "s3-seq", "local-seq"],
-                              ["doget-par", "dict-par", "s3-par", "local-par"]]
+                groups = [[m for m in (f"doget-{k}", f"dict-{k}", f"ref-{k}", f"s3-{k}", f"local-{k}") if m in fns]
+                          for k in ("seq", "par")]
                 order = [m for g in groups for m in (g if i % 2 == 0 else list(reversed(g)))]
                 log(f"{table.qualified} round {i + 1}/{self.args.repeats}: {', '.join(order)}")
                 for mode in order:
-                    results[mode].append(self.timed(mode, fns[mode], meter, table))
+                    results[mode].append(self.timed(mode, fns[mode], meters.get(mode, meter), table))
             prof = self.profile(server, fns, meter, table) if profile else None
             shared.close()
             return {"table": table, "staged": staged, "results": results, "profile": prof,
                     "endpoint_workers": ep_workers, "file_workers": file_workers, "dict_workers": dict_workers,
-                    "hwm_kb": b.proc_status_kb(server.pid, "VmHWM")}
+                    "ref_workers": ref_workers, "hwm_kb": b.proc_status_kb(server.pid, "VmHWM"),
+                    "first_plan": first_plan, "plan": plan}
         finally:
+            if ref:
+                ref.stop()
             server.stop()
             shutil.rmtree(local_dir, ignore_errors=True)
             if staged:
@@ -639,6 +666,17 @@ def machine() -> str:
             f"Python {platform.python_version()}, pyarrow {pa.__version__}")
 
 
+def s3_shown(suite: Suite) -> str:
+    feats = suite.results.get("s3_features", {})
+    checked = ("; " + ", ".join(f"{k} {v}" for k, v in feats.items())) if feats else ""
+    if suite.s3_name == "moto":
+        return (f"moto ({suite.s3.endpoint}, one Python process that copies the whole object for every ranged GET"
+                f"{checked})")
+    return (f"testbed-fast-s3 ({suite.s3.endpoint}, `tests/testbed/fast-s3`: s3s-fs 0.14.1, a Rust S3 server over a "
+            "directory on this machine's disk, a ranged GET seeks in the file, with GetObject reading 1 MiB at a time "
+            f"instead of s3s-fs's 4 KiB{checked})")
+
+
 def built(path: Path) -> str:
     t = dt.datetime.fromtimestamp(path.stat().st_mtime, dt.timezone.utc)
     return t.strftime("%Y-%m-%d %H:%M UTC")
@@ -673,8 +711,8 @@ def ratio_row(label: str, ours: list[ReadResult], base: list[ReadResult]) -> tup
 
 
 def cores(r: ReadResult, who: str) -> float:
-    if who == "bench":  # the processes of the read: server, moto and the client
-        return sum(r.cpu.get(k, 0.0) for k in ("server", "moto", "client")) / r.seconds
+    if who == "bench":  # the processes of the read: server, S3 and the client
+        return sum(r.cpu.get(k, 0.0) for k in ("server", "s3", "client")) / r.seconds
     return r.cpu.get(who, 0.0) / r.seconds
 
 
@@ -697,7 +735,7 @@ def report(args, suite: Suite, started: dt.datetime, elapsed: float) -> str:
             "sides measured back to back in the same round, the order alternating between rounds)",
             f"- server: {args.server_bin_shown}",
             f"- Redshift: {args.emulator_shown}, relaying to the test bed's PostgreSQL "
-            f"({suite.pg_version}); S3: the test bed's moto server (one Python process); all on this machine",
+            f"({suite.pg_version}); S3: {s3_shown(suite)}; all on this machine",
             "- MB = 10^6 bytes of Arrow data (`RecordBatch.nbytes`) delivered to the client; CPU columns are CPU "
             "seconds of each process during the read, cores = CPU seconds / elapsed (\"machine\": every process, "
             "from /proc/stat, including anything else running)",
@@ -715,29 +753,39 @@ def report(args, suite: Suite, started: dt.datetime, elapsed: float) -> str:
                 "Local disk: the same files downloaded to a temporary directory and read warm (in the page cache; "
                 "it cannot be dropped here). One warm-up pass of each one-stream read comes before the rounds; "
                 "the parallel reads use one thread per endpoint (DoGet, one shared FlightClient) or per file "
-                "(pyarrow), and pyarrow's own decoding threads.\n",
-                "| read | streams | median s | M rows/s | Arrow MB/s | CPU s server | CPU s moto | CPU s client | "
-                "cores server | cores server+moto+client | cores machine |",
+                "(pyarrow), and pyarrow's own decoding threads."
+                + (" pyarrow's reference Flight server (`bench/ref_flight_server.py`, `FlightServerBase` + "
+                   "`ParquetFile.iter_batches`, one endpoint per file, in a process of its own) serves the local "
+                   "copies and is read by the same client code as DoGet; its CPU is in the server column."
+                   if "ref-seq" in r else "") + "\n",
+                f"| read | streams | median s | M rows/s | Arrow MB/s | CPU s server | CPU s S3 ({suite.s3_name}) | "
+                "CPU s client | cores server | cores server+S3+client | cores machine |",
                 "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
         for mode, label in [("doget-seq", "DoGet"), ("dict-seq", "DoGet, `dictionary: true`"),
+                            ("ref-seq", "pyarrow reference Flight server"),
                             ("s3-seq", "pyarrow from S3"), ("local-seq", "pyarrow from local disk"),
                             ("doget-par", "DoGet"), ("dict-par", "DoGet, `dictionary: true`"),
+                            ("ref-par", "pyarrow reference Flight server"),
                             ("s3-par", "pyarrow from S3"), ("local-par", "pyarrow from local disk")]:
             if mode not in r:
                 continue
             rs = r[mode]
             streams = "1 at a time" if mode.endswith("seq") else (
                 f"{tp['endpoint_workers']} parallel" if mode.startswith("doget") else
-                f"{tp['dict_workers']} parallel" if mode.startswith("dict") else f"{tp['file_workers']} parallel")
+                f"{tp['dict_workers']} parallel" if mode.startswith("dict") else
+                f"{tp.get('ref_workers', 0)} parallel" if mode.startswith("ref") else f"{tp['file_workers']} parallel")
             rep.add(f"| {label} | {streams} | {med(x.seconds for x in rs):.2f} | {med(x.rows_per_s for x in rs) / 1e6:.2f} | "
                     f"{med(x.mb_per_s for x in rs):.0f} | {med(x.cpu.get('server', 0) for x in rs):.1f} | "
-                    f"{med(x.cpu.get('moto', 0) for x in rs):.1f} | {med(x.cpu.get('client', 0) for x in rs):.1f} | "
+                    f"{med(x.cpu.get('s3', 0) for x in rs):.1f} | {med(x.cpu.get('client', 0) for x in rs):.1f} | "
                     f"{med(cores(x, 'server') for x in rs):.2f} | {med(cores(x, 'bench') for x in rs):.2f} | "
                     f"{med(cores(x, 'machine') for x in rs):.2f} |")
         rep.add("", "| ratio (rows/s) | median | per round |", "| --- | ---: | --- |")
         ratios = {}
         for kind, label in [("seq", "one stream"), ("par", "parallel")]:
-            for base, blabel in [("s3", "pyarrow from S3"), ("local", "pyarrow from local disk")]:
+            for base, blabel in [("s3", "pyarrow from S3"), ("local", "pyarrow from local disk"),
+                                 ("ref", "pyarrow's reference Flight server")]:
+                if f"{base}-{kind}" not in r:
+                    continue
                 row, value = ratio_row(f"DoGet / {blabel}, {label}", r[f"doget-{kind}"], r[f"{base}-{kind}"])
                 rep.add(row)
                 ratios[(kind, base)] = value
@@ -755,8 +803,12 @@ def report(args, suite: Suite, started: dt.datetime, elapsed: float) -> str:
             rep.target(f"DoGet vs pyarrow from S3, `{t.name}`, {label}", f"{ratios[(kind, 's3')]:.2f}x", ">= 0.9x",
                        ratios[(kind, "s3")] >= 0.9)
         for kind, label in [("seq", "one stream"), ("par", "parallel")]:
-            rep.target(f"DoGet vs pyarrow from local disk, `{t.name}`, {label}", f"{ratios[(kind, 'local')]:.2f}x",
-                       "(the hardware limit)", None)
+            rep.target(f"DoGet vs pyarrow from local disk (the hardware limit), `{t.name}`, {label}",
+                       f"{ratios[(kind, 'local')]:.2f}x", ">= 0.8x", ratios[(kind, "local")] >= 0.8)
+        for kind, label in [("seq", "one stream"), ("par", "parallel")]:
+            if (kind, "ref") in ratios:
+                rep.target(f"DoGet vs pyarrow's reference Flight server, `{t.name}`, {label}",
+                           f"{ratios[(kind, 'ref')]:.2f}x", ">= 1.3x", ratios[(kind, "ref")] >= 1.3)
         for kind, label in [("seq", "one stream"), ("par", "parallel")]:
             if (kind, "dict") in ratios:
                 rep.target(f"DoGet `dictionary: true` vs pyarrow from S3, `{t.name}`, {label}",
@@ -766,9 +818,9 @@ def report(args, suite: Suite, started: dt.datetime, elapsed: float) -> str:
         mach = med(cores(x, "machine") for x in par)
         speedup = med(sq.seconds / pr.seconds for sq, pr in zip(r["doget-seq"], par))
         ncpu = os.cpu_count() or 1
-        rep.add(f"Parallel DoGet: server, client and moto together kept {busy:.2f} of the {ncpu} cores busy (server "
-                f"{srv:.2f}, client {med(cores(x, 'client') for x in par):.2f}, moto "
-                f"{med(cores(x, 'moto') for x in par):.2f}; the whole machine {mach:.2f}, other work included); "
+        rep.add(f"Parallel DoGet: server, client and S3 together kept {busy:.2f} of the {ncpu} cores busy (server "
+                f"{srv:.2f}, client {med(cores(x, 'client') for x in par):.2f}, {suite.s3_name} "
+                f"{med(cores(x, 's3') for x in par):.2f}; the whole machine {mach:.2f}, other work included); "
                 f"{speedup:.2f}x the one-stream rate.\n")
         rep.target(f"parallel DoGet uses both cores, `{t.name}`",
                    f"{busy:.2f} of {ncpu} cores (server {srv:.2f}); {speedup:.2f}x one stream",
@@ -794,7 +846,7 @@ def report(args, suite: Suite, started: dt.datetime, elapsed: float) -> str:
                 *(["- psycopg COPY: `COPY ... TO STDOUT (FORMAT csv)` into `pyarrow.csv.read_csv` with the declared "
                    "types, from PostgreSQL directly (for reference)"] if "psycopg-copy" in runs else []),
                 "- every result checked: row count and sum(l_orderkey) equal to PostgreSQL's\n",
-                "| reader | median s | M rows/s | CPU s client | CPU s server | CPU s emulator | CPU s moto | "
+                "| reader | median s | M rows/s | CPU s client | CPU s server | CPU s emulator | CPU s S3 | "
                 "redshift-flight / reader (speed-up) | per round |",
                 "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
         speedups = {}
@@ -807,7 +859,7 @@ def report(args, suite: Suite, started: dt.datetime, elapsed: float) -> str:
             speedups[mode] = med(per)
             rep.add(f"| {label} | {med(x.seconds for x in rs):.2f} | {t.rows / med(x.seconds for x in rs) / 1e6:.2f} | "
                     f"{med(x.cpu.get('client', 0) for x in rs):.1f} | {med(x.cpu.get('server', 0) for x in rs):.1f} | "
-                    f"{med(x.cpu.get('emulator', 0) for x in rs):.1f} | {med(x.cpu.get('moto', 0) for x in rs):.1f} | "
+                    f"{med(x.cpu.get('emulator', 0) for x in rs):.1f} | {med(x.cpu.get('s3', 0) for x in rs):.1f} | "
                     + ("" if mode == "flight" else f"**{med(per):.2f}x**") + " | "
                     + ("" if mode == "flight" else ", ".join(f"{p:.2f}" for p in per)) + " |")
         no_unload = [(x.seconds - x.unload_seconds) for x in fl]
@@ -869,9 +921,10 @@ def report(args, suite: Suite, started: dt.datetime, elapsed: float) -> str:
                 "The UNLOAD's own time is the increase of the server's `redshift_flight_unload_duration_seconds` "
                 "histogram sum over the call (the UNLOAD statement, retries included); the rest is planning: catalog "
                 "(cached: an earlier call warmed it), `SELECT MAX(key)` for `next_cursor`, building the UNLOAD, reading "
-                "the manifest and each staged file's Parquet footer from S3 (moto copies the whole object for every "
-                "ranged GET, so footers of large files cost more here than on S3), signing tickets, and the gRPC "
-                "round trip itself. PATH descriptors (full snapshots) unless said otherwise.\n",
+                "the manifest and each staged file's Parquet footer from S3 (" + (
+                    "moto copies the whole object for every ranged GET, so footers of large files cost more here "
+                    "than on S3" if suite.s3_name == "moto" else f"{suite.s3_name}") + "), signing tickets, and the "
+                "gRPC round trip itself. PATH descriptors (full snapshots) unless said otherwise.\n",
                 "| request | calls | GetFlightInfo ms | UNLOAD ms | overhead ms | of which MAX(key) through the emulator ms |",
                 "| --- | ---: | ---: | ---: | ---: | ---: |")
         rep.add(f"| `{small.qualified}` ({small.rows:,} rows), full | {len(full)} | {med(w for w, _ in full) * 1e3:.1f} | "
@@ -887,6 +940,18 @@ def report(args, suite: Suite, started: dt.datetime, elapsed: float) -> str:
                     f"| `{e2e['table'].qualified}`, full (the end-to-end rounds) | {len(e2e_fl)} | "
                     f"{med(x.gfi_seconds for x in e2e_fl) * 1e3:.0f} | {med(x.unload_seconds for x in e2e_fl) * 1e3:.0f} | "
                     f"**{over_li * 1e3:.1f}** | |")
+        big = []
+        for tp in res.get("throughput", []):
+            bt, calls, (w1, u1) = tp["table"], tp.get("plan", []), tp["first_plan"]
+            if calls:
+                over = med(w - u for w, u in calls)
+                big.append((bt, over))
+                rep.add(f"| `{bt.qualified}` ({bt.rows:,} rows x {len(tp['staged'].info.schema)} columns, "
+                        f"{len(tp['staged'].files)} files), full (the throughput phase's server) | {len(calls)} | "
+                        f"{med(w for w, _ in calls) * 1e3:.0f} | {med(u for _, u in calls) * 1e3:.0f} | "
+                        f"**{over * 1e3:.1f}** | |")
+            rep.add(f"| `{bt.qualified}`, the server's first GetFlightInfo (catalog not cached yet) | 1 | "
+                    f"{w1 * 1e3:.0f} | {u1 * 1e3:.0f} | {(w1 - u1) * 1e3:.1f} | |")
         rep.add(f"| `{small.qualified}`, GetSchema (cached catalog, no Redshift query: the RPC floor) | "
                 f"{len(pl['get_schema'])} | {med(pl['get_schema']) * 1e3:.1f} | 0 | {med(pl['get_schema']) * 1e3:.1f} | |")
         rep.add(f"| `{small.qualified}`, incremental, nothing new (no UNLOAD) | {len(pl['empty'])} | "
@@ -910,6 +975,9 @@ def report(args, suite: Suite, started: dt.datetime, elapsed: float) -> str:
         rep.target(f"planning overhead, `{small.name}`", f"{over_small * 1e3:.1f} ms", "< 20 ms", over_small < 0.020)
         if over_li is not None:
             rep.target(f"planning overhead, `{e2e['table'].name}`", f"{over_li * 1e3:.1f} ms", "< 20 ms", over_li < 0.020)
+        for bt, over in big:
+            rep.target(f"planning overhead, `{bt.name}` (throughput phase)", f"{over * 1e3:.1f} ms", "< 20 ms",
+                       over < 0.020)
         rep.target(f"GetFlightInfo, incremental with nothing new, `{small.name}`", f"{med(pl['empty']) * 1e3:.1f} ms",
                    "as it comes", None)
         if inc:
@@ -927,6 +995,19 @@ def report(args, suite: Suite, started: dt.datetime, elapsed: float) -> str:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--hardware", action="store_true",
+                   help="issue 16, against the hardware: the throughput phase (DoGet, pyarrow from S3, from local disk, "
+                   "pyarrow's reference Flight server) and planning (also on lineitem SF1 and wide100) on the fast S3; "
+                   "= --s3 fast --big-plan-calls 3 --skip-dictionary --skip-e2e --skip-memory --skip-flight-sql")
+    p.add_argument("--s3", choices=["testbed", "fast", "moto"], default=None,
+                   help="the S3 server: the test bed's (TESTBED_S3_ENDPOINT; the default), fast (testbed-fast-s3, "
+                   "s3s-fs with faster GETs: the test bed's with TESTBED_S3=fast, else one of the suite's own; the "
+                   "default of --hardware) or moto")
+    p.add_argument("--big-plan-calls", type=int, default=None,
+                   help="GetFlightInfo calls (each an UNLOAD) for the planning overhead on each throughput table "
+                   "(default 0, 3 with --hardware)")
+    p.add_argument("--skip-reference", action="store_true",
+                   help="no reads from pyarrow's reference Flight server in the throughput phase")
     p.add_argument("--repeats", type=int, default=3, help="rounds of the throughput, end-to-end and Flight SQL SELECT * phases (default 3)")
     p.add_argument("--sf5", action="store_true", help="also lineitem at scale factor 5 in the memory phase "
                    "(30M rows: the first load takes several minutes)")
@@ -960,6 +1041,15 @@ def main() -> None:
     p.add_argument("--emulator-bin", default=str(ROOT / "target/release/redshift-emulator"),
                    help="emulator binary the suite starts; 'testbed' uses the test bed's running emulator")
     args = p.parse_args()
+    if args.hardware:
+        args.s3 = args.s3 or "fast"
+        args.big_plan_calls = 3 if args.big_plan_calls is None else args.big_plan_calls
+        args.skip_dictionary = args.skip_e2e = args.skip_memory = args.skip_flight_sql = True
+    args.s3 = args.s3 or "testbed"
+    args.big_plan_calls = args.big_plan_calls or 0
+    args.server_extra = {}
+    if args.emulator_bin == "testbed" and args.s3 != "testbed":
+        p.error("--emulator-bin testbed writes to the test bed's S3: it needs --s3 testbed")
     if args.repeats < 1 or args.clients < 1 or args.plan_calls < 1 or args.agg_repeats < 1:
         p.error("--repeats, --clients, --plan-calls and --agg-repeats must be positive")
     if not args.server_bin.exists():
@@ -981,6 +1071,16 @@ def main() -> None:
     # private copies: other builds sharing target/ must not replace a binary mid-run
     args.server_bin_shown = f"`{args.server_bin}` (release, built {built(args.server_bin)}, {git_describe()})"
     args.server_bin = Path(shutil.copy2(args.server_bin, workdir / "redshift-flight"))
+    # The S3 server: every part of the suite (its emulator, servers, S3 client, client processes) reads
+    # TESTBED_S3_ENDPOINT.
+    fast_s3 = None
+    if args.s3 == "fast" and os.environ.get("TESTBED_S3") != "fast":
+        fast_s3 = hardware.FastS3(workdir)
+        atexit.register(fast_s3.stop)  # also when the start of something else exits the suite
+        fast_s3.start()
+        os.environ["TESTBED_S3_ENDPOINT"] = fast_s3.endpoint
+    elif args.s3 == "moto":
+        os.environ["TESTBED_S3_ENDPOINT"] = os.environ.get("TESTBED_MOTO_ENDPOINT") or b.env("TESTBED_S3_ENDPOINT")
     emulator = None
     if args.emulator_bin == "testbed":
         args.emulator_shown = ("the test bed's emulator (a debug build, tests/testbed/up) on port "
@@ -997,6 +1097,11 @@ def main() -> None:
 
     s3 = b.S3()
     suite = Suite(args, s3, workdir, emulator)
+    suite.results["s3_features"] = feats = hardware.features(s3)
+    if not (feats["PUT If-None-Match: *"] == "ok" and feats["PUT If-Match"] == "ok"):
+        # the cluster claims (single flight across replicas) need conditional PUTs
+        args.server_extra = {"snapshot_reuse_scope": "replica"}
+        suite.notes.append(f"{suite.s3_name} lacks conditional PUTs: servers run with snapshot_reuse_scope replica")
     with psycopg.connect(pg_url) as conn:
         suite.pg_version = "PostgreSQL " + conn.execute("SHOW server_version").fetchone()[0]
     suite.results["tables"] = [t for t in (sf1, sf5, wide, small) if t]
@@ -1031,6 +1136,8 @@ def main() -> None:
             suite.cleanup()
         if emulator:
             emulator.stop()
+        if fast_s3:
+            fast_s3.stop()
         if ok:
             shutil.rmtree(workdir, ignore_errors=True)
         else:

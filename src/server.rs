@@ -26,7 +26,7 @@ use crate::aws::{Aws, AwsApi, AwsError, CachedCredentials, DbLogins, S3Credentia
 use crate::catalog::Catalog;
 use crate::catalog::spec::{SpecError, TableSpec};
 use crate::config::{Config, RedshiftLogin, S3Settings};
-use crate::flight::{RedshiftFlightService, Service};
+use crate::flight::{FlightRoutes, RedshiftFlightService, Service};
 use crate::metrics::Metrics;
 use crate::panics::PanicToStatus;
 use crate::plan::UnloadOptions;
@@ -238,6 +238,7 @@ impl Parts {
                 config.catalog.ttl,
                 spec,
             )
+            .with_databases(config.redshift.databases.clone())
             .with_metrics(Arc::clone(&metrics)),
         );
         let store = build_s3(
@@ -395,6 +396,7 @@ impl Application {
                 config.staging.share_across_replicas,
             )
             .with_stream_memory(config.performance.stream_memory)
+            .with_stream_stall(config.performance.stream_stall)
             .with_database(config.redshift.database.clone())
             .with_direct_max_rows(config.flight_sql.direct_max_rows)
             .with_poll_wait(config.flight_sql.poll_wait)
@@ -471,10 +473,11 @@ impl Application {
         health_reporter
             .set_serving::<FlightServiceServer<RedshiftFlightService>>()
             .await;
-        let flight =
-            FlightServiceServer::new(RedshiftFlightService::new(Arc::clone(&self.service)))
-                .max_decoding_message_size(MAX_REQUEST_BYTES)
-                .max_encoding_message_size(usize::MAX);
+        // DoGet's answers go out without copies (`FlightRoutes`); the other RPCs through tonic.
+        let flight = FlightRoutes::new(
+            RedshiftFlightService::new(Arc::clone(&self.service)),
+            MAX_REQUEST_BYTES,
+        );
 
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let mut builder = grpc_server();

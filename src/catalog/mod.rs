@@ -5,10 +5,11 @@
 //! [`spec::TableSpec`] filters and shapes what is served.
 //!
 //! Owns: the model ([`TableInfo`], [`ColumnInfo`]), the type table ([`types`]), the table spec
-//! ([`spec`]) and the catalog queries ([`queries`]). Imports: `crate::sql` and
+//! ([`spec`]) and the catalog queries ([`queries`], and [`shared`] for consumer databases). Imports: `crate::sql` and
 //! `crate::redshift` (the error and row types only); never the plan, the stager or the service.
 
 pub mod queries;
+pub mod shared;
 pub mod spec;
 pub mod types;
 
@@ -65,9 +66,13 @@ pub fn with_ewkb_geometry(schema: &SchemaRef, types: &[RedshiftType]) -> SchemaR
 /// Schema metadata key naming the table (`schema.table`).
 pub const META_TABLE: &str = "redshift_flight.table";
 
-/// A schema-qualified table name, exactly as the catalog spells it.
+/// A schema-qualified table name, exactly as the catalog spells it; for a table of a consumer
+/// (datashare) database, database-qualified too.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TableRef {
+    /// The consumer database (`redshift_databases`) for a table read through a datashare;
+    /// `None` for the connected database.
+    pub database: Option<String>,
     /// Schema name.
     pub schema: String,
     /// Table name.
@@ -75,19 +80,64 @@ pub struct TableRef {
 }
 
 impl TableRef {
-    /// A table reference.
+    /// A table of the connected database.
     pub fn new(schema: impl Into<String>, table: impl Into<String>) -> Self {
         Self {
+            database: None,
             schema: schema.into(),
             table: table.into(),
         }
+    }
+
+    /// A table of the consumer database `database`.
+    pub fn in_database(
+        database: impl Into<String>,
+        schema: impl Into<String>,
+        table: impl Into<String>,
+    ) -> Self {
+        Self {
+            database: Some(database.into()),
+            ..Self::new(schema, table)
+        }
+    }
+
+    /// What the catalog, tickets, cursors and table patterns call the table's schema: the schema,
+    /// or `database.schema` for a consumer database (see [`split_namespace`]).
+    pub fn namespace(&self) -> String {
+        match &self.database {
+            Some(database) => format!("{database}.{}", self.schema),
+            None => self.schema.clone(),
+        }
+    }
+
+    /// The table as SQL names it: `"schema"."table"`, or the three-part
+    /// `"database"."schema"."table"` of a consumer database.
+    pub fn sql_name(&self) -> Result<crate::sql::Sql, QuoteError> {
+        let qualified = crate::sql::Sql::qualified(&self.schema, &self.table)?;
+        Ok(match &self.database {
+            Some(database) => crate::sql::sql!(crate::sql::Sql::ident(database)?, ".", qualified),
+            None => qualified,
+        })
     }
 }
 
 impl fmt::Display for TableRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}.{}", self.schema, self.table)
+        write!(f, "{}.{}", self.namespace(), self.table)
     }
+}
+
+/// The consumer database and schema a namespace stands for: `database.schema` whose first part
+/// (up to the first dot) is one of `databases` (exactly, or case-insensitively when that is
+/// unambiguous); `None` for a schema of the connected database. Database names hold no dots
+/// (the configuration refuses them), so a consumer schema's name may.
+pub fn split_namespace<'a>(
+    namespace: &'a str,
+    databases: &'a [String],
+) -> Option<(&'a str, &'a str)> {
+    let (database, schema) = namespace.split_once('.')?;
+    let configured = find_by_name(databases, database, |d| d)?;
+    (!schema.is_empty()).then_some((configured.as_str(), schema))
 }
 
 /// One column of a table.
@@ -122,14 +172,39 @@ impl ColumnInfo {
     }
 }
 
-/// Whether a relation is a table or a view.
+/// What kind of relation a served name is. Every kind is read the same way (an UNLOAD of a
+/// SELECT from it); the kind decides where discovery finds its columns and whether it can have
+/// primary keys.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TableKind {
     /// An ordinary table.
     Table,
-    /// A view or materialized view.
+    /// A view (its columns are in `pg_attribute`).
     View,
+    /// A late-binding view (`WITH NO SCHEMA BINDING`): its columns come from
+    /// `pg_get_late_binding_view_cols()`, and it may stop resolving when its tables change.
+    LateBindingView,
+    /// A materialized view (listed in `svv_mv_info`).
+    MaterializedView,
+    /// A Spectrum external table (`svv_external_tables`): no primary key.
+    External,
 }
+
+impl TableKind {
+    /// The value of [`META_KIND`] for this kind, `None` for ordinary tables and views (whose
+    /// schemas carry no kind, as before the other kinds were served).
+    pub fn metadata_name(self) -> Option<&'static str> {
+        match self {
+            Self::Table | Self::View => None,
+            Self::LateBindingView => Some("late_binding_view"),
+            Self::MaterializedView => Some("materialized_view"),
+            Self::External => Some("external_table"),
+        }
+    }
+}
+
+/// Schema metadata key naming the kind of relation (see [`TableKind::metadata_name`]).
+pub const META_KIND: &str = "redshift_flight.kind";
 
 /// Everything the server knows about one table.
 #[derive(Debug, Clone, PartialEq)]
@@ -153,7 +228,12 @@ pub struct TableInfo {
 impl TableInfo {
     /// The Arrow schema for a projection of this table.
     pub fn arrow_schema_of(&self, columns: &[ColumnInfo]) -> SchemaRef {
-        promised_schema(&self.table, &self.primary_key, columns)
+        promised_schema_of_kind(
+            &self.table,
+            self.kind.metadata_name(),
+            &self.primary_key,
+            columns,
+        )
     }
 
     /// The Arrow schema of the whole table.
@@ -199,14 +279,28 @@ pub fn promised_schema(
     primary_key: &[String],
     columns: &[ColumnInfo],
 ) -> SchemaRef {
+    promised_schema_of_kind(table, None, primary_key, columns)
+}
+
+/// [`promised_schema`] with the relation's kind ([`TableKind::metadata_name`]) in [`META_KIND`]
+/// when it has one.
+pub fn promised_schema_of_kind(
+    table: &TableRef,
+    kind: Option<&str>,
+    primary_key: &[String],
+    columns: &[ColumnInfo],
+) -> SchemaRef {
     let fields: Vec<_> = columns.iter().map(ColumnInfo::arrow_field).collect();
-    let metadata = HashMap::from([
+    let mut metadata = HashMap::from([
         (META_TABLE.to_string(), table.to_string()),
         (
             META_PRIMARY_KEY.to_string(),
             serde_json::to_string(primary_key).unwrap_or_else(|_| "[]".into()),
         ),
     ]);
+    if let Some(kind) = kind {
+        metadata.insert(META_KIND.to_string(), kind.to_string());
+    }
     Arc::new(Schema::new_with_metadata(fields, metadata))
 }
 
@@ -347,6 +441,32 @@ mod tests {
         assert_eq!(t.inferred_replication_key().unwrap().name, "created");
         let t = table_with(&[("id", "integer"), ("n", "numeric(10,2)")]);
         assert!(t.inferred_replication_key().is_none());
+    }
+
+    #[test]
+    fn consumer_database_tables_have_three_part_names() {
+        let databases = vec!["sales_db".to_string()];
+        assert_eq!(
+            split_namespace("sales_db.public", &databases),
+            Some(("sales_db", "public"))
+        );
+        assert_eq!(
+            split_namespace("SALES_DB.a.b", &databases),
+            Some(("sales_db", "a.b"))
+        );
+        assert_eq!(split_namespace("public", &databases), None);
+        assert_eq!(split_namespace("other.public", &databases), None);
+        assert_eq!(split_namespace("sales_db.", &databases), None);
+        let t = TableRef::in_database("sales_db", "pub\"lic", "o'rders");
+        assert_eq!(t.namespace(), "sales_db.pub\"lic");
+        assert_eq!(t.to_string(), "sales_db.pub\"lic.o'rders");
+        assert_eq!(
+            t.sql_name().unwrap().to_string(),
+            r#""sales_db"."pub""lic"."o'rders""#
+        );
+        let local = TableRef::new("s", "t");
+        assert_eq!(local.namespace(), "s");
+        assert_eq!(local.sql_name().unwrap().to_string(), r#""s"."t""#);
     }
 
     #[test]

@@ -64,6 +64,10 @@ pub enum RedshiftType {
     Geometry,
     /// HLLSKETCH (served as its JSON text form).
     HllSketch,
+    /// A nested type of a Spectrum external table (`array<...>`, `struct<...>`, `map<...>`),
+    /// which UNLOAD cannot write: selected as `JSON_SERIALIZE` text, served as JSON (the text is
+    /// the external type, kept for the field metadata).
+    Nested(String),
     /// Anything else (GEOGRAPHY, INTERVAL, a NUMERIC without precision...): served as text,
     /// so nothing is lost; the catalog's name is kept for the field metadata.
     Other(String),
@@ -102,6 +106,7 @@ impl RedshiftType {
             "super" => Self::Super,
             "geometry" => Self::Geometry,
             "hllsketch" => Self::HllSketch,
+            _ if is_nested(&lower) => Self::Nested(text.trim().to_string()),
             _ => Self::Other(text.to_string()),
         }
     }
@@ -121,6 +126,7 @@ impl RedshiftType {
             | Self::TimeTz
             | Self::Super
             | Self::HllSketch
+            | Self::Nested(_)
             | Self::Other(_) => DataType::Utf8,
             Self::Date => DataType::Date32,
             Self::Timestamp => DataType::Timestamp(TimeUnit::Microsecond, None),
@@ -133,7 +139,7 @@ impl RedshiftType {
     /// Field metadata that tells clients more than the Arrow type can.
     fn extension_metadata(&self) -> Option<(&'static str, &'static str)> {
         match self {
-            Self::Super => Some(("arrow.json", "")),
+            Self::Super | Self::Nested(_) => Some(("arrow.json", "")),
             Self::Geometry => Some(("geoarrow.wkb", "{}")),
             _ => None,
         }
@@ -189,6 +195,53 @@ pub fn catalog_type_of(oid: u32, type_modifier: i32, type_name: &str) -> String 
         114 | 3802 | 4000 => "super".into(),
         3000 => "geometry".into(),
         _ => type_name.to_string(),
+    }
+}
+
+/// Whether a lower-case type name is a nested external (Hive) type.
+fn is_nested(lower: &str) -> bool {
+    ["array<", "struct<", "map<"]
+        .iter()
+        .any(|prefix| lower.starts_with(prefix))
+        && lower.ends_with('>')
+}
+
+/// The catalog type (as `format_type` would print it) of a Spectrum external column, from its
+/// `svv_external_columns.external_type` (Hive's names: `string`, `int`, `tinyint`, `double`,
+/// `float`, `decimal(p,s)`, `varchar(n)`, `char(n)`, `timestamp`, `array<...>`,
+/// `struct<...>`, `map<...>`...). Types are spelled as Redshift's own so that one parser
+/// ([`RedshiftType::from_format_type`]) reads both, and Hive's `float`, which is single
+/// precision, becomes `real` (Redshift's `float` is double precision). A nested type keeps its
+/// text; a type this table does not know keeps its text too (served as text).
+pub fn external_catalog_type(external_type: &str) -> String {
+    let text = external_type.trim();
+    let lower = text.to_ascii_lowercase();
+    let (base, args) = match lower.find('(') {
+        Some(open) if lower.ends_with(')') && !is_nested(&lower) => (
+            lower[..open].trim(),
+            Some(&lower[open + 1..lower.len() - 1]),
+        ),
+        _ => (lower.as_str(), None),
+    };
+    match (base, args) {
+        ("tinyint" | "smallint", None) => "smallint".into(),
+        ("int" | "integer", None) => "integer".into(),
+        ("bigint", None) => "bigint".into(),
+        ("float" | "real", None) => "real".into(),
+        ("double" | "double precision", None) => "double precision".into(),
+        ("boolean", None) => "boolean".into(),
+        ("string", None) | ("varchar", None) => "character varying".into(),
+        ("varchar", Some(n)) => format!("character varying({})", n.trim()),
+        ("char", Some(n)) => format!("character({})", n.trim()),
+        ("decimal" | "numeric", Some(args)) => {
+            let args: Vec<&str> = args.split(',').map(str::trim).collect();
+            format!("numeric({})", args.join(","))
+        }
+        // Hive's DECIMAL without arguments is DECIMAL(10,0).
+        ("decimal" | "numeric", None) => "numeric(10,0)".into(),
+        ("date", None) => "date".into(),
+        ("timestamp", None) => "timestamp without time zone".into(),
+        _ => text.to_string(),
     }
 }
 
@@ -292,6 +345,69 @@ mod tests {
         assert_eq!(
             RedshiftType::from_format_type("interval"),
             Other("interval".into())
+        );
+    }
+
+    #[test]
+    fn external_types_map_to_the_type_table() {
+        use RedshiftType::*;
+        let cases = [
+            ("string", "character varying", Varchar),
+            ("varchar(20)", "character varying(20)", Varchar),
+            ("char(3)", "character(3)", Char),
+            ("int", "integer", Integer),
+            ("tinyint", "smallint", SmallInt),
+            ("bigint", "bigint", BigInt),
+            ("float", "real", Real),
+            ("double", "double precision", Double),
+            ("boolean", "boolean", Boolean),
+            ("date", "date", Date),
+            ("timestamp", "timestamp without time zone", Timestamp),
+            (
+                "decimal(12, 3)",
+                "numeric(12,3)",
+                Decimal {
+                    precision: 12,
+                    scale: 3,
+                },
+            ),
+            (
+                "decimal",
+                "numeric(10,0)",
+                Decimal {
+                    precision: 10,
+                    scale: 0,
+                },
+            ),
+            ("array<int>", "array<int>", Nested("array<int>".into())),
+            (
+                "struct<a:int,b:decimal(5,2)>",
+                "struct<a:int,b:decimal(5,2)>",
+                Nested("struct<a:int,b:decimal(5,2)>".into()),
+            ),
+            (
+                "map<string,array<int>>",
+                "map<string,array<int>>",
+                Nested("map<string,array<int>>".into()),
+            ),
+            ("binary", "binary", Other("binary".into())),
+        ];
+        for (external, catalog, expected) in cases {
+            assert_eq!(external_catalog_type(external), catalog, "{external}");
+            assert_eq!(
+                RedshiftType::from_format_type(catalog),
+                expected,
+                "{external}"
+            );
+        }
+        let field = Nested("array<int>".into()).arrow_field("tags", true, "array<int>");
+        assert_eq!(field.data_type(), &DataType::Utf8);
+        assert_eq!(
+            field
+                .metadata()
+                .get(META_EXTENSION_NAME)
+                .map(String::as_str),
+            Some("arrow.json")
         );
     }
 

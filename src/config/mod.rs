@@ -139,6 +139,7 @@ impl Config {
             secret_arn: raw.redshift_secret_arn,
         })?;
         let schema = required(raw.redshift_schema, "redshift_schema")?;
+        let databases = validate::databases(raw.redshift_databases, &database)?;
         let bucket = required(raw.s3_bucket, "s3_bucket")?;
         let region = aws::region("s3_region", raw.s3_region)?;
         let role = aws::s3_role(
@@ -252,6 +253,13 @@ impl Config {
             5,
             1..=3600,
         )?;
+        let stream_stall = parse_seconds(
+            raw.stream_stall_seconds,
+            "stream_stall_seconds",
+            "a number of seconds from 1 to 86400",
+            120,
+            1..=86400,
+        )?;
         let max_retries = parse_number(
             raw.s3_max_retries,
             "s3_max_retries",
@@ -288,6 +296,7 @@ impl Config {
                 database,
                 login,
                 schema,
+                databases,
                 sslmode,
                 ssl_root_cert: optional(raw.redshift_ssl_root_cert).map(PathBuf::from),
                 pool_size,
@@ -344,6 +353,7 @@ impl Config {
                 max_parallel_workers,
                 decode_threads,
                 stream_memory,
+                stream_stall,
             },
             flight_sql: FlightSqlSettings {
                 extra_functions,

@@ -113,6 +113,8 @@ raw_config! {
     redshift_password: "REDSHIFT_FLIGHT_REDSHIFT_PASSWORD", secret = true;
     /// Default schema: the one served when a descriptor names no schema.
     redshift_schema: "REDSHIFT_FLIGHT_REDSHIFT_SCHEMA", secret = false;
+    /// Consumer (datashare) databases served besides redshift_database, comma-separated: their tables are read as database.schema.table (default: none).
+    redshift_databases: "REDSHIFT_FLIGHT_REDSHIFT_DATABASES", secret = false;
     /// Bucket that UNLOAD writes to and DoGet reads from.
     s3_bucket: "REDSHIFT_FLIGHT_S3_BUCKET", secret = false;
     /// Region of the bucket.
@@ -187,8 +189,10 @@ raw_config! {
     cluster_max_parallel_unloads: "REDSHIFT_FLIGHT_CLUSTER_MAX_PARALLEL_UNLOADS", secret = false;
     /// Seconds a replica's claims in S3 (single flight, cluster UNLOAD slots) hold unless renewed: a dead replica's claims pass within this (default 20).
     cluster_lease_seconds: "REDSHIFT_FLIGHT_CLUSTER_LEASE_SECONDS", secret = false;
-    /// MB of Parquet row groups all DoGet streams may hold at once; further streams wait their turn (default 512; 0: unbounded).
+    /// MB all DoGet streams may hold at once (row groups, decoded batches, encoded messages); further streams wait their turn (default 512; 0: unbounded).
     stream_memory_mb: "REDSHIFT_FLIGHT_STREAM_MEMORY_MB", secret = false;
+    /// Seconds a DoGet client may read nothing while its stream has data waiting; then the stream ends with RESOURCE_EXHAUSTED and gives back its memory (default 120).
+    stream_stall_seconds: "REDSHIFT_FLIGHT_STREAM_STALL_SECONDS", secret = false;
     /// Threads decoding Parquet for DoGet, apart from the gRPC runtime (default 0: one per CPU).
     decode_threads: "REDSHIFT_FLIGHT_DECODE_THREADS", secret = false;
     /// Redshift connections the server holds at most: UNLOADs, catalog reads and MAX() queries share them (default 0: max_parallel_workers + 4).

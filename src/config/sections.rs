@@ -46,6 +46,8 @@ pub struct RedshiftSettings {
     pub login: RedshiftLogin,
     /// Default schema, served when a descriptor names none (`redshift_schema`).
     pub schema: String,
+    /// Consumer (datashare) databases also served, by three-part names (`redshift_databases`).
+    pub databases: Vec<String>,
     /// TLS to Redshift (`redshift_sslmode`; default verify-full, prefer on loopback).
     pub sslmode: SslMode,
     /// Extra CA for verify-full (`redshift_ssl_root_cert`).
@@ -234,8 +236,10 @@ pub struct PerformanceSettings {
     pub max_parallel_workers: usize,
     /// Parquet decoding threads, 0: one per CPU (`decode_threads`).
     pub decode_threads: usize,
-    /// Row-group bytes DoGet streams may hold at once, `None`: unbounded (`stream_memory_mb`).
+    /// Bytes DoGet streams may hold at once, `None`: unbounded (`stream_memory_mb`).
     pub stream_memory: Option<u64>,
+    /// How long a DoGet client may read nothing while data waits (`stream_stall_seconds`).
+    pub stream_stall: Duration,
 }
 
 /// Flight SQL.

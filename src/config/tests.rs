@@ -49,7 +49,8 @@ fn seed_configuration_works_unchanged() {
     assert!(!config.listen.insecure);
     assert_eq!(config.redshift.pool_size, 0, "max_parallel_workers + 4");
     assert_eq!(config.redshift.pool_timeout, Duration::from_secs(30));
-    assert_eq!(RawConfig::KEYS.len(), 64);
+    assert_eq!(RawConfig::KEYS.len(), 66);
+    assert!(config.redshift.databases.is_empty());
     assert!(config.staging.share_across_replicas);
     assert_eq!(config.staging.cluster_lease, Duration::from_secs(20));
     assert_eq!(config.staging.cluster_max_parallel_unloads, 0);
@@ -134,6 +135,19 @@ fn performance_keys_have_defaults_and_bounds() {
         json[key] = bad.into();
         let error = parse(json).unwrap_err().to_string();
         assert!(error.starts_with(key), "{error}");
+    }
+}
+
+#[test]
+fn consumer_databases_are_a_checked_list() {
+    let mut json = seed_json();
+    json["redshift_databases"] = serde_json::json!(["sales_db", " Lake "]);
+    let config = parse(json.clone()).unwrap();
+    assert_eq!(config.redshift.databases, ["sales_db", "Lake"]);
+    for bad in ["a.b", "DEV", "x,X", "q\"x"] {
+        json["redshift_databases"] = serde_json::json!(bad);
+        let err = parse(json.clone()).unwrap_err().to_string();
+        assert!(err.contains("redshift_databases"), "{bad}: {err}");
     }
 }
 

@@ -368,6 +368,34 @@ pub(super) fn function_names(value: Option<String>) -> Result<Vec<String>, Confi
     Ok(names)
 }
 
+/// `redshift_databases`: comma-separated consumer database names, blanks dropped. A name may not
+/// contain a dot (a namespace `database.schema` splits at its first dot), a double quote or a NUL,
+/// nor be the connected database, nor be listed twice.
+pub(super) fn databases(
+    value: Option<String>,
+    connected: &str,
+) -> Result<Vec<String>, ConfigError> {
+    let Some(text) = optional(value) else {
+        return Ok(Vec::new());
+    };
+    let mut names: Vec<String> = Vec::new();
+    for name in text.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+        let valid = name.len() <= 127
+            && !name.contains(['.', '"', '\0'])
+            && !name.eq_ignore_ascii_case(connected)
+            && !names.iter().any(|n| n.eq_ignore_ascii_case(name));
+        if !valid {
+            return Err(ConfigError::Invalid {
+                key: "redshift_databases",
+                expected: "comma-separated database names other than redshift_database, each once, without '.' or '\"'",
+                got: name.to_string(),
+            });
+        }
+        names.push(name.to_string());
+    }
+    Ok(names)
+}
+
 /// `auth_tokens`: comma-separated, blanks dropped.
 pub(super) fn auth_tokens(value: Option<String>) -> Vec<SecretString> {
     optional(value)

@@ -79,6 +79,7 @@ fn staged_type(rtype: &RedshiftType, promised: &DataType) -> DataType {
         RedshiftType::Time
         | RedshiftType::TimeTz
         | RedshiftType::HllSketch
+        | RedshiftType::Nested(_)
         | RedshiftType::Other(_)
         | RedshiftType::Varbyte
         | RedshiftType::Geometry

@@ -4,13 +4,14 @@
 //! Parquet stream reads one row group's column chunks at a time (the next one is fetched while the
 //! current one is decoded, when the memory budget has room), and reading, decoding and IPC
 //! encoding run on the decode runtime (see `crate::decode`), at most [`PREFETCH_MESSAGES`]
-//! messages ahead of the gRPC stream (decoding and encoding are two tasks, so one stream keeps two
-//! threads busy); tonic pulling the stream is the backpressure, and a server-wide memory budget
-//! (`stream_memory_mb`) bounds the row groups all streams hold. A client that goes away drops the
-//! stream, which aborts its tasks.
+//! messages ahead of the gRPC stream. The messages keep the decoded Arrow buffers as they are
+//! ([`super::wire`]): nothing copies them on their way to the socket. The gRPC stream pulling the
+//! messages is the backpressure; a server-wide memory budget (`stream_memory_mb`) bounds what all
+//! streams hold (row groups plus [`WORKING_BYTES`] each), and a client that stops reading for
+//! `stream_stall_seconds` loses its stream. A client that goes away drops the stream, which aborts
+//! its tasks.
 //! While the file is slow to arrive, empty keep-alive batches stop proxies from cutting the stream.
 //! Once the file has been streamed to the end, the run is told (see `Stager::file_consumed`).
-
 use std::ops::Range;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,9 +19,7 @@ use std::time::{Duration, SystemTime};
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::{Schema, SchemaRef};
-use arrow_flight::encode::{DictionaryHandling, FlightDataEncoderBuilder};
-use arrow_flight::error::FlightError;
-use arrow_flight::{FlightData, Ticket};
+use arrow_flight::Ticket;
 use futures::stream::BoxStream;
 use futures::{Stream, StreamExt, TryStreamExt};
 use object_store::path::Path;
@@ -30,11 +29,10 @@ use parquet::errors::ParquetError;
 use parquet::file::metadata::ParquetMetaData;
 use tonic::Status;
 
+use super::wire::{IpcEncoder, MAX_MESSAGE_BYTES, Message};
 use super::{Service, ServiceError};
 use crate::auth::Principal;
-use crate::catalog::{
-    ColumnInfo, RedshiftType, TableRef, promised_schema, with_dictionary_strings,
-};
+use crate::catalog::{ColumnInfo, RedshiftType, TableRef, with_dictionary_strings};
 use crate::decode::Decoder;
 use crate::normalize::{normalize_batch, reader_schema};
 use crate::store::{ObjectReader, ParquetReadError};
@@ -70,6 +68,11 @@ fn batch_rows(metadata: &ParquetMetaData, groups: Option<&Range<usize>>, schema:
     ((TARGET_BATCH_BYTES / per_row) as usize).clamp(MIN_BATCH_ROWS, MAX_BATCH_ROWS)
 }
 
+/// What a stream holds besides its row group, counted in the memory budget: the batch being
+/// decoded, the messages queued ahead ([`PREFETCH_MESSAGES`]) and the one being sent, each at
+/// most [`MAX_MESSAGE_BYTES`].
+const WORKING_BYTES: u64 = ((PREFETCH_MESSAGES + 2) * MAX_MESSAGE_BYTES) as u64;
+
 /// Encoded messages buffered ahead of the gRPC stream: while one is sent, the next batches are
 /// fetched, decoded and encoded. Bounds memory to a few batches per stream.
 const PREFETCH_MESSAGES: usize = 2;
@@ -86,10 +89,10 @@ impl Drop for AbortOnDrop {
 /// Yields an empty batch of `schema` whenever `batches` has nothing for `every`, so that proxies
 /// do not cut a stream whose data is slow to arrive.
 fn with_keepalive(
-    batches: impl Stream<Item = Result<RecordBatch, FlightError>> + Send + 'static,
+    batches: impl Stream<Item = Result<RecordBatch, Status>> + Send + 'static,
     schema: SchemaRef,
     every: Duration,
-) -> impl Stream<Item = Result<RecordBatch, FlightError>> + Send + 'static {
+) -> impl Stream<Item = Result<RecordBatch, Status>> + Send + 'static {
     futures::stream::unfold(Box::pin(batches), move |mut batches| {
         let schema = Arc::clone(&schema);
         async move {
@@ -106,31 +109,85 @@ fn with_keepalive(
     })
 }
 
+/// The stream's messages: the schema at once, then each batch's (dictionaries as they change,
+/// once per row group and column, not expanded), encoded without copying their buffers.
+fn encode(
+    schema: &Schema,
+    batches: impl Stream<Item = Result<RecordBatch, Status>> + Send + 'static,
+) -> Result<impl Stream<Item = Result<Message, Status>> + Send + 'static, ServiceError> {
+    let mut encoder = IpcEncoder::new(schema).map_err(ServiceError::Arrow)?;
+    let first = futures::stream::iter([Ok(encoder.schema_message())]);
+    let rest = batches
+        .map(move |batch| {
+            let messages = batch.and_then(|batch| {
+                encoder
+                    .encode(&batch)
+                    .map_err(|e| Status::from(ServiceError::Arrow(e)))
+            });
+            futures::stream::iter(match messages {
+                Ok(messages) => messages.into_iter().map(Ok).collect::<Vec<_>>(),
+                Err(status) => vec![Err(status)],
+            })
+        })
+        .flatten();
+    Ok(first.chain(rest))
+}
+
 /// Runs `items` on the decode runtime, at most [`PREFETCH_MESSAGES`] ahead of the consumer; stops
 /// after the first error. A panic there becomes a final `INTERNAL` item: without that, the task's
-/// end would close the channel and the stream would look complete.
+/// end would close the channel and the stream would look complete. A consumer that takes nothing
+/// for `stall` while an item waits (a client that stopped reading without disconnecting) ends
+/// the task, which gives back what it holds (its row group, its share of the memory budget);
+/// the consumer then gets the items already queued and `RESOURCE_EXHAUSTED`.
 fn run_ahead<T>(
     decoder: &Decoder,
     items: impl Stream<Item = Result<T, Status>> + Send + 'static,
+    stall: Duration,
 ) -> impl Stream<Item = Result<T, Status>> + Send + 'static
 where
     T: Send + 'static,
 {
     let (tx, rx) = tokio::sync::mpsc::channel(PREFETCH_MESSAGES);
     let items = crate::panics::catch_stream_panics(items, "DoGet decode task");
+    let stalled = Arc::new(AtomicBool::new(false));
+    let stalled_flag = Arc::clone(&stalled);
     let task = decoder.spawn(async move {
         let mut items = std::pin::pin!(items);
         while let Some(item) = items.next().await {
             let failed = item.is_err();
-            if tx.send(item).await.is_err() || failed {
-                break;
+            match tokio::time::timeout(stall, tx.send(item)).await {
+                Ok(Ok(())) if !failed => {}
+                Ok(_) => break,
+                Err(_) => {
+                    tracing::warn!(
+                        stall_seconds = stall.as_secs(),
+                        "the client read nothing for stream_stall_seconds: ending the stream"
+                    );
+                    stalled_flag.store(true, Ordering::Relaxed);
+                    break;
+                }
             }
         }
     });
-    futures::stream::unfold((rx, AbortOnDrop(task)), |(mut rx, guard)| async move {
-        let item = rx.recv().await?;
-        Some((item, (rx, guard)))
-    })
+    futures::stream::unfold(
+        Some((rx, AbortOnDrop(task), stalled)),
+        move |state| async move {
+            let (mut rx, guard, stalled) = state?;
+            match rx.recv().await {
+                Some(item) => Some((item, Some((rx, guard, stalled)))),
+                None if stalled.load(Ordering::Relaxed) => Some((
+                    Err(Status::resource_exhausted(format!(
+                        "the client read nothing for {} s (stream_stall_seconds) while data \
+                         waited: the stream was ended to give its memory back; read the \
+                         endpoint again to resume",
+                        stall.as_secs()
+                    ))),
+                    None,
+                )),
+                None => None,
+            }
+        },
+    )
 }
 
 /// The byte ranges of the column chunks of each row group in `groups` (for reading ahead).
@@ -197,9 +254,10 @@ pub(super) async fn do_get(
     principal: &Principal,
     ticket: Ticket,
     span: tracing::Span,
-) -> Result<BoxStream<'static, Result<FlightData, Status>>, ServiceError> {
+) -> Result<BoxStream<'static, Result<Message, Status>>, ServiceError> {
     if let Some(command) = super::sql::decode(&ticket.ticket) {
-        return super::sql::do_get(&service, principal, command?).await;
+        let messages = super::sql::do_get(&service, principal, command?).await?;
+        return Ok(messages.map_ok(Message::from).boxed());
     }
     let payload = service.tickets.decode(&ticket.ticket, SystemTime::now())?;
     // The ticket is genuine; the caller must still be allowed to read its table now. A Flight SQL
@@ -220,7 +278,7 @@ pub(super) async fn do_get(
     }
     let columns: Vec<ColumnInfo> = stored.column_infos();
     let types: Vec<RedshiftType> = columns.iter().map(|c| c.redshift_type.clone()).collect();
-    let mut schema = promised_schema(&table, &stored.primary_key, &columns);
+    let mut schema = stored.promised_schema(&table, &columns);
     if payload.dictionary {
         schema = with_dictionary_strings(&schema, &types);
     }
@@ -236,7 +294,8 @@ pub(super) async fn do_get(
         payload.file_size,
     )
     .with_footer_len((payload.footer_len > 0).then_some(payload.footer_len))
-    .with_budget(service.stream_memory.clone());
+    .with_budget(service.stream_memory.clone())
+    .with_working_bytes(WORKING_BYTES);
     let metadata = ArrowReaderMetadata::load_async(&mut reader, ArrowReaderOptions::new())
         .await
         .map_err(|e| read_error(e, &bucket, &key))?;
@@ -261,13 +320,10 @@ pub(super) async fn do_get(
     let batch_schema = Arc::clone(&schema);
     let read_key = key.clone();
     let batches = stream
-        .map_err(move |e| {
-            FlightError::Tonic(Box::new(Status::from(read_error(e, &bucket, &read_key))))
-        })
+        .map_err(move |e| Status::from(read_error(e, &bucket, &read_key)))
         .and_then(move |batch| {
-            let result = normalize_batch(&batch, &batch_schema, &types).map_err(|e| {
-                FlightError::Tonic(Box::new(Status::from(ServiceError::Normalize(e))))
-            });
+            let result = normalize_batch(&batch, &batch_schema, &types)
+                .map_err(|e| Status::from(ServiceError::Normalize(e)));
             futures::future::ready(result)
         });
 
@@ -282,21 +338,14 @@ pub(super) async fn do_get(
                 rows_span.record("rows_sent", rows_sent);
             }
         });
-    let encoded = FlightDataEncoderBuilder::new()
-        .with_schema(schema)
-        // Dictionaries go out when they change (once per row group and column), not expanded.
-        .with_dictionary_handling(DictionaryHandling::Resend)
-        .build(batches)
-        .map_err(Status::from);
+    let encoded = encode(&schema, batches)?;
 
     let failed = Arc::new(AtomicBool::new(false));
     let failed_flag = Arc::clone(&failed);
     let metrics = Arc::clone(&service.metrics);
-    let encoded = run_ahead(&service.decoder, encoded).inspect(move |item| match item {
+    let encoded = run_ahead(&service.decoder, encoded, service.stream_stall).inspect(move |item| match item {
         Ok(data) => {
-            metrics
-                .bytes_sent
-                .inc_by((data.data_header.len() + data.data_body.len()) as u64);
+            metrics.bytes_sent.inc_by(data.payload_len() as u64);
         }
         Err(_) => failed_flag.store(true, Ordering::Relaxed),
     });
@@ -339,11 +388,55 @@ mod tests {
             assert!(i < 2, "panic while producing item {i}");
             Ok::<_, Status>(i)
         });
-        let got: Vec<_> = run_ahead(&decoder, items)
+        let got: Vec<_> = run_ahead(&decoder, items, Duration::from_secs(60))
             .map(|item| item.map_err(|status| status.code()))
             .collect()
             .await;
         assert_eq!(got, vec![Ok(1), Err(tonic::Code::Internal)]);
+    }
+
+    /// Sets its flag when dropped: tells that the decode task let go of what it held.
+    struct Released(Arc<AtomicBool>);
+
+    impl Drop for Released {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// A consumer that stops taking items: after `stall`, the producer's stream is dropped (its
+    /// row group and budget share with it); the consumer gets what was queued, then
+    /// RESOURCE_EXHAUSTED. A consumer reading slowly but steadily is never cut.
+    #[tokio::test]
+    async fn a_stalled_consumer_ends_the_stream_and_frees_what_it_held() {
+        let decoder = Decoder::new(1).unwrap();
+        let released = Arc::new(AtomicBool::new(false));
+        let guard = Released(Arc::clone(&released));
+        let items = futures::stream::iter(0..1000).map(move |i| {
+            let _held = &guard;
+            Ok::<_, Status>(i)
+        });
+        let mut stream = Box::pin(run_ahead(&decoder, items, Duration::from_millis(200)));
+        assert_eq!(stream.next().await.unwrap().unwrap(), 0);
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        assert!(released.load(Ordering::Relaxed), "the producer let go");
+        let rest: Vec<_> = stream.collect().await;
+        let codes: Vec<_> = rest
+            .iter()
+            .map(|r| r.as_ref().map_err(|s| s.code()).copied())
+            .collect();
+        assert!(codes.len() <= PREFETCH_MESSAGES + 2, "{codes:?}");
+        assert_eq!(codes.last(), Some(&Err(tonic::Code::ResourceExhausted)));
+        assert!(codes[..codes.len() - 1].iter().all(Result::is_ok), "{codes:?}");
+
+        let items = futures::stream::iter(0..20).map(Ok::<_, Status>);
+        let mut slow = Box::pin(run_ahead(&decoder, items, Duration::from_millis(300)));
+        let mut got = Vec::new();
+        while let Some(item) = slow.next().await {
+            got.push(item.unwrap());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(got, (0..20).collect::<Vec<_>>());
     }
 
     fn metadata(batch: &RecordBatch, rows_per_group: usize) -> ParquetMetaData {

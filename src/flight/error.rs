@@ -97,6 +97,17 @@ pub enum ServiceError {
         /// Redshift's error.
         source: RedshiftError,
     },
+    /// A late-binding view that no longer resolves: a table or column it reads was dropped,
+    /// renamed or changed type since it was created.
+    #[error(
+        "late-binding view {view} no longer resolves (a table or column it reads was dropped, renamed or changed type): recreate the view or restore what it reads ({source})"
+    )]
+    ViewUnresolved {
+        /// The view, `schema.view`.
+        view: String,
+        /// Redshift's error.
+        source: RedshiftError,
+    },
 }
 
 impl ServiceError {
@@ -211,6 +222,7 @@ impl ServiceError {
                 _ => (Code::InvalidArgument, true),
             },
             Self::QueryFailed { source } => (redshift_code(source), false),
+            Self::ViewUnresolved { .. } => (Code::FailedPrecondition, true),
         }
     }
 }
@@ -275,6 +287,7 @@ impl ServiceError {
             Self::FlightSql(_) => "INVALID_REQUEST",
             Self::Query(_) => "QUERY_REFUSED",
             Self::QueryFailed { source } => redshift_reason(source, "QUERY_INVALID"),
+            Self::ViewUnresolved { .. } => "VIEW_UNRESOLVED",
         }
     }
 
@@ -331,6 +344,12 @@ impl ServiceError {
             Self::QueryFailed { source } => {
                 redshift("describing or running the query failed".into(), source)
             }
+            Self::ViewUnresolved { view, source } => redshift(
+                format!(
+                    "late-binding view {view} no longer resolves (a table or column it reads was dropped, renamed or changed type): recreate the view or restore what it reads"
+                ),
+                source,
+            ),
             // Everything else is either the client's own doing or says nothing of the
             // infrastructure (row counts, column names and values the caller may read).
             other => error_chain(other),

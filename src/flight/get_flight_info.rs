@@ -8,6 +8,7 @@ use serde::Serialize;
 use super::snapshots::{Snapshot, SnapshotKey};
 use super::{Service, ServiceError};
 use crate::auth::Principal;
+use crate::catalog::TableKind;
 use crate::plan::{FlightRequest, GeometryEncoding, Mode, Plan, PlanError, Window};
 use crate::redshift::RedshiftError;
 use crate::stage::{StageError, StagedRun, new_reader_id};
@@ -135,7 +136,44 @@ async fn stage_answer(
                 .as_deref()
                 .unwrap_or(service.catalog.default_schema());
             service.catalog.invalidate(schema).await;
-            once().await
+            match once().await {
+                Err(error) => Err(name_unresolved_view(service, request, error).await),
+                ok => ok,
+            }
+        }
+        Err(error) => Err(name_unresolved_view(service, request, error).await),
+        ok => ok,
+    }
+}
+
+/// A late-binding view whose tables changed so that it no longer resolves fails its MAX or its
+/// UNLOAD with an unknown relation or column (or a changed type) even with a fresh catalog:
+/// that is the view's state, which the client is told by name (FAILED_PRECONDITION), not a
+/// missing table or a server fault. Any other error is returned as it is.
+async fn name_unresolved_view(
+    service: &Service,
+    request: &FlightRequest,
+    error: ServiceError,
+) -> ServiceError {
+    let unresolved = |e: &RedshiftError| matches!(e, RedshiftError::Sql { code, .. } if matches!(code.as_str(), "42703" | "42P01" | "42804"));
+    if !matches!(&error, ServiceError::Stage(StageError::Max { source, .. } | StageError::Unload { source, .. }) if unresolved(source))
+    {
+        return error;
+    }
+    let schema = request
+        .schema
+        .as_deref()
+        .unwrap_or(service.catalog.default_schema());
+    let Ok(schema) = service.catalog.resolve_schema(schema).await else {
+        return error;
+    };
+    let view = match service.catalog.table(&schema, &request.table).await {
+        Ok(Some(table)) if table.kind == TableKind::LateBindingView => table.table.to_string(),
+        _ => return error,
+    };
+    match error {
+        ServiceError::Stage(StageError::Max { source, .. } | StageError::Unload { source, .. }) => {
+            ServiceError::ViewUnresolved { view, source }
         }
         other => other,
     }
@@ -352,7 +390,7 @@ fn endpoints(service: &Service, plan: &Plan, run: &StagedRun, reader: &str) -> V
                 && part.row_groups.end as usize == layout.row_group_rows.len();
             let payload = TicketPayload {
                 version: TICKET_VERSION,
-                schema: plan.table.table.schema.clone(),
+                schema: plan.table.table.namespace(),
                 table: plan.table.table.table.clone(),
                 run_id: run.run_id.clone(),
                 key: file.key.clone(),

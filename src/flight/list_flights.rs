@@ -23,14 +23,20 @@ pub(super) async fn list_flights(
     let tables = service.catalog.list_tables(&schema).await?;
     tables
         .iter()
-        .filter(|table| principal.may_read(&table.table.schema, &table.table.table))
+        .filter(|table| principal.may_read(&table.table.namespace(), &table.table.table))
         .map(|table| {
-            Ok(FlightInfo::new()
-                .try_with_schema(&table.arrow_schema())?
-                .with_descriptor(FlightDescriptor::new_path(vec![
+            // A consumer database's table: ["database", "schema", "table"].
+            let path = match &table.table.database {
+                Some(database) => vec![
+                    database.clone(),
                     table.table.schema.clone(),
                     table.table.table.clone(),
-                ]))
+                ],
+                None => vec![table.table.schema.clone(), table.table.table.clone()],
+            };
+            Ok(FlightInfo::new()
+                .try_with_schema(&table.arrow_schema())?
+                .with_descriptor(FlightDescriptor::new_path(path))
                 .with_total_records(table.row_estimate.unwrap_or(-1))
                 .with_total_bytes(-1)
                 .with_ordered(false))

@@ -12,8 +12,10 @@ pub mod error;
 mod get_flight_info;
 mod get_schema;
 mod list_flights;
+mod route;
 mod snapshots;
 mod sql;
+mod wire;
 
 use std::sync::Arc;
 
@@ -23,7 +25,7 @@ use arrow_flight::{
     HandshakeRequest, HandshakeResponse, Location, PollInfo, PutResult, SchemaResult, Ticket,
 };
 use futures::stream::BoxStream;
-use futures::{StreamExt, stream};
+use futures::{StreamExt, TryStreamExt, stream};
 use object_store::ObjectStore;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::Instrument;
@@ -41,6 +43,7 @@ use crate::stage::columns::ColumnsCache;
 use crate::store::MemoryBudget;
 use crate::ticket::TicketCodec;
 pub use error::ServiceError;
+pub use route::FlightRoutes;
 pub use snapshots::{SingleFlight, Snapshot, SnapshotKey, Snapshots};
 
 /// Everything the RPCs share. Built with [`Service::builder`]; its collaborators are trait
@@ -61,6 +64,8 @@ pub struct Service {
     share_across_replicas: bool,
     decoder: Decoder,
     stream_memory: Option<MemoryBudget>,
+    /// How long a DoGet client may read nothing while data waits for it.
+    stream_stall: Duration,
     columns: ColumnsCache,
     database: String,
     query_policy: QueryPolicy,
@@ -108,6 +113,7 @@ impl Service {
                 share_across_replicas: false,
                 decoder,
                 stream_memory: None,
+                stream_stall: Duration::from_secs(120),
                 columns: ColumnsCache::default(),
                 database: String::new(),
                 query_policy: QueryPolicy::default(),
@@ -199,6 +205,13 @@ impl ServiceBuilder {
         self
     }
 
+    /// How long a DoGet client may read nothing while its stream has data waiting; then the
+    /// stream ends and gives its share of the memory budget back (`stream_stall`).
+    pub fn with_stream_stall(mut self, stall: Duration) -> Self {
+        self.service.stream_stall = stall;
+        self
+    }
+
     /// The Redshift database served: the Flight SQL catalog name.
     pub fn with_database(mut self, database: impl Into<String>) -> Self {
         self.service.database = database.into();
@@ -258,7 +271,7 @@ impl Service {
         }
         match found {
             Some(found) => {
-                principal.check(&found.table.schema, &found.table.table)?;
+                principal.check(&found.table.namespace(), &found.table.table)?;
                 Ok(found)
             }
             // Whether a table the caller may not read exists is none of its business.
@@ -351,6 +364,33 @@ impl RedshiftFlightService {
                 .instrument(span)
                 .await?,
         )
+    }
+
+    /// DoGet up to its messages: authenticate, verify the ticket and open the stream (a panic
+    /// while it runs ends it with INTERNAL). Shared by tonic's handler and [`FlightRoutes`].
+    async fn do_get_messages(
+        &self,
+        request: Request<Ticket>,
+    ) -> Result<BoxedStream<wire::Message>, Status> {
+        let started = Instant::now();
+        let result = async {
+            let principal = self.inner.authenticate(&request)?;
+            let ticket = request.into_inner();
+            let span = tracing::info_span!(
+                "do_get",
+                principal = principal.name(),
+                table = tracing::field::Empty,
+                run_id = tracing::field::Empty,
+                rows_sent = tracing::field::Empty
+            );
+            let stream = do_get::do_get(Arc::clone(&self.inner), &principal, ticket, span.clone())
+                .instrument(span)
+                .await?;
+            // The stream runs after this handler returned, outside the panic layer's reach.
+            Ok(crate::panics::catch_stream_panics(stream, "DoGet stream").boxed())
+        }
+        .await;
+        self.observe("do_get", started, result)
     }
 
     /// Counts a finished RPC by status code, records how long it took since `started`, and
@@ -495,27 +535,12 @@ impl FlightService for RedshiftFlightService {
         &self,
         request: Request<Ticket>,
     ) -> Result<Response<Self::DoGetStream>, Status> {
-        let started = Instant::now();
-        let result = async {
-            let principal = self.inner.authenticate(&request)?;
-            let ticket = request.into_inner();
-            let span = tracing::info_span!(
-                "do_get",
-                principal = principal.name(),
-                table = tracing::field::Empty,
-                run_id = tracing::field::Empty,
-                rows_sent = tracing::field::Empty
-            );
-            let stream = do_get::do_get(Arc::clone(&self.inner), &principal, ticket, span.clone())
-                .instrument(span)
-                .await?;
-            // The stream runs after this handler returned, outside the panic layer's reach.
-            Ok(Response::new(
-                crate::panics::catch_stream_panics(stream, "DoGet stream").boxed(),
-            ))
-        }
-        .await;
-        self.observe("do_get", started, result)
+        // Served by `FlightRoutes` without copies; this is for servers that mount the service
+        // with `FlightServiceServer` directly.
+        let messages = self.do_get_messages(request).await?;
+        Ok(Response::new(
+            messages.map_ok(wire::Message::into_flight_data).boxed(),
+        ))
     }
 
     async fn do_put(

@@ -65,7 +65,7 @@ impl SnapshotKey {
     /// The key of `request` once its table resolved to `table`.
     pub fn new(table: &TableRef, request: &FlightRequest) -> Self {
         let key = serde_json::json!([
-            table.schema,
+            table.namespace(),
             table.table,
             request.columns,
             request.mode,

@@ -183,7 +183,7 @@ impl Plan {
             _ => None,
         };
         if let Some(c) = &request_cursor
-            && (c.schema != table.table.schema || c.table != table.table.table)
+            && (c.schema != table.table.namespace() || c.table != table.table.table)
         {
             return Err(PlanError::CursorMismatch {
                 what: format!("table {}.{}, not {}", c.schema, c.table, table.table),
@@ -380,7 +380,7 @@ impl Plan {
         match &self.upper {
             Some(upper) => Some(
                 cursor::Cursor {
-                    schema: self.table.table.schema.clone(),
+                    schema: self.table.table.namespace(),
                     table: self.table.table.table.clone(),
                     key: key.column.name.clone(),
                     key_type: key.column.catalog_type.clone(),
@@ -394,7 +394,7 @@ impl Plan {
     }
 
     fn table_sql(&self) -> Result<Sql, QuoteError> {
-        Sql::qualified(&self.table.table.schema, &self.table.table.table)
+        self.table.table.sql_name()
     }
 
     /// The UNLOAD that stages this plan's rows under `destination` (an `s3://bucket/prefix/` URL).

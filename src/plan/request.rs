@@ -28,7 +28,8 @@ pub enum Mode {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Command {
-    /// `table`, `schema.table`, or with double-quoted parts: `"my.schema"."Table"`.
+    /// `table`, `schema.table`, `database.schema.table` (a table of a consumer database, see
+    /// `redshift_databases`), or with double-quoted parts: `"my.schema"."Table"`.
     pub table: String,
     /// Columns to read (a projection); all when absent.
     #[serde(default)]
@@ -74,7 +75,8 @@ pub enum GeometryEncoding {
 /// What a client asked for, whichever descriptor form it used.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FlightRequest {
-    /// Schema, if named.
+    /// Schema, if named; `database.schema` for a table of a consumer database (the catalog's
+    /// namespace, see `crate::catalog::split_namespace`).
     pub schema: Option<String>,
     /// Table.
     pub table: String,
@@ -97,7 +99,8 @@ pub struct FlightRequest {
 }
 
 /// Splits `schema.table` at the first dot outside double quotes; quoted parts keep their text
-/// exactly (with `""` meaning `"`).
+/// exactly (with `""` meaning `"`). A three-part `database.schema.table` gives the namespace
+/// `database.schema` as its schema (a database name cannot contain a dot).
 pub fn split_table_name(name: &str) -> Result<(Option<String>, String), PlanError> {
     let mut parts = Vec::new();
     let mut current = String::new();
@@ -142,9 +145,17 @@ pub fn split_table_name(name: &str) -> Result<(Option<String>, String), PlanErro
         [schema, table] if !schema.is_empty() && !table.is_empty() => {
             Ok((Some(schema.clone()), table.clone()))
         }
-        [_] | [_, _] => Err(bad("has an empty part")),
+        [database, schema, table]
+            if !database.is_empty()
+                && !database.contains('.')
+                && !schema.is_empty()
+                && !table.is_empty() =>
+        {
+            Ok((Some(format!("{database}.{schema}")), table.clone()))
+        }
+        [_] | [_, _] | [_, _, _] => Err(bad("has an empty part (or a database name with a dot)")),
         _ => Err(bad(
-            "must be table or schema.table (quote names containing dots)",
+            "must be table, schema.table or database.schema.table (quote names containing dots)",
         )),
     }
 }
@@ -158,9 +169,17 @@ impl FlightRequest {
                 let (schema, table) = match path.as_slice() {
                     [table] => (None, table.clone()),
                     [schema, table] => (Some(schema.clone()), table.clone()),
+                    // A consumer database's table: the namespace `database.schema`.
+                    [database, schema, table]
+                        if !database.is_empty()
+                            && !database.contains('.')
+                            && !schema.is_empty() =>
+                    {
+                        (Some(format!("{database}.{schema}")), table.clone())
+                    }
                     _ => {
                         return Err(PlanError::Descriptor(format!(
-                            "path must be [\"schema\", \"table\"] or [\"table\"], got {} elements",
+                            "path must be [\"schema\", \"table\"], [\"table\"] or [\"database\", \"schema\", \"table\"] (no dot in the database name), got {} elements",
                             path.len()
                         )));
                     }
@@ -248,7 +267,9 @@ mod tests {
         for bad in [
             r#"{"table":"t","colums":["x"]}"#,
             r#"{"table":""}"#,
-            r#"{"table":"a.b.c"}"#,
+            r#"{"table":"a.b.c.d"}"#,
+            r#"{"table":"a..c"}"#,
+            r#"{"table":"\"a.b\".c.d"}"#,
             r#"{"table":"t","mode":"sometimes"}"#,
             "not json",
         ] {
@@ -259,7 +280,22 @@ mod tests {
         }
         assert!(FlightRequest::try_from_command(&[0xff, 0xfe]).is_err());
         assert!(FlightRequest::try_from_command(&vec![b' '; MAX_COMMAND_BYTES + 1]).is_err());
-        let too_long = FlightDescriptor::new_path(vec!["a".into(), "b".into(), "c".into()]);
+        let too_long =
+            FlightDescriptor::new_path(vec!["a".into(), "b".into(), "c".into(), "d".into()]);
         assert!(FlightRequest::try_from_descriptor(&too_long).is_err());
+        // A consumer database's table, by path and by command: the namespace database.schema.
+        let three = FlightDescriptor::new_path(vec!["db".into(), "s".into(), "t".into()]);
+        let req = FlightRequest::try_from_descriptor(&three).unwrap();
+        assert_eq!(
+            (req.schema.as_deref(), req.table.as_str()),
+            (Some("db.s"), "t")
+        );
+        let req = FlightRequest::try_from_command(br#"{"table":"db.\"My.Schema\".t"}"#).unwrap();
+        assert_eq!(
+            (req.schema.as_deref(), req.table.as_str()),
+            (Some("db.My.Schema"), "t")
+        );
+        let dotted = FlightDescriptor::new_path(vec!["d.b".into(), "s".into(), "t".into()]);
+        assert!(FlightRequest::try_from_descriptor(&dotted).is_err());
     }
 }

@@ -43,6 +43,9 @@ pub fn column_expr(rtype: &RedshiftType, column: &str) -> Result<Sql, QuoteError
         | RedshiftType::HllSketch
         | RedshiftType::Other(_) => sql!("CAST(", &col, " AS VARCHAR) AS ", &col),
         RedshiftType::Varbyte => sql!("TO_HEX(", &col, ") AS ", &col),
+        // A Spectrum nested column (array, struct, map) cannot be written to Parquet by
+        // UNLOAD: its JSON text is.
+        RedshiftType::Nested(_) => sql!("JSON_SERIALIZE(", &col, ") AS ", &col),
         // UNLOAD writes SUPER to Parquet itself (as JSON text, up to SUPER's own limit);
         // JSON_SERIALIZE would fail above VARCHAR's 65,535 bytes.
         RedshiftType::Super => col,
@@ -106,7 +109,7 @@ pub fn select_sql(
         "SELECT ",
         Sql::join(list, ", "),
         " FROM ",
-        Sql::qualified(&table.schema, &table.table)?
+        table.sql_name()?
     );
     match (filter, condition) {
         (None, None) => {}

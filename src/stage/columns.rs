@@ -12,17 +12,21 @@
 //! {"version":1,"columns":[{"name":"id","catalog_type":"integer","nullable":false}],"primary_key":["id"]}
 //! ```
 //!
+//! A run of a relation whose schema names its kind (a materialized view, a late-binding view, an
+//! external table) keeps it (`"kind":"external_table"`), so DoGet's schema carries it too.
+//!
 //! The run of a Flight SQL query also lists the relations the query reads
 //! (`"relations":[["public","orders"]]`), which DoGet checks against the caller.
 
 use std::sync::Arc;
 
+use arrow::datatypes::SchemaRef;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::catalog::{ColumnInfo, TableRef};
+use crate::catalog::{ColumnInfo, TableKind, TableRef, promised_schema_of_kind};
 use crate::store::StoreError;
 
 /// Name of the columns object inside a run's prefix.
@@ -62,6 +66,10 @@ pub struct RunColumns {
     /// DoGet checks the caller may read each of them (a table read checks the ticket's table).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub relations: Vec<[String; 2]>,
+    /// The relation's kind (`crate::catalog::META_KIND`) when its schema names one
+    /// (`"kind":"materialized_view"`); absent for tables, views and queries.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
 }
 
 impl RunColumns {
@@ -79,7 +87,20 @@ impl RunColumns {
                 .collect(),
             primary_key: primary_key.to_vec(),
             relations: Vec::new(),
+            kind: None,
         }
+    }
+
+    /// The same columns object, naming the relation's kind.
+    pub fn with_kind(mut self, kind: TableKind) -> Self {
+        self.kind = kind.metadata_name().map(str::to_string);
+        self
+    }
+
+    /// The schema promised for `columns` (these columns, as [`RunColumns::column_infos`] gives
+    /// them) of `table`: its primary key and kind in the metadata.
+    pub fn promised_schema(&self, table: &TableRef, columns: &[ColumnInfo]) -> SchemaRef {
+        promised_schema_of_kind(table, self.kind.as_deref(), &self.primary_key, columns)
     }
 
     /// The same columns object, naming the relations a query read.

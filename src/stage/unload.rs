@@ -171,7 +171,8 @@ impl Stager {
         }
         let run_columns = Arc::new(
             columns::RunColumns::new(&plan.columns, &plan.table.primary_key)
-                .with_relations(&plan.relations),
+                .with_relations(&plan.relations)
+                .with_kind(plan.table.kind),
         );
         let layouts = if files.is_empty() {
             Vec::new()

@@ -37,6 +37,31 @@ impl MemoryBudget {
             .unwrap_or_else(|_| unreachable!("the budget's semaphore is never closed"))
     }
 
+    /// Waits until `bytes` and `extra` are free, and holds them in two permits: `bytes`, then
+    /// `extra` (taken together, so a stream never holds one while waiting for the other).
+    pub async fn reserve_with(
+        &self,
+        bytes: u64,
+        extra: u64,
+    ) -> (
+        tokio::sync::OwnedSemaphorePermit,
+        Option<tokio::sync::OwnedSemaphorePermit>,
+    ) {
+        let main = self.units(bytes);
+        let extra = if extra == 0 { 0 } else { self.units(extra) };
+        let wanted = main.saturating_add(extra).min(self.total);
+        let mut permit = Arc::clone(&self.permits)
+            .acquire_many_owned(wanted)
+            .await
+            .unwrap_or_else(|_| unreachable!("the budget's semaphore is never closed"));
+        let extra = permit.split((wanted - main.min(wanted)) as usize);
+        (permit, extra.filter(|p| p.num_permits() > 0))
+    }
+
+    fn units(&self, bytes: u64) -> u32 {
+        bytes.div_ceil(BUDGET_UNIT).clamp(1, u64::from(self.total)) as u32
+    }
+
     /// Takes `bytes` if they are free right now.
     pub fn try_reserve(&self, bytes: u64) -> Option<tokio::sync::OwnedSemaphorePermit> {
         let units = bytes.div_ceil(BUDGET_UNIT).clamp(1, u64::from(self.total)) as u32;

@@ -31,6 +31,10 @@ pub struct ObjectReader {
     budget: Option<MemoryBudget>,
     /// The share of the budget the row group being decoded holds.
     held: Option<tokio::sync::OwnedSemaphorePermit>,
+    /// Bytes the stream holds besides row groups (decoded batches, encoded messages), taken
+    /// from the budget with its first row group and held to the end.
+    working_bytes: u64,
+    working: Option<tokio::sync::OwnedSemaphorePermit>,
     /// The column-chunk ranges of each row group to read, in reading order.
     read_ahead: Vec<Vec<Range<u64>>>,
     /// The next row group, being fetched while the current one is decoded.
@@ -69,6 +73,8 @@ impl ObjectReader {
             footer_len: None,
             budget: None,
             held: None,
+            working_bytes: 0,
+            working: None,
             read_ahead: Vec::new(),
             pending: None,
         }
@@ -126,6 +132,13 @@ impl ObjectReader {
                 (end <= bytes[i].len()).then(|| bytes[i].slice(start..end))
             })
             .collect()
+    }
+
+    /// Counts `bytes` of the stream's own (decoded batches, encoded messages) in the budget too,
+    /// taken with the first row group.
+    pub fn with_working_bytes(mut self, bytes: u64) -> Self {
+        self.working_bytes = bytes;
+        self
     }
 
     /// Makes row-group fetches take their bytes from `budget` first.
@@ -234,7 +247,15 @@ impl AsyncFileReader for ObjectReader {
                         && let Some(budget) = &self.budget
                     {
                         let bytes = ranges.iter().map(|r| r.end.saturating_sub(r.start)).sum();
-                        self.held = Some(budget.reserve(bytes).await);
+                        let working = match self.working {
+                            Some(_) => 0,
+                            None => self.working_bytes,
+                        };
+                        let (held, working) = budget.reserve_with(bytes, working).await;
+                        self.held = Some(held);
+                        if self.working.is_none() {
+                            self.working = working;
+                        }
                     }
                     self.store
                         .get_ranges(&self.path, &ranges)

@@ -99,6 +99,44 @@ async fn row_groups_hold_their_share_of_the_budget_until_the_next_one() {
     assert_eq!(budget.available(), 10 * BUDGET_UNIT);
 }
 
+/// A stream's working bytes (decoded batches, encoded messages) are taken together with its first
+/// row group and held to the end, while row groups come and go.
+#[tokio::test]
+async fn the_working_share_is_taken_with_the_first_row_group_and_kept() {
+    let budget = MemoryBudget::new(20 * BUDGET_UNIT);
+    let mut first = reader(file(2))
+        .await
+        .with_budget(Some(budget.clone()))
+        .with_working_bytes(5 * BUDGET_UNIT);
+    first.get_byte_ranges(vec![0..10]).await.unwrap();
+    assert_eq!(budget.available(), 14 * BUDGET_UNIT, "one unit and the working five");
+    first.get_byte_ranges(vec![20..30, 40..50]).await.unwrap();
+    assert_eq!(budget.available(), 14 * BUDGET_UNIT, "the working share is taken once");
+    drop(first);
+    assert_eq!(budget.available(), 20 * BUDGET_UNIT);
+
+    // Taken together, in one wait: a stream never holds its working share while it waits for a
+    // row group (tokio's semaphore queues one request for both).
+    let other = budget.reserve(17 * BUDGET_UNIT).await;
+    let mut second = reader(file(2))
+        .await
+        .with_budget(Some(budget.clone()))
+        .with_working_bytes(5 * BUDGET_UNIT);
+    {
+        let fetch = second.get_byte_ranges(vec![0..10]);
+        tokio::pin!(fetch);
+        assert!(
+            tokio::time::timeout(std::time::Duration::from_millis(50), &mut fetch)
+                .await
+                .is_err()
+        );
+        drop(other);
+        fetch.await.unwrap();
+    }
+    drop(second);
+    assert_eq!(budget.available(), 20 * BUDGET_UNIT);
+}
+
 #[tokio::test]
 async fn the_next_row_group_is_fetched_while_the_current_one_is_decoded() {
     use futures::TryStreamExt;

@@ -1,6 +1,7 @@
 //! The catalog as the Flight service sees it: [`CachedCatalog`], the [`Catalog`] implementation
 //! that describes schemas through a [`Warehouse`] and caches each one for the catalog TTL, with a
-//! negative cache so that names clients make up cost no queries.
+//! negative cache so that names clients make up cost no queries. The schemas of consumer
+//! (datashare) databases are served as the namespaces `database.schema`.
 //! Imports: `crate::catalog` (the model and trait), `crate::metrics`, the warehouse trait.
 
 use std::fmt;
@@ -10,7 +11,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::Mutex;
 
 use super::Warehouse;
-use crate::catalog::{Catalog, CatalogError, TableInfo, find_by_name, spec};
+use crate::catalog::{Catalog, CatalogError, TableInfo, find_by_name, spec, split_namespace};
 use crate::metrics::Metrics;
 
 struct CachedSchema {
@@ -46,6 +47,8 @@ pub struct CachedCatalog {
     default_schema: String,
     ttl: Duration,
     spec: Option<spec::TableSpec>,
+    /// Consumer (datashare) databases served besides the connected one (`redshift_databases`).
+    databases: Vec<String>,
     cache: moka::future::Cache<String, Arc<CachedSchema>>,
     names: Mutex<Option<SchemaNames>>,
     unknown: moka::future::Cache<String, ()>,
@@ -75,6 +78,7 @@ impl CachedCatalog {
             default_schema,
             ttl,
             spec,
+            databases: Vec::new(),
             cache: moka::future::Cache::builder()
                 .max_capacity(SCHEMA_CACHE_ENTRIES)
                 .time_to_live(ttl)
@@ -87,6 +91,13 @@ impl CachedCatalog {
                 .build(),
             metrics: Metrics::new(),
         }
+    }
+
+    /// Also serves the tables of the consumer (datashare) databases `databases`: their schemas
+    /// are the namespaces `database.schema` (see [`split_namespace`]), cached like any other.
+    pub fn with_databases(mut self, databases: Vec<String>) -> Self {
+        self.databases = databases;
+        self
     }
 
     /// Counts catalog queries and cached schemas in `metrics`.
@@ -114,13 +125,28 @@ impl CachedCatalog {
             return Ok(Arc::clone(&names.names));
         }
         self.metrics.catalog_query("schemas");
-        let names: Arc<Vec<String>> =
-            Arc::new(self.warehouse.schema_names().await.map_err(|source| {
-                CatalogError::Redshift {
+        let mut names =
+            self.warehouse
+                .schema_names()
+                .await
+                .map_err(|source| CatalogError::Redshift {
                     schema: "(schema names)".to_string(),
                     source,
+                })?;
+        if !self.databases.is_empty() {
+            // A consumer database that cannot be described leaves the rest served.
+            match self.warehouse.shared_schema_names(&self.databases).await {
+                Ok(shared) => names.extend(
+                    shared
+                        .into_iter()
+                        .map(|(database, schema)| format!("{database}.{schema}")),
+                ),
+                Err(error) => {
+                    tracing::warn!(%error, "cannot list the schemas of redshift_databases")
                 }
-            })?);
+            }
+        }
+        let names: Arc<Vec<String>> = Arc::new(names);
         *cached = Some(SchemaNames {
             loaded: Instant::now(),
             names: Arc::clone(&names),
@@ -162,7 +188,10 @@ impl CachedCatalog {
 
     async fn load(&self, schema: &str) -> Result<Vec<Arc<TableInfo>>, CatalogError> {
         self.metrics.catalog_query("tables");
-        let mut tables = self.warehouse.describe(schema).await?;
+        let mut tables = match split_namespace(schema, &self.databases) {
+            Some((database, shared)) => self.warehouse.describe_shared(database, shared).await?,
+            None => self.warehouse.describe(schema).await?,
+        };
         if let Some(spec) = &self.spec {
             tables = spec.apply(schema, &self.default_schema, tables);
         }
@@ -233,11 +262,14 @@ impl Catalog for CachedCatalog {
     async fn schemas(&self) -> Result<Vec<String>, CatalogError> {
         // A listing cannot tell a missing schema from a new one, so it reads the names afresh
         // (one cheap query; callers waiting meanwhile share it). Their tables stay cached.
+        // Consumer databases' namespaces are not schemas of the connected database's metadata.
         Ok(self
             .schema_names(Some(Instant::now()))
             .await?
-            .as_ref()
-            .clone())
+            .iter()
+            .filter(|name| split_namespace(name, &self.databases).is_none())
+            .cloned()
+            .collect())
     }
 
     async fn invalidate(&self, schema: &str) {

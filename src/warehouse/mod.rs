@@ -12,7 +12,7 @@ pub mod estimate;
 
 use std::fmt;
 
-use crate::catalog::{CatalogError, ColumnInfo, TableInfo, queries, types};
+use crate::catalog::{CatalogError, ColumnInfo, TableInfo, queries, shared, types};
 use crate::redshift::{ConnectError, Redshift, RedshiftError, RowCursor, TextBatch, TextRow};
 use crate::sql::Sql;
 pub use estimate::Estimate;
@@ -23,9 +23,29 @@ pub trait Warehouse: Send + Sync + fmt::Debug {
     /// Every schema name, sorted.
     async fn schema_names(&self) -> Result<Vec<String>, RedshiftError>;
 
-    /// The tables, views and materialized views of `schema` with their columns, primary keys
-    /// and row estimates, sorted by name (empty for a schema that does not exist).
+    /// The tables, views, late-binding views, materialized views and (in an external schema)
+    /// Spectrum external tables of `schema` with their columns, primary keys and row estimates,
+    /// sorted by name (empty for a schema that does not exist).
     async fn describe(&self, schema: &str) -> Result<Vec<TableInfo>, CatalogError>;
+
+    /// The schemas of the consumer (datashare) databases `databases`, as (database, schema). A
+    /// warehouse without consumer databases has none (the default).
+    async fn shared_schema_names(
+        &self,
+        _databases: &[String],
+    ) -> Result<Vec<(String, String)>, CatalogError> {
+        Ok(Vec::new())
+    }
+
+    /// The relations of `schema` in the consumer database `database` (see
+    /// [`crate::catalog::shared`]), sorted by name; none by default.
+    async fn describe_shared(
+        &self,
+        _database: &str,
+        _schema: &str,
+    ) -> Result<Vec<TableInfo>, CatalogError> {
+        Ok(Vec::new())
+    }
 
     /// Runs a query returning one value (`SELECT MAX(key) ...`) as Redshift's text; NULL (or no
     /// row) is `None`.
@@ -107,14 +127,75 @@ impl Warehouse for Redshift {
             .await
             .map_err(redshift_err)?;
         // Row estimates are a nicety: a cluster without svv_table_info access still serves.
-        let estimates = match Redshift::query(self, &queries::row_estimates(schema)?).await {
-            Ok(rows) => rows,
-            Err(error) => {
-                tracing::debug!(%error, schema, "no row estimates");
-                Vec::new()
+        // The other kinds' queries are tolerated the same way (a warehouse that cannot answer
+        // them still serves its tables and views), with a warning since relations go missing.
+        let optional = |what: &'static str, sql: Sql| async move {
+            match Redshift::query(self, &sql).await {
+                Ok(rows) => rows,
+                Err(error) if what == "row estimates" => {
+                    tracing::debug!(%error, schema, "no row estimates");
+                    Vec::new()
+                }
+                Err(error) => {
+                    tracing::warn!(%error, schema, "cannot read the {what}; serving the schema without them");
+                    Vec::new()
+                }
             }
         };
-        queries::assemble(schema, columns, keys, estimates)
+        let estimates = optional("row estimates", queries::row_estimates(schema)?).await;
+        let late_binding = optional(
+            "late-binding views",
+            queries::late_binding_view_columns(schema)?,
+        )
+        .await;
+        let materialized =
+            optional("materialized views", queries::materialized_views(schema)?).await;
+        let external = optional("external tables", queries::external_columns(schema)?).await;
+        queries::assemble(
+            schema,
+            queries::CatalogRows {
+                columns,
+                keys,
+                estimates,
+                late_binding,
+                materialized,
+                external,
+            },
+        )
+    }
+
+    async fn shared_schema_names(
+        &self,
+        databases: &[String],
+    ) -> Result<Vec<(String, String)>, CatalogError> {
+        if databases.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = Redshift::query(self, &shared::schema_names(databases)?)
+            .await
+            .map_err(|source| CatalogError::Redshift {
+                schema: "(consumer databases)".to_string(),
+                source,
+            })?;
+        Ok(shared::read_schema_names(rows))
+    }
+
+    async fn describe_shared(
+        &self,
+        database: &str,
+        schema: &str,
+    ) -> Result<Vec<TableInfo>, CatalogError> {
+        let redshift_err = |source| CatalogError::Redshift {
+            schema: format!("{database}.{schema}"),
+            source,
+        };
+        let tables = Redshift::query(self, &shared::tables(database, schema)?)
+            .await
+            .map_err(redshift_err)?;
+        let columns = Redshift::query(self, &shared::columns(database, schema)?)
+            .await
+            .map_err(redshift_err)?;
+        shared::assemble(database, schema, tables, columns)
     }
 
     async fn max_key(&self, sql: &Sql) -> Result<Option<String>, RedshiftError> {

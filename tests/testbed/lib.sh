@@ -8,6 +8,7 @@ TB="$ROOT/target/testbed"
 
 PG_PORT="${TESTBED_PG_PORT:-25432}"
 S3_PORT="${TESTBED_S3_PORT:-29000}"
+FAST_S3_PORT="${TESTBED_FAST_S3_PORT:-29100}"       # s3s-fs, with TESTBED_S3=fast (see fast-s3)
 RS_PORT="${TESTBED_REDSHIFT_PORT:-25439}"
 RS_API_PORT="${TESTBED_REDSHIFT_API_PORT:-25440}"   # the emulator's AWS API double (HTTP)
 RS_CLUSTER_ID="testbed"
@@ -24,6 +25,9 @@ AWS_SECRET="testbed-secret-key"
 VENV="$TB/venv"
 MOTO_PID="$TB/moto.pid"
 MOTO_LOG="$TB/moto.log"
+FAST_S3_PID="$TB/fast-s3.pid"
+FAST_S3_LOG="$TB/fast-s3.log"
+FAST_S3_ROOT="$TB/s3fs"
 EMU_PID="$TB/emulator.pid"
 EMU_LOG="$TB/emulator.log"
 EMU_STAMP="$TB/emulator.stamp"

@@ -94,6 +94,7 @@ impl Target {
             | RedshiftType::Super
             | RedshiftType::Geometry
             | RedshiftType::HllSketch
+            | RedshiftType::Nested(_)
             | RedshiftType::Other(_) => Self::Untyped,
         }
     }

@@ -192,7 +192,7 @@ async fn readable_tables(
     stream::iter(schemas)
         .map(|schema| async move {
             let mut tables = source.catalog.list_tables(&schema).await?;
-            tables.retain(|t| principal.may_read(&t.table.schema, &t.table.table));
+            tables.retain(|t| principal.may_read(&t.table.namespace(), &t.table.table));
             Ok::<_, ServiceError>((schema, tables))
         })
         .buffered(CONCURRENT_SCHEMAS)
@@ -261,8 +261,10 @@ async fn tables(
     let mut builder = command.into_builder();
     for (table, _) in tables.iter().zip(mask).filter(|(_, m)| *m) {
         let table_type = match table.kind {
-            TableKind::Table => TABLE,
-            TableKind::View => VIEW,
+            // GetTableTypes names two types: an external table is read like a table, a
+            // materialized or late-binding view is a view (the schema's kind says which).
+            TableKind::Table | TableKind::External => TABLE,
+            TableKind::View | TableKind::LateBindingView | TableKind::MaterializedView => VIEW,
         };
         // The builder filters too; filtering first spares encoding the schemas of the others.
         if !types.is_empty() && !types.iter().any(|t| t == table_type) {

@@ -23,6 +23,9 @@
 //!   `db_groups`, which the emulator fills for every login attempt and disconnection (see
 //!   [`crate::connlog`]).
 //!
+//! The catalog of late-binding views, materialized views and external tables is
+//! [`crate::compat_catalog`], installed right after.
+//!
 //! Rows older than seven days are deleted from those tables at start-up (Redshift keeps about as
 //! much).
 
@@ -219,11 +222,25 @@ pub async fn install(pg_url: &str) -> Result<(), Error> {
         client
             .execute("SELECT pg_advisory_lock($1)", &[&ADVISORY_LOCK_KEY])
             .await?;
-        let ddl = client.batch_execute(COMPAT_SQL).await;
+        let mut ddl = client.batch_execute(COMPAT_SQL).await;
+        if ddl.is_ok() {
+            ddl = client
+                .batch_execute(crate::compat_catalog::CATALOG_SQL)
+                .await;
+        }
         client
             .execute("SELECT pg_advisory_unlock($1)", &[&ADVISORY_LOCK_KEY])
             .await?;
-        ddl
+        ddl?;
+        // Three-part names of the consumer databases recorded so far resolve from now on.
+        let rows = client
+            .query(
+                "SELECT database_name FROM redshift_emulator.datashare_databases",
+                &[],
+            )
+            .await?;
+        crate::catalog_sql::remember_datashares(rows.iter().map(|r| r.get::<_, String>(0)));
+        Ok(())
     }
     .await
     .map_err(Error::Compat);

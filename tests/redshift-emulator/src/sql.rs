@@ -311,7 +311,7 @@ pub(crate) enum StatementClass {
 pub const REDSHIFT_VERSION: &str = "PostgreSQL 8.0.2 on i686-pc-linux-gnu, compiled by GCC gcc (GCC) 3.4.2 20041017 (Red Hat 3.4.2-6.fc3), Redshift 1.0.77467";
 
 /// Classifies a statement by its first word, rewriting calls of `version()` so they report
-/// Redshift's version string. Text that does not lex is forwarded unchanged (PostgreSQL
+/// Redshift's version string, and the catalog statements and names of [`crate::catalog_sql`]. Text that does not lex is forwarded unchanged (PostgreSQL
 /// produces the syntax error).
 pub(crate) fn classify(text: &str) -> StatementClass {
     let Ok(tokens) = tokenize(text) else {
@@ -321,7 +321,11 @@ pub(crate) fn classify(text: &str) -> StatementClass {
         Some(t) if t.is_word(text, "unload") => StatementClass::Unload,
         Some(t) if t.is_word(text, "emulator") => StatementClass::Control,
         Some(_) if crate::user_sql::is_user_statement(text, &tokens) => StatementClass::User,
-        _ => StatementClass::Forward(rewrite_version(text, &tokens)),
+        _ => StatementClass::Forward(
+            crate::catalog_sql::rewrite_statement(text, &tokens).unwrap_or_else(|| {
+                crate::catalog_sql::rewrite_relations(&rewrite_version(text, &tokens))
+            }),
+        ),
     }
 }
 

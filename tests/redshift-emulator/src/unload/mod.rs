@@ -190,6 +190,8 @@ pub(crate) fn prepare(sql_text: &str) -> Result<PreparedUnload, StatementError> 
     if sql::has_outer_limit(&select).map_err(|e| StatementError::Syntax(e.to_string()))? {
         return Err(StatementError::Rejected(LIMIT_NOT_SUPPORTED.to_owned()));
     }
+    // The SELECT reads consumer databases by three-part names as any statement does.
+    let select = crate::catalog_sql::rewrite_relations(&select);
     Ok(PreparedUnload { st, select })
 }
 
