@@ -4,7 +4,7 @@
 //!
 //! ```toml
 //! [[tables]]
-//! schema = "public"              # optional, default: redshift_schema
+//! schema = "public"              # optional, default: redshift_schema ("db.schema": a consumer database)
 //! name = "orders"
 //! primary_keys = ["id"]          # optional, default: the catalog's
 //! strategy = "incremental"       # "incremental" or "full", optional
@@ -179,6 +179,32 @@ mod tests {
             spec.apply("other_schema", "public", vec![table("orders")])
                 .is_empty()
         );
+    }
+
+    #[test]
+    fn spec_names_consumer_database_tables_and_other_kinds() {
+        let spec: TableSpec = toml::from_str(
+            r#"
+            [[tables]]
+            schema = "sales_db.public"
+            name = "orders"
+            replication_key = "updated_at"
+
+            [[tables]]
+            name = "lbv"
+            "#,
+        )
+        .unwrap();
+        let mut shared = table("orders");
+        shared.table = TableRef::in_database("sales_db", "public", "orders");
+        let served = spec.apply("sales_db.public", "public", vec![shared]);
+        assert_eq!(served.len(), 1);
+        assert_eq!(served[0].table.to_string(), "sales_db.public.orders");
+        let mut lbv = table("lbv");
+        lbv.kind = TableKind::LateBindingView;
+        let served = spec.apply("public", "public", vec![lbv, table("orders")]);
+        assert_eq!(served.len(), 1);
+        assert_eq!(served[0].kind, TableKind::LateBindingView);
     }
 
     #[test]

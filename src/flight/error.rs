@@ -483,5 +483,20 @@ mod tests {
             path: "p".into(),
         }));
         assert!(status.message().contains("call GetFlightInfo again"));
+        let status = Status::from(ServiceError::ViewUnresolved {
+            view: "s.lbv".into(),
+            source: RedshiftError::Sql {
+                code: "42P01".into(),
+                message: "relation \"s.t\" does not exist".into(),
+            },
+        });
+        assert_eq!(status.code(), Code::FailedPrecondition);
+        assert!(
+            status
+                .message()
+                .contains("late-binding view s.lbv no longer resolves"),
+            "{}",
+            status.message()
+        );
     }
 }

@@ -67,7 +67,7 @@ def test_unknown_table_is_not_found(client, victims):
         b"[]",
         b"{}",
         b'{"table": ""}',
-        b'{"table": "a.b.c"}',
+        b'{"table": "a.b.c.d"}',  # three parts name a consumer database's table (NOT_FOUND if none)
         b'{"table": "\\"unterminated"}',
         b'{"table": "s.t", "colums": ["x"]}',
         b'{"table": "s.t", "mode": "sometimes"}',
@@ -117,6 +117,11 @@ def test_bad_projection_is_invalid_argument(client, victims):
 def test_bad_paths_are_invalid_argument(client, victims):
     schema, _ = victims
     with raises_status("INVALID_ARGUMENT", match="path"):
+        client.get_flight_info(path(schema, "victims", "extra", "more"))
+    with raises_status("INVALID_ARGUMENT", match="path"):
+        client.get_flight_info(path("a.b", "victims", "extra"))  # a database name has no dot
+    # Three elements name a consumer database's table: this server serves none of that name.
+    with raises_status("NOT_FOUND"):
         client.get_flight_info(path(schema, "victims", "extra"))
     with raises_status("INVALID_ARGUMENT", match="path"):
         client.get_flight_info(path(schema, ""))

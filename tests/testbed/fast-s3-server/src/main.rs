@@ -35,24 +35,41 @@ struct FastFs {
 
 /// The first byte of a `Content-Range: bytes FIRST-LAST/SIZE` header.
 fn range_start(content_range: &str) -> Option<u64> {
-    content_range.strip_prefix("bytes ")?.split('-').next()?.parse().ok()
+    content_range
+        .strip_prefix("bytes ")?
+        .split('-')
+        .next()?
+        .parse()
+        .ok()
 }
 
 impl FastFs {
-    async fn get_object_fast(&self, req: S3Request<GetObjectInput>) -> S3Result<S3Response<GetObjectOutput>> {
+    async fn get_object_fast(
+        &self,
+        req: S3Request<GetObjectInput>,
+    ) -> S3Result<S3Response<GetObjectOutput>> {
         // s3s-fs resolved and checked the path (it refuses keys leaving the bucket) before this runs
         let path = self.root.join(&req.input.bucket).join(&req.input.key);
         let mut resp = self.inner.get_object(req).await?;
         let out = &mut resp.output;
-        let length = u64::try_from(out.content_length.unwrap_or(0)).map_err(|e| s3_error!(e, InternalError))?;
+        let length = u64::try_from(out.content_length.unwrap_or(0))
+            .map_err(|e| s3_error!(e, InternalError))?;
         let start = match out.content_range.as_deref() {
-            Some(range) => range_start(range).ok_or_else(|| s3_error!(InternalError, "bad Content-Range {range}"))?,
+            Some(range) => range_start(range)
+                .ok_or_else(|| s3_error!(InternalError, "bad Content-Range {range}"))?,
             None => 0,
         };
-        let mut file = tokio::fs::File::open(&path).await.map_err(|e| s3_error!(e, NoSuchKey))?;
+        let mut file = tokio::fs::File::open(&path)
+            .await
+            .map_err(|e| s3_error!(e, NoSuchKey))?;
         file.set_max_buf_size(READ_CHUNK);
-        file.seek(SeekFrom::Start(start)).await.map_err(|e| s3_error!(e, InternalError))?;
-        out.body = Some(StreamingBlob::wrap(ReaderStream::with_capacity(file.take(length), READ_CHUNK)));
+        file.seek(SeekFrom::Start(start))
+            .await
+            .map_err(|e| s3_error!(e, InternalError))?;
+        out.body = Some(StreamingBlob::wrap(ReaderStream::with_capacity(
+            file.take(length),
+            READ_CHUNK,
+        )));
         Ok(resp)
     }
 }
@@ -106,13 +123,23 @@ struct Args {
 
 fn args() -> Result<Args, String> {
     let usage = "usage: testbed-fast-s3 --host H --port P --access-key K --secret-key S ROOT";
-    let (mut host, mut port, mut access_key, mut secret_key, mut root) = (None, None, None, None, None);
+    let (mut host, mut port, mut access_key, mut secret_key, mut root) =
+        (None, None, None, None, None);
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
-        let mut value = || it.next().ok_or_else(|| format!("{arg} needs a value; {usage}"));
+        let mut value = || {
+            it.next()
+                .ok_or_else(|| format!("{arg} needs a value; {usage}"))
+        };
         match arg.as_str() {
             "--host" => host = Some(value()?),
-            "--port" => port = Some(value()?.parse::<u16>().map_err(|e| format!("--port: {e}"))?),
+            "--port" => {
+                port = Some(
+                    value()?
+                        .parse::<u16>()
+                        .map_err(|e| format!("--port: {e}"))?,
+                )
+            }
             "--access-key" => access_key = Some(value()?),
             "--secret-key" => secret_key = Some(value()?),
             _ if !arg.starts_with('-') && root.is_none() => root = Some(PathBuf::from(arg)),
@@ -131,7 +158,8 @@ fn args() -> Result<Args, String> {
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = args()?;
-    let inner = FileSystem::new(&args.root).map_err(|e| format!("{}: {e:?}", args.root.display()))?;
+    let inner =
+        FileSystem::new(&args.root).map_err(|e| format!("{}: {e:?}", args.root.display()))?;
     let root = std::env::current_dir()?.join(&args.root).canonicalize()?;
     let service = {
         let mut b = S3ServiceBuilder::new(FastFs { inner, root });
@@ -150,7 +178,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             _ = tokio::signal::ctrl_c() => return Ok(()),
         };
         let _ = socket.set_nodelay(true);
-        let conn = http.serve_connection(TokioIo::new(socket), service.clone()).into_owned();
+        let conn = http
+            .serve_connection(TokioIo::new(socket), service.clone())
+            .into_owned();
         tokio::spawn(async move {
             let _ = conn.await;
         });
