@@ -51,6 +51,11 @@ impl Decoder {
         self.threads
     }
 
+    /// The runtime's handle, to spawn on it from where the decoder is not at hand.
+    pub fn handle(&self) -> Handle {
+        self.handle.clone()
+    }
+
     /// Runs `task` on the decode runtime.
     pub fn spawn<F>(&self, task: F) -> JoinHandle<F::Output>
     where

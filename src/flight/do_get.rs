@@ -23,17 +23,16 @@ use arrow_flight::Ticket;
 use futures::stream::BoxStream;
 use futures::{Stream, StreamExt, TryStreamExt};
 use object_store::path::Path;
-use parquet::arrow::ParquetRecordBatchStreamBuilder;
 use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
 use parquet::errors::ParquetError;
 use parquet::file::metadata::ParquetMetaData;
 use tonic::Status;
 
+use super::read_columns::{Batches, ReadPlan, column_groups, read};
 use super::wire::{IpcEncoder, MAX_MESSAGE_BYTES, Message};
 use super::{Service, ServiceError};
 use crate::auth::Principal;
 use crate::catalog::{ColumnInfo, RedshiftType, TableRef, with_dictionary_strings};
-use crate::decode::Decoder;
 use crate::normalize::{normalize_batch, reader_schema};
 use crate::store::{ObjectReader, ParquetReadError};
 
@@ -140,7 +139,7 @@ fn encode(
 /// the task, which gives back what it holds (its row group, its share of the memory budget);
 /// the consumer then gets the items already queued and `RESOURCE_EXHAUSTED`.
 fn run_ahead<T>(
-    decoder: &Decoder,
+    decoder: &tokio::runtime::Handle,
     items: impl Stream<Item = Result<T, Status>> + Send + 'static,
     stall: Duration,
 ) -> impl Stream<Item = Result<T, Status>> + Send + 'static
@@ -188,25 +187,6 @@ where
             }
         },
     )
-}
-
-/// The byte ranges of the column chunks of each row group in `groups` (for reading ahead).
-fn column_chunk_ranges(metadata: &ParquetMetaData, groups: Range<usize>) -> Vec<Vec<Range<u64>>> {
-    metadata
-        .row_groups()
-        .iter()
-        .skip(groups.start)
-        .take(groups.len())
-        .map(|rg| {
-            rg.columns()
-                .iter()
-                .map(|c| {
-                    let (start, len) = c.byte_range();
-                    start..start + len
-                })
-                .collect()
-        })
-        .collect()
 }
 
 /// The footer's metadata with the reader asked for the types [`reader_schema`] chooses (INT96
@@ -310,22 +290,32 @@ pub(super) async fn do_get(
         });
     }
     let rows = batch_rows(metadata.metadata(), Some(&selected), &schema);
-    let reader = reader.with_read_ahead(column_chunk_ranges(metadata.metadata(), selected.clone()));
-    let stream = ParquetRecordBatchStreamBuilder::new_with_metadata(reader, metadata)
-        .with_batch_size(rows)
-        .with_row_groups(selected.collect())
-        .build()
+    // Wide files: the columns are decoded by several tasks at once (see `read_columns`).
+    let groups = column_groups(metadata.metadata(), &selected, service.decoder.threads());
+    let plan = ReadPlan {
+        metadata,
+        row_groups: selected,
+        batch_rows: rows,
+    };
+    let (store, path, size) = (
+        Arc::clone(&service.store),
+        Path::from(key.as_str()),
+        payload.file_size,
+    );
+    let others = move || ObjectReader::new(Arc::clone(&store), path.clone(), size);
+    let (decoder, stall) = (service.decoder.handle(), service.stream_stall);
+    let spawn = move |batches: Batches| run_ahead(&decoder, batches, stall).boxed();
+    let (status_bucket, status_key) = (bucket.clone(), key.clone());
+    let to_status = move |e: ParquetError| Status::from(read_error(e, &status_bucket, &status_key));
+    let stream = read(plan, groups, reader, others, spawn, to_status)
         .map_err(|e| read_error(e, &bucket, &key))?;
 
     let batch_schema = Arc::clone(&schema);
-    let read_key = key.clone();
-    let batches = stream
-        .map_err(move |e| Status::from(read_error(e, &bucket, &read_key)))
-        .and_then(move |batch| {
-            let result = normalize_batch(&batch, &batch_schema, &types)
-                .map_err(|e| Status::from(ServiceError::Normalize(e)));
-            futures::future::ready(result)
-        });
+    let batches = stream.and_then(move |batch| {
+        let result = normalize_batch(&batch, &batch_schema, &types)
+            .map_err(|e| Status::from(ServiceError::Normalize(e)));
+        futures::future::ready(result)
+    });
 
     let metrics = Arc::clone(&service.metrics);
     let rows_span = span.clone();
@@ -343,12 +333,15 @@ pub(super) async fn do_get(
     let failed = Arc::new(AtomicBool::new(false));
     let failed_flag = Arc::clone(&failed);
     let metrics = Arc::clone(&service.metrics);
-    let encoded = run_ahead(&service.decoder, encoded, service.stream_stall).inspect(move |item| match item {
-        Ok(data) => {
-            metrics.bytes_sent.inc_by(data.payload_len() as u64);
-        }
-        Err(_) => failed_flag.store(true, Ordering::Relaxed),
-    });
+    let encoded =
+        run_ahead(&service.decoder.handle(), encoded, service.stream_stall).inspect(move |item| {
+            match item {
+                Ok(data) => {
+                    metrics.bytes_sent.inc_by(data.payload_len() as u64);
+                }
+                Err(_) => failed_flag.store(true, Ordering::Relaxed),
+            }
+        });
     // After the last message: the file was streamed to the end; tell the run before the stream
     // closes, so a client that has read everything knows the run has recorded it.
     let completion = futures::stream::once(async move {
@@ -378,6 +371,7 @@ mod tests {
     use parquet::file::serialized_reader::SerializedFileReader;
 
     use super::*;
+    use crate::decode::Decoder;
 
     /// A panic on the decode runtime ends the stream with INTERNAL; before, the task's end
     /// closed the channel and the stream looked complete.
@@ -388,7 +382,7 @@ mod tests {
             assert!(i < 2, "panic while producing item {i}");
             Ok::<_, Status>(i)
         });
-        let got: Vec<_> = run_ahead(&decoder, items, Duration::from_secs(60))
+        let got: Vec<_> = run_ahead(&decoder.handle(), items, Duration::from_secs(60))
             .map(|item| item.map_err(|status| status.code()))
             .collect()
             .await;
@@ -416,7 +410,11 @@ mod tests {
             let _held = &guard;
             Ok::<_, Status>(i)
         });
-        let mut stream = Box::pin(run_ahead(&decoder, items, Duration::from_millis(200)));
+        let mut stream = Box::pin(run_ahead(
+            &decoder.handle(),
+            items,
+            Duration::from_millis(200),
+        ));
         assert_eq!(stream.next().await.unwrap().unwrap(), 0);
         tokio::time::sleep(Duration::from_millis(700)).await;
         assert!(released.load(Ordering::Relaxed), "the producer let go");
@@ -427,10 +425,17 @@ mod tests {
             .collect();
         assert!(codes.len() <= PREFETCH_MESSAGES + 2, "{codes:?}");
         assert_eq!(codes.last(), Some(&Err(tonic::Code::ResourceExhausted)));
-        assert!(codes[..codes.len() - 1].iter().all(Result::is_ok), "{codes:?}");
+        assert!(
+            codes[..codes.len() - 1].iter().all(Result::is_ok),
+            "{codes:?}"
+        );
 
         let items = futures::stream::iter(0..20).map(Ok::<_, Status>);
-        let mut slow = Box::pin(run_ahead(&decoder, items, Duration::from_millis(300)));
+        let mut slow = Box::pin(run_ahead(
+            &decoder.handle(),
+            items,
+            Duration::from_millis(300),
+        ));
         let mut got = Vec::new();
         while let Some(item) = slow.next().await {
             got.push(item.unwrap());

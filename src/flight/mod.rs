@@ -12,6 +12,7 @@ pub mod error;
 mod get_flight_info;
 mod get_schema;
 mod list_flights;
+mod read_columns;
 mod route;
 mod snapshots;
 mod sql;

@@ -76,7 +76,11 @@ async fn batches_decode_to_what_was_encoded() {
     for (i, (got, want)) in direct.iter().zip(&batches).enumerate() {
         assert_eq!(got.num_rows(), want.num_rows(), "batch {i}");
         for c in 0..want.num_columns() {
-            assert_eq!(got.column(c).to_data(), want.column(c).to_data(), "batch {i} column {c}");
+            assert_eq!(
+                got.column(c).to_data(),
+                want.column(c).to_data(),
+                "batch {i} column {c}"
+            );
         }
     }
     // (The sample's nullability depends on its nulls: the stream's schema is the first's.)

@@ -35,6 +35,9 @@ pub struct ObjectReader {
     /// from the budget with its first row group and held to the end.
     working_bytes: u64,
     working: Option<tokio::sync::OwnedSemaphorePermit>,
+    /// The budget share of each read-ahead group, if not the bytes this reader fetches of it
+    /// (when other readers fetch the rest of the row group's columns without a budget).
+    shares: Option<Vec<u64>>,
     /// The column-chunk ranges of each row group to read, in reading order.
     read_ahead: Vec<Vec<Range<u64>>>,
     /// The next row group, being fetched while the current one is decoded.
@@ -75,6 +78,7 @@ impl ObjectReader {
             held: None,
             working_bytes: 0,
             working: None,
+            shares: None,
             read_ahead: Vec::new(),
             pending: None,
         }
@@ -101,7 +105,7 @@ impl ObjectReader {
         };
         let permit = match &self.budget {
             Some(budget) => {
-                let bytes = ranges.iter().map(|r| r.end - r.start).sum();
+                let bytes = self.share(Some(group), &ranges);
                 match budget.try_reserve(bytes) {
                     Some(permit) => Some(permit),
                     None => return,
@@ -139,6 +143,23 @@ impl ObjectReader {
     pub fn with_working_bytes(mut self, bytes: u64) -> Self {
         self.working_bytes = bytes;
         self
+    }
+
+    /// Makes the fetch of read-ahead group N take `shares[N]` bytes from the budget, whatever
+    /// this reader fetches of it: the whole row group's share, when other readers (without a
+    /// budget) fetch its other columns.
+    pub fn with_shares(mut self, shares: Vec<u64>) -> Self {
+        self.shares = Some(shares);
+        self
+    }
+
+    /// The budget share of read-ahead group `group`, fetching `ranges` of it.
+    fn share(&self, group: Option<usize>, ranges: &[Range<u64>]) -> u64 {
+        let own = || ranges.iter().map(|r| r.end.saturating_sub(r.start)).sum();
+        match (&self.shares, group) {
+            (Some(shares), Some(group)) => shares.get(group).copied().unwrap_or_else(own),
+            _ => own(),
+        }
     }
 
     /// Makes row-group fetches take their bytes from `budget` first.
@@ -246,7 +267,7 @@ impl AsyncFileReader for ObjectReader {
                     if self.held.is_none()
                         && let Some(budget) = &self.budget
                     {
-                        let bytes = ranges.iter().map(|r| r.end.saturating_sub(r.start)).sum();
+                        let bytes = self.share(group, &ranges);
                         let working = match self.working {
                             Some(_) => 0,
                             None => self.working_bytes,

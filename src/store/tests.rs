@@ -109,9 +109,17 @@ async fn the_working_share_is_taken_with_the_first_row_group_and_kept() {
         .with_budget(Some(budget.clone()))
         .with_working_bytes(5 * BUDGET_UNIT);
     first.get_byte_ranges(vec![0..10]).await.unwrap();
-    assert_eq!(budget.available(), 14 * BUDGET_UNIT, "one unit and the working five");
+    assert_eq!(
+        budget.available(),
+        14 * BUDGET_UNIT,
+        "one unit and the working five"
+    );
     first.get_byte_ranges(vec![20..30, 40..50]).await.unwrap();
-    assert_eq!(budget.available(), 14 * BUDGET_UNIT, "the working share is taken once");
+    assert_eq!(
+        budget.available(),
+        14 * BUDGET_UNIT,
+        "the working share is taken once"
+    );
     drop(first);
     assert_eq!(budget.available(), 20 * BUDGET_UNIT);
 
@@ -134,6 +142,26 @@ async fn the_working_share_is_taken_with_the_first_row_group_and_kept() {
         fetch.await.unwrap();
     }
     drop(second);
+    assert_eq!(budget.available(), 20 * BUDGET_UNIT);
+}
+
+/// With shares, a reader that fetches some columns of a row group takes the whole row group's
+/// share (the other columns' readers take none).
+#[tokio::test]
+async fn a_share_stands_for_the_whole_row_group() {
+    let budget = MemoryBudget::new(20 * BUDGET_UNIT);
+    let mut reader = reader(file(2))
+        .await
+        .with_budget(Some(budget.clone()))
+        .with_read_ahead(vec![vec![0..10], vec![20..30]])
+        .with_shares(vec![6 * BUDGET_UNIT, 3 * BUDGET_UNIT]);
+    reader.get_byte_ranges(vec![0..10]).await.unwrap();
+    // Group 0's share, and group 1 read ahead with its own.
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    assert_eq!(budget.available(), 11 * BUDGET_UNIT);
+    reader.get_byte_ranges(vec![20..30]).await.unwrap();
+    assert_eq!(budget.available(), 17 * BUDGET_UNIT);
+    drop(reader);
     assert_eq!(budget.available(), 20 * BUDGET_UNIT);
 }
 
