@@ -19,13 +19,23 @@ const QUERY: &str = "SELECT status, count(*) AS n, sum(amount) AS total, avg(amo
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
-    let uri = args.next().unwrap_or_else(|| "grpc://127.0.0.1:8815".to_string());
+    let uri = args
+        .next()
+        .unwrap_or_else(|| "grpc://127.0.0.1:8815".to_string());
     let table = args.next().unwrap_or_else(|| "demo.orders".to_string());
     let runs: usize = args.next().map_or(Ok(3), |s| s.parse())?;
     let client = Client::connect(&uri).await?;
-    for (variant, push_filters) in [("rust-datafusion-pushdown", true), ("rust-datafusion-no-pushdown", false)] {
-        let options = ScanOptions { push_filters, ..ScanOptions::default() };
-        let provider = RedshiftFlightTable::try_new(client.clone(), &table).await?.with_options(options);
+    for (variant, push_filters) in [
+        ("rust-datafusion-pushdown", true),
+        ("rust-datafusion-no-pushdown", false),
+    ] {
+        let options = ScanOptions {
+            push_filters,
+            ..ScanOptions::default()
+        };
+        let provider = RedshiftFlightTable::try_new(client.clone(), &table)
+            .await?
+            .with_options(options);
         let ctx = SessionContext::new();
         ctx.register_table("t", Arc::new(provider))?;
         let mut seconds = Vec::new();

@@ -20,7 +20,9 @@ use redshift_flight_client::datafusion::RedshiftCatalog;
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
-    let uri = args.next().unwrap_or_else(|| "grpc://127.0.0.1:8815".to_string());
+    let uri = args
+        .next()
+        .unwrap_or_else(|| "grpc://127.0.0.1:8815".to_string());
     let schema = args.next().unwrap_or_else(|| "demo".to_string());
 
     let ctx = SessionContext::new();
@@ -37,14 +39,24 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Arc::clone(&countries),
         vec![
             Arc::new(StringArray::from(vec!["DE", "FR", "US", "JP", "BR"])),
-            Arc::new(StringArray::from(vec!["Germany", "France", "United States", "Japan", "Brazil"])),
+            Arc::new(StringArray::from(vec![
+                "Germany",
+                "France",
+                "United States",
+                "Japan",
+                "Brazil",
+            ])),
         ],
     )?;
     let mut writer = ArrowWriter::try_new(std::fs::File::create(&path)?, countries, None)?;
     writer.write(&batch)?;
     writer.close()?;
-    ctx.register_parquet("countries", path.to_str().expect("UTF-8 path"), ParquetReadOptions::default())
-        .await?;
+    ctx.register_parquet(
+        "countries",
+        path.to_str().expect("UTF-8 path"),
+        ParquetReadOptions::default(),
+    )
+    .await?;
 
     let sql = format!(
         "SELECT k.country, o.status, count(*) AS orders, sum(o.amount) AS revenue \
@@ -56,13 +68,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     let started = Instant::now();
     let frame = ctx.sql(&sql).await?;
-    let plan = frame.clone().create_physical_plan().await?;
-    for line in datafusion::physical_plan::displayable(plan.as_ref()).indent(true).to_string().lines() {
+    let plan = frame.create_physical_plan().await?;
+    for line in datafusion::physical_plan::displayable(plan.as_ref())
+        .indent(true)
+        .to_string()
+        .lines()
+    {
         if line.contains("RedshiftFlightExec") {
             println!("{}", line.trim());
         }
     }
-    frame.show().await?;
+    let batches = datafusion::physical_plan::collect(plan, ctx.task_ctx()).await?;
+    println!("{}", arrow::util::pretty::pretty_format_batches(&batches)?);
     println!("query took {:.2?}", started.elapsed());
     Ok(())
 }

@@ -14,9 +14,14 @@ use redshift_flight_client::{Client, Mode, TableRequest};
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let table = args.next().unwrap_or_else(|| "demo.orders".to_string());
-    let uri = args.next().unwrap_or_else(|| "grpc://127.0.0.1:8815".to_string());
+    let uri = args
+        .next()
+        .unwrap_or_else(|| "grpc://127.0.0.1:8815".to_string());
     let mut builder = Client::builder(&uri);
-    if let Some(token) = args.next().or_else(|| std::env::var("REDSHIFT_FLIGHT_TOKEN").ok()) {
+    if let Some(token) = args
+        .next()
+        .or_else(|| std::env::var("REDSHIFT_FLIGHT_TOKEN").ok())
+    {
         builder = builder.bearer_token(token);
     }
     let client = builder.connect().await?;

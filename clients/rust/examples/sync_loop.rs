@@ -14,7 +14,9 @@ use std::time::Duration;
 use arrow::array::RecordBatch;
 use async_trait::async_trait;
 use datafusion::parquet::arrow::ArrowWriter;
-use redshift_flight_client::{BatchSink, Client, Error, FileCursorStore, Flight, Sync, TableRequest};
+use redshift_flight_client::{
+    BatchSink, Client, Error, FileCursorStore, Flight, Sync, TableRequest,
+};
 
 /// Writes one Parquet file per step: under a temporary name, fsynced and renamed on commit.
 struct ParquetSink {
@@ -31,8 +33,12 @@ fn io(e: impl std::error::Error + Send + std::marker::Sync + 'static) -> Error {
 impl BatchSink for ParquetSink {
     async fn begin(&mut self, flight: &Flight) -> redshift_flight_client::Result<()> {
         let tmp = self.dir.join(format!(".step-{}.tmp", self.step));
-        let writer = ArrowWriter::try_new(File::create(&tmp).map_err(io)?, flight.schema.clone(), None)
-            .map_err(io)?;
+        let writer = ArrowWriter::try_new(
+            File::create(&tmp).map_err(io)?,
+            std::sync::Arc::clone(&flight.schema),
+            None,
+        )
+        .map_err(io)?;
         self.writer = Some((tmp, writer));
         Ok(())
     }
@@ -64,20 +70,34 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let table = args.next().unwrap_or_else(|| "demo.orders".to_string());
     let dir = PathBuf::from(args.next().unwrap_or_else(|| "sync-out".to_string()));
     let steps: usize = args.next().map_or(Ok(3), |s| s.parse())?;
-    let uri = args.next().unwrap_or_else(|| "grpc://127.0.0.1:8815".to_string());
+    let uri = args
+        .next()
+        .unwrap_or_else(|| "grpc://127.0.0.1:8815".to_string());
     std::fs::create_dir_all(&dir)?;
     let existing = std::fs::read_dir(&dir)?.filter(|e| {
-        e.as_ref().is_ok_and(|e| e.file_name().to_string_lossy().ends_with(".parquet"))
+        e.as_ref()
+            .is_ok_and(|e| e.file_name().to_string_lossy().ends_with(".parquet"))
     });
-    let mut sink = ParquetSink { dir: dir.clone(), step: existing.count() as u64, writer: None };
+    let mut sink = ParquetSink {
+        dir: dir.clone(),
+        step: existing.count() as u64,
+        writer: None,
+    };
 
-    let sync = Sync::new(Client::connect(&uri).await?, FileCursorStore::new(dir.join("cursors.json")));
+    let sync = Sync::new(
+        Client::connect(&uri).await?,
+        FileCursorStore::new(dir.join("cursors.json")),
+    );
     let request = TableRequest::new(&table);
     for step in 1..=steps {
         let outcome = match sync.step(&request, &mut sink).await {
             Err(Error::StaleCursor(e)) => {
                 eprintln!("stale cursor ({e}); starting over with a full sync");
-                sync.step(&request.clone().mode(redshift_flight_client::Mode::Full), &mut sink).await?
+                sync.step(
+                    &request.clone().mode(redshift_flight_client::Mode::Full),
+                    &mut sink,
+                )
+                .await?
             }
             other => other?,
         };

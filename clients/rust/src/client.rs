@@ -9,9 +9,7 @@ use std::time::Duration;
 use arrow::datatypes::{Schema, SchemaRef};
 use arrow_flight::flight_service_client::FlightServiceClient;
 use arrow_flight::sql::{CommandGetDbSchemas, ProstMessageExt};
-use arrow_flight::{
-    CancelFlightInfoRequest, Criteria, FlightClient, FlightDescriptor, FlightInfo, Ticket,
-};
+use arrow_flight::{CancelFlightInfoRequest, FlightClient, FlightDescriptor, FlightInfo, Ticket};
 use backon::BackoffBuilder;
 use base64::Engine;
 use futures::TryStreamExt;
@@ -270,7 +268,10 @@ impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Client")
             .field("uri", &self.shared.uri)
-            .field("credentials", &CredentialsDebug(self.shared.credentials.clone()))
+            .field(
+                "credentials",
+                &CredentialsDebug(self.shared.credentials.clone()),
+            )
             .field("retry", &self.shared.retry)
             .finish_non_exhaustive()
     }
@@ -366,7 +367,9 @@ impl Client {
                     if !renewed && matches!(self.shared.credentials, Credentials::Basic { .. }) =>
                 {
                     renewed = true;
-                    self.handshake().await.map_err(|_| Error::Unauthenticated(e))?;
+                    self.handshake()
+                        .await
+                        .map_err(|_| Error::Unauthenticated(e))?;
                 }
                 Err(e) if e.is_retryable() => match delays.next() {
                     Some(delay) => {
@@ -509,6 +512,8 @@ fn table_info(info: FlightInfo) -> Result<TableInfo> {
 pub(crate) fn same_fields(got: &Schema, promised: &Schema) -> bool {
     got.fields().len() == promised.fields().len()
         && got.fields().iter().zip(promised.fields()).all(|(a, b)| {
-            a.name() == b.name() && a.data_type() == b.data_type() && a.is_nullable() == b.is_nullable()
+            a.name() == b.name()
+                && a.data_type() == b.data_type()
+                && a.is_nullable() == b.is_nullable()
         })
 }

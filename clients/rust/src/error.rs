@@ -178,9 +178,15 @@ impl Error {
 
 fn is_transport_failure(message: &str) -> bool {
     let message = message.to_ascii_lowercase();
-    ["transport error", "connection", "broken pipe", "h2 protocol error", "stream closed"]
-        .iter()
-        .any(|m| message.contains(m))
+    [
+        "transport error",
+        "connection",
+        "broken pipe",
+        "h2 protocol error",
+        "stream closed",
+    ]
+    .iter()
+    .any(|m| message.contains(m))
 }
 
 impl From<tonic::Status> for Error {
@@ -226,15 +232,35 @@ mod tests {
     #[test]
     fn classifies_by_reason_then_code() {
         let cases = [
-            (Code::FailedPrecondition, Some("STALE_CURSOR"), "StaleCursor"),
-            (Code::FailedPrecondition, Some("TICKET_EXPIRED"), "RunExpired"),
+            (
+                Code::FailedPrecondition,
+                Some("STALE_CURSOR"),
+                "StaleCursor",
+            ),
+            (
+                Code::FailedPrecondition,
+                Some("TICKET_EXPIRED"),
+                "RunExpired",
+            ),
             (Code::NotFound, Some("RUN_EXPIRED"), "RunExpired"),
             (Code::NotFound, Some("TABLE_NOT_FOUND"), "NotFound"),
             (Code::FailedPrecondition, Some("TABLE_CHANGED"), "NotFound"),
             (Code::Unavailable, Some("WAREHOUSE_BUSY"), "Unavailable"),
-            (Code::PermissionDenied, Some("PERMISSION_DENIED"), "PermissionDenied"),
-            (Code::Unauthenticated, Some("TOKEN_EXPIRED"), "Unauthenticated"),
-            (Code::InvalidArgument, Some("INVALID_FILTER"), "InvalidRequest"),
+            (
+                Code::PermissionDenied,
+                Some("PERMISSION_DENIED"),
+                "PermissionDenied",
+            ),
+            (
+                Code::Unauthenticated,
+                Some("TOKEN_EXPIRED"),
+                "Unauthenticated",
+            ),
+            (
+                Code::InvalidArgument,
+                Some("INVALID_FILTER"),
+                "InvalidRequest",
+            ),
             (Code::Internal, Some("UNLOAD_FAILED"), "Server"),
             (Code::Unavailable, None, "Unavailable"),
         ];

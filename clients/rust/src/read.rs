@@ -190,6 +190,7 @@ pub(crate) fn read_endpoints(
                 let (client, schema) = (client.clone(), Arc::clone(&schema));
                 stream::once(async move { spawn_endpoint(&client, &e, &schema, prefetch) })
                     .flatten()
+                    .boxed()
             })
             .flatten_unordered(parallelism)
             .boxed()
@@ -225,7 +226,10 @@ impl std::fmt::Debug for BatchStream {
 impl BatchStream {
     /// The plan being read, once planned.
     pub fn flight(&self) -> Option<Flight> {
-        self.flight.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.flight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// The promised schema, once planned.
@@ -244,7 +248,7 @@ impl Stream for BatchStream {
 
 enum Source {
     Request(TableRequest),
-    Planned(Flight),
+    Planned(Box<Flight>),
 }
 
 impl Client {
@@ -270,7 +274,7 @@ impl Client {
     /// Reads a flight planned with [`Client::plan`]; planned again if its run expired before
     /// the first batch.
     pub fn read_flight(&self, flight: Flight, options: ReadOptions) -> BatchStream {
-        self.start(Source::Planned(flight), options)
+        self.start(Source::Planned(Box::new(flight)), options)
     }
 
     fn start(&self, source: Source, options: ReadOptions) -> BatchStream {
@@ -319,7 +323,7 @@ impl Driver {
 
     async fn run(self, source: Source) {
         let mut flight = match source {
-            Source::Planned(flight) => flight,
+            Source::Planned(flight) => *flight,
             Source::Request(request) => match self.plan(&request).await {
                 Some(flight) => flight,
                 None => return,

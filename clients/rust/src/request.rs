@@ -244,7 +244,10 @@ mod tests {
 
     #[test]
     fn commands_carry_only_what_is_set() {
-        assert_eq!(TableRequest::new("t").to_command().unwrap(), r#"{"table":"t"}"#);
+        assert_eq!(
+            TableRequest::new("t").to_command().unwrap(),
+            r#"{"table":"t"}"#
+        );
         let request = TableRequest::qualified("my.schema", "Order \"Items\"")
             .mode(Mode::Incremental)
             .cursor(Some("rsfc1.x"))

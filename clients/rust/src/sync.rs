@@ -123,7 +123,11 @@ impl<S: CursorStore> Sync<S> {
     /// A stale cursor (its key column dropped or retyped) is [`Error::StaleCursor`]: run a step
     /// with `Mode::Full` to start over. When the staged run expires mid-read the sink is aborted
     /// and the step starts again from a new plan (up to 3 attempts).
-    pub async fn step(&self, request: &TableRequest, sink: &mut dyn BatchSink) -> Result<SyncOutcome> {
+    pub async fn step(
+        &self,
+        request: &TableRequest,
+        sink: &mut dyn BatchSink,
+    ) -> Result<SyncOutcome> {
         let key = request.table.clone();
         let stored = self.store.load(&key).await?.unwrap_or_default();
         let mut request = request.clone();
@@ -165,7 +169,11 @@ impl<S: CursorStore> Sync<S> {
         }
     }
 
-    async fn attempt(&self, request: &TableRequest, sink: &mut dyn BatchSink) -> Result<(Flight, u64)> {
+    async fn attempt(
+        &self,
+        request: &TableRequest,
+        sink: &mut dyn BatchSink,
+    ) -> Result<(Flight, u64)> {
         let flight = self.client.plan(request).await?;
         sink.begin(&flight).await?;
         let options = ReadOptions {
@@ -234,7 +242,10 @@ impl FileCursorStore {
             Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
                 // Never start over silently: a lost cursor means a full resync.
                 Error::io(
-                    format!("cursor file {} is damaged; fix or remove it", self.path.display()),
+                    format!(
+                        "cursor file {} is damaged; fix or remove it",
+                        self.path.display()
+                    ),
                     std::io::Error::new(std::io::ErrorKind::InvalidData, e),
                 )
             }),
@@ -272,9 +283,15 @@ impl CursorStore for FileCursorStore {
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     use std::io::Write;
     let context = |what: &str| format!("{what} {}", path.display());
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(|e| Error::io(context("creating the folder of"), e))?;
-    let name = path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
     let result: std::io::Result<()> = (|| {
         let mut file = std::fs::File::create(&tmp)?;

@@ -31,7 +31,12 @@ fn ids(batches: &[RecordBatch]) -> Vec<i64> {
         .iter()
         .flat_map(|b| {
             let column = b.column_by_name("id").unwrap();
-            column.as_any().downcast_ref::<Int64Array>().unwrap().values().to_vec()
+            column
+                .as_any()
+                .downcast_ref::<Int64Array>()
+                .unwrap()
+                .values()
+                .to_vec()
         })
         .collect();
     ids.sort_unstable();
@@ -61,13 +66,22 @@ async fn reads_every_endpoint_in_parallel_ordered_or_not() {
         assert_eq!(ids(&batches), (1..=20_000).collect::<Vec<_>>());
         assert_eq!(flight.total_records(), Some(20_000));
         assert_eq!(flight.metadata.mode, "full");
-        assert_eq!(flight.metadata.replication_key.as_deref(), Some("updated_at"));
+        assert_eq!(
+            flight.metadata.replication_key.as_deref(),
+            Some("updated_at")
+        );
     }
     // The schema and table list.
-    let schema_ref = client.schema(&format!("{}.events", schema.name)).await.unwrap();
+    let schema_ref = client
+        .schema(&format!("{}.events", schema.name))
+        .await
+        .unwrap();
     assert_eq!(schema_ref.fields().len(), 3);
     let tables = client.tables(&schema.name).await.unwrap();
-    assert_eq!(tables.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(), ["events"]);
+    assert_eq!(
+        tables.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(),
+        ["events"]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -84,17 +98,33 @@ async fn errors_are_told_apart_and_tokens_are_sent() {
         other => panic!("expected Unauthenticated, got {other:?}"),
     }
 
-    let client = Client::builder(&server.uri).bearer_token(token).connect().await.unwrap();
-    assert!(!format!("{client:?}").contains(token), "Debug must not show the token");
-    match client.plan(&TableRequest::new(format!("{}.nope", schema.name))).await {
+    let client = Client::builder(&server.uri)
+        .bearer_token(token)
+        .connect()
+        .await
+        .unwrap();
+    assert!(
+        !format!("{client:?}").contains(token),
+        "Debug must not show the token"
+    );
+    match client
+        .plan(&TableRequest::new(format!("{}.nope", schema.name)))
+        .await
+    {
         Err(e @ Error::NotFound(_)) => assert_eq!(e.reason(), Some("TABLE_NOT_FOUND")),
         other => panic!("expected NotFound, got {other:?}"),
     }
-    match client.plan(&events.clone().filter("pg_sleep(1) IS NULL")).await {
+    match client
+        .plan(&events.clone().filter("pg_sleep(1) IS NULL"))
+        .await
+    {
         Err(e @ Error::InvalidRequest(_)) => assert_eq!(e.reason(), Some("INVALID_FILTER")),
         other => panic!("expected InvalidRequest, got {other:?}"),
     }
-    match client.plan(&events.clone().cursor(Some("rsfc1.garbage"))).await {
+    match client
+        .plan(&events.clone().cursor(Some("rsfc1.garbage")))
+        .await
+    {
         Err(e @ Error::InvalidRequest(_)) => assert_eq!(e.reason(), Some("INVALID_CURSOR")),
         other => panic!("expected InvalidRequest, got {other:?}"),
     }
@@ -179,19 +209,27 @@ async fn sync_steps_store_the_cursor_only_after_the_sink_committed() {
     let second = sync.step(&request, &mut sink).await.unwrap();
     assert_eq!(second.rows, 100);
     let (mode, batches) = sink.committed.last().unwrap();
-    assert_eq!((mode.as_str(), ids(batches)), ("incremental", (20_001..=20_100).collect()));
+    assert_eq!(
+        (mode.as_str(), ids(batches)),
+        ("incremental", (20_001..=20_100).collect())
+    );
     assert_ne!(second.cursor_after, first.cursor_after);
 
     // The key column changes type: the stored cursor is stale, reported as such.
-    pg.batch_execute(&format!("ALTER TABLE {table} ALTER COLUMN updated_at TYPE timestamptz"))
-        .await
-        .unwrap();
+    pg.batch_execute(&format!(
+        "ALTER TABLE {table} ALTER COLUMN updated_at TYPE timestamptz"
+    ))
+    .await
+    .unwrap();
     match sync.step(&request, &mut sink).await {
         Err(e @ Error::StaleCursor(_)) => assert_eq!(e.reason(), Some("STALE_CURSOR")),
         other => panic!("expected StaleCursor, got {other:?}"),
     }
     // A full step starts over and continues from its cursor.
-    let full = sync.step(&request.clone().mode(Mode::Full), &mut sink).await.unwrap();
+    let full = sync
+        .step(&request.clone().mode(Mode::Full), &mut sink)
+        .await
+        .unwrap();
     assert_eq!((full.mode(), full.rows), ("full", 20_100));
     let next = sync.step(&request, &mut sink).await.unwrap();
     assert_eq!((next.mode(), next.rows), ("incremental", 0));
@@ -204,7 +242,10 @@ async fn wait_for_expiry(flight: &Flight) {
     let expires = chrono::DateTime::parse_from_rfc3339(expires).unwrap();
     let left = expires.signed_duration_since(chrono::Utc::now());
     let left = left.to_std().unwrap_or_default() + Duration::from_millis(300);
-    assert!(left < Duration::from_secs(10), "staging_ttl_seconds is not short");
+    assert!(
+        left < Duration::from_secs(10),
+        "staging_ttl_seconds is not short"
+    );
     tokio::time::sleep(left).await;
 }
 
@@ -214,7 +255,11 @@ async fn an_expired_run_is_planned_again_transparently() {
     let schema = SchemaGuard::create(&pg, "rust_expiry", SETUP).await;
     let server = Server::start(
         &schema.name,
-        &[("staging_ttl_seconds", "2"), ("sweep_interval_seconds", "1"), ("endpoint_rows", "5000")],
+        &[
+            ("staging_ttl_seconds", "2"),
+            ("sweep_interval_seconds", "1"),
+            ("endpoint_rows", "5000"),
+        ],
     );
     let client = server.client().await;
     let request = TableRequest::new(format!("{}.events", schema.name)).mode(Mode::Full);
@@ -228,7 +273,10 @@ async fn an_expired_run_is_planned_again_transparently() {
     }
     assert_eq!(ids(&batches).len(), 20_000);
     let replanned = stream.flight().unwrap();
-    assert_ne!(replanned.metadata.run_id, first_run, "the read was not planned again");
+    assert_ne!(
+        replanned.metadata.run_id, first_run,
+        "the read was not planned again"
+    );
 
     // The same for a DataFusion scan planned before the run expired.
     use datafusion::prelude::SessionContext;
@@ -238,13 +286,18 @@ async fn an_expired_run_is_planned_again_transparently() {
         .unwrap();
     let ctx = SessionContext::new();
     ctx.register_table("events", Arc::new(table)).unwrap();
-    let frame = ctx.sql("SELECT count(*), count(DISTINCT kind) FROM events WHERE id > 100").await.unwrap();
+    let frame = ctx
+        .sql("SELECT count(*), count(DISTINCT kind) FROM events WHERE id > 100")
+        .await
+        .unwrap();
     let plan = frame.create_physical_plan().await.unwrap();
     let mut runs = BTreeSet::new();
     let mut scans = vec![Arc::clone(&plan)];
     let mut scan = None;
     while let Some(node) = scans.pop() {
-        if let Some(exec) = node.as_any().downcast_ref::<redshift_flight_client::datafusion::RedshiftFlightExec>() {
+        if let Some(exec) =
+            node.downcast_ref::<redshift_flight_client::datafusion::RedshiftFlightExec>()
+        {
             let flight = exec.flight().await;
             runs.insert(flight.metadata.run_id.clone());
             wait_for_expiry(&flight).await;
@@ -252,12 +305,19 @@ async fn an_expired_run_is_planned_again_transparently() {
         }
         scans.extend(node.children().into_iter().cloned());
     }
-    let batches = datafusion::physical_plan::collect(plan, ctx.task_ctx()).await.unwrap();
+    let batches = datafusion::physical_plan::collect(plan, ctx.task_ctx())
+        .await
+        .unwrap();
     assert_eq!(
         common::rows_as_text(&batches),
         vec![vec![Some("19900".to_string()), Some("7".to_string())]]
     );
     let scan = scan.expect("a RedshiftFlightExec");
-    let exec = scan.as_any().downcast_ref::<redshift_flight_client::datafusion::RedshiftFlightExec>().unwrap();
-    assert!(runs.insert(exec.flight().await.metadata.run_id.clone()), "the scan was not planned again");
+    let exec = scan
+        .downcast_ref::<redshift_flight_client::datafusion::RedshiftFlightExec>()
+        .unwrap();
+    assert!(
+        runs.insert(exec.flight().await.metadata.run_id.clone()),
+        "the scan was not planned again"
+    );
 }

@@ -7,7 +7,9 @@ mod common;
 
 use std::sync::Arc;
 
-use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties, collect_partitioned};
+use datafusion::physical_plan::{
+    ExecutionPlan, ExecutionPlanProperties, collect, collect_partitioned,
+};
 use datafusion::prelude::SessionContext;
 use redshift_flight_client::Client;
 use redshift_flight_client::datafusion::{RedshiftCatalog, RedshiftFlightExec};
@@ -38,13 +40,15 @@ const QUERY: &str = "SELECT c.region, o.status, count(*) AS n, sum(o.amount) AS 
 
 async fn context(client: &Client, schema: &str) -> SessionContext {
     let ctx = SessionContext::new();
-    let catalog = RedshiftCatalog::with_schemas(client.clone(), &[schema]).await.unwrap();
+    let catalog = RedshiftCatalog::with_schemas(client.clone(), &[schema])
+        .await
+        .unwrap();
     ctx.register_catalog("redshift", Arc::new(catalog));
     ctx
 }
 
 fn find_scans(plan: &Arc<dyn ExecutionPlan>, found: &mut Vec<Arc<dyn ExecutionPlan>>) {
-    if plan.as_any().downcast_ref::<RedshiftFlightExec>().is_some() {
+    if plan.downcast_ref::<RedshiftFlightExec>().is_some() {
         found.push(Arc::clone(plan));
     }
     for child in plan.children() {
@@ -64,21 +68,27 @@ async fn group_by_over_a_join_equals_postgres_with_the_filter_in_the_unload() {
         .replace("{o}", &format!("redshift.{}.orders", schema.name))
         .replace("{c}", &format!("redshift.{}.customers", schema.name));
     let frame = ctx.sql(&sql).await.unwrap();
-    let plan = frame.clone().create_physical_plan().await.unwrap();
-    let text = datafusion::physical_plan::displayable(plan.as_ref()).indent(true).to_string();
-    for pushed in [r#""amount" > 100"#, r#"("created" >= DATE '2024-03-01')"#, "'shipped'"] {
+    let plan = frame.create_physical_plan().await.unwrap();
+    let text = datafusion::physical_plan::displayable(plan.as_ref())
+        .indent(true)
+        .to_string();
+    for pushed in [
+        r#""amount" > 100"#,
+        r#"("created" >= DATE '2024-03-01')"#,
+        "'shipped'",
+    ] {
         assert!(text.contains(pushed), "{pushed} not pushed down:\n{text}");
     }
     assert!(text.contains(r#"where=("region" IS NOT NULL)"#), "{text}");
-    let batches = frame.collect().await.unwrap();
+    // The plan inspected is the one run (an unexecuted plan leaves its staged run to expire).
+    let batches = collect(plan, ctx.task_ctx()).await.unwrap();
     let got = rows_as_text(&batches);
 
     let pg_sql = QUERY
         .replace("{o}", &format!("{}.orders", schema.quoted()))
         .replace("{c}", &format!("{}.customers", schema.quoted()));
-    let pg_sql = format!(
-        "SELECT region::text, status, n::text, total::text, first::text FROM ({pg_sql}) q"
-    );
+    let pg_sql =
+        format!("SELECT region::text, status, n::text, total::text, first::text FROM ({pg_sql}) q");
     let want: Vec<Vec<Option<String>>> = pg
         .query(&pg_sql, &[])
         .await
@@ -119,26 +129,39 @@ async fn one_partition_per_endpoint_read_in_parallel() {
     let ctx = context(&client, &schema.name).await;
 
     let frame = ctx
-        .sql(&format!("SELECT id, amount FROM redshift.{}.orders", schema.name))
+        .sql(&format!(
+            "SELECT id, amount FROM redshift.{}.orders",
+            schema.name
+        ))
         .await
         .unwrap();
     let plan = frame.create_physical_plan().await.unwrap();
     let mut scans = Vec::new();
     find_scans(&plan, &mut scans);
     let scan = scans.pop().expect("a RedshiftFlightExec");
-    let exec = scan.as_any().downcast_ref::<RedshiftFlightExec>().unwrap();
+    let exec = scan.downcast_ref::<RedshiftFlightExec>().unwrap();
     let endpoints = exec.flight().await.endpoints().len();
     assert!(endpoints > 1, "expected several endpoints, got {endpoints}");
     assert_eq!(scan.output_partitioning().partition_count(), endpoints);
 
-    let partitions = collect_partitioned(Arc::clone(&scan), ctx.task_ctx()).await.unwrap();
+    let partitions = collect_partitioned(Arc::clone(&scan), ctx.task_ctx())
+        .await
+        .unwrap();
     assert_eq!(partitions.len(), endpoints);
-    assert!(partitions.iter().all(|p| p.iter().map(|b| b.num_rows()).sum::<usize>() > 0));
+    assert!(
+        partitions
+            .iter()
+            .all(|p| p.iter().map(|b| b.num_rows()).sum::<usize>() > 0)
+    );
     let mut ids: Vec<i64> = partitions
         .iter()
         .flatten()
         .flat_map(|b| {
-            let ids = b.column(0).as_any().downcast_ref::<arrow::array::Int64Array>().unwrap();
+            let ids = b
+                .column(0)
+                .as_any()
+                .downcast_ref::<arrow::array::Int64Array>()
+                .unwrap();
             ids.values().to_vec()
         })
         .collect();
@@ -157,14 +180,24 @@ async fn limit_and_count_star() {
     let ctx = context(&client, &schema.name).await;
     let orders = format!("redshift.{}.orders", schema.name);
 
-    let frame = ctx.sql(&format!("SELECT id FROM {orders} LIMIT 7")).await.unwrap();
-    let plan = frame.clone().create_physical_plan().await.unwrap();
-    let text = datafusion::physical_plan::displayable(plan.as_ref()).indent(true).to_string();
-    assert!(text.contains("limit=7") && text.contains("partitions=1"), "{text}");
-    let batches = frame.collect().await.unwrap();
+    let frame = ctx
+        .sql(&format!("SELECT id FROM {orders} LIMIT 7"))
+        .await
+        .unwrap();
+    let plan = frame.create_physical_plan().await.unwrap();
+    let text = datafusion::physical_plan::displayable(plan.as_ref())
+        .indent(true)
+        .to_string();
+    assert!(
+        text.contains("limit=7") && text.contains("partitions=1"),
+        "{text}"
+    );
+    let batches = collect(plan, ctx.task_ctx()).await.unwrap();
     assert_eq!(batches.iter().map(|b| b.num_rows()).sum::<usize>(), 7);
 
-    let sql = format!("SELECT count(*) FROM {orders} WHERE amount > 100 AND customer_id BETWEEN 5 AND 50");
+    let sql = format!(
+        "SELECT count(*) FROM {orders} WHERE amount > 100 AND customer_id BETWEEN 5 AND 50"
+    );
     let got = rows_as_text(&ctx.sql(&sql).await.unwrap().collect().await.unwrap());
     let want: i64 = pg
         .query_one(
@@ -185,7 +218,10 @@ async fn limit_and_count_star() {
     let got = rows_as_text(&ctx.sql(&sql).await.unwrap().collect().await.unwrap());
     let want: i64 = pg
         .query_one(
-            &format!("SELECT count(*) FROM {}.orders WHERE status = 'open'", schema.quoted()),
+            &format!(
+                "SELECT count(*) FROM {}.orders WHERE status = 'open'",
+                schema.quoted()
+            ),
             &[],
         )
         .await
@@ -210,7 +246,9 @@ async fn the_catalog_lists_every_served_schema() {
         .map(|t| t.name)
         .collect();
     assert_eq!(tables, ["customers", "orders"]);
-    let catalog = RedshiftCatalog::with_schemas(client, &[&schema.name]).await.unwrap();
+    let catalog = RedshiftCatalog::with_schemas(client, &[&schema.name])
+        .await
+        .unwrap();
     use datafusion::catalog::CatalogProvider;
     let provider = catalog.schema(&schema.name).unwrap();
     assert_eq!(provider.table_names(), ["customers", "orders"]);

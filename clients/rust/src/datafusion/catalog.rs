@@ -8,9 +8,9 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use ::datafusion::catalog::{CatalogProvider, SchemaProvider, TableProvider};
 use ::datafusion::common::DataFusionError;
+use async_trait::async_trait;
 
 use super::table::{RedshiftFlightTable, ScanOptions};
 use crate::client::{Client, TableInfo};
@@ -56,7 +56,10 @@ impl CatalogProvider for RedshiftCatalog {
     }
 
     fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
-        let schema = self.schemas.get(name).or_else(|| unique_fold(&self.schemas, name))?;
+        let schema = self
+            .schemas
+            .get(name)
+            .or_else(|| unique_fold(&self.schemas, name))?;
         Some(Arc::clone(schema) as Arc<dyn SchemaProvider>)
     }
 }
@@ -100,11 +103,12 @@ impl SchemaProvider for RedshiftSchema {
         self.tables.keys().cloned().collect()
     }
 
-    async fn table(
-        &self,
-        name: &str,
-    ) -> Result<Option<Arc<dyn TableProvider>>, DataFusionError> {
-        let Some(info) = self.tables.get(name).or_else(|| unique_fold(&self.tables, name)) else {
+    async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>, DataFusionError> {
+        let Some(info) = self
+            .tables
+            .get(name)
+            .or_else(|| unique_fold(&self.tables, name))
+        else {
             return Ok(None);
         };
         let table = RedshiftFlightTable::new(

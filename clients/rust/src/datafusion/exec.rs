@@ -10,8 +10,6 @@ use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use arrow::array::{RecordBatch, RecordBatchOptions};
-use arrow::datatypes::SchemaRef;
 use ::datafusion::common::stats::Precision;
 use ::datafusion::common::tree_node::TreeNodeRecursion;
 use ::datafusion::common::{DataFusionError, Statistics};
@@ -22,6 +20,8 @@ use ::datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use ::datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties, StatisticsArgs,
 };
+use arrow::array::{RecordBatch, RecordBatchOptions};
+use arrow::datatypes::SchemaRef;
 use futures::StreamExt;
 use tokio::sync::{Mutex, mpsc};
 
@@ -209,7 +209,9 @@ impl ExecutionPlan for RedshiftFlightExec {
 
     fn apply_expressions(
         &self,
-        _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> ::datafusion::common::Result<TreeNodeRecursion>,
+        _f: &mut dyn FnMut(
+            &Arc<dyn PhysicalExpr>,
+        ) -> ::datafusion::common::Result<TreeNodeRecursion>,
     ) -> ::datafusion::common::Result<TreeNodeRecursion> {
         Ok(TreeNodeRecursion::Continue)
     }
@@ -317,7 +319,10 @@ impl PartitionReader {
     }
 
     async fn fail(&self, error: Error) {
-        let _ = self.tx.send(Err(DataFusionError::External(Box::new(error)))).await;
+        let _ = self
+            .tx
+            .send(Err(DataFusionError::External(Box::new(error))))
+            .await;
     }
 
     async fn read(&self, generation: u64, flight: &Flight) -> Outcome {
@@ -354,12 +359,15 @@ impl PartitionReader {
                     batch = batch.slice(0, batch.num_rows().min(*left));
                     *left -= batch.num_rows();
                 }
-                if self.tx.send(Ok(batch)).await.is_err() {
-                    return Outcome::Stop;
-                }
                 if remaining == Some(0) {
+                    // Release the staged run before the last batch: once it has its rows the
+                    // consumer drops this stream (and aborts this task).
                     drop(batches);
                     let _ = self.shared.client.cancel(flight).await;
+                    let _ = self.tx.send(Ok(batch)).await;
+                    return Outcome::Stop;
+                }
+                if self.tx.send(Ok(batch)).await.is_err() {
                     return Outcome::Stop;
                 }
             }

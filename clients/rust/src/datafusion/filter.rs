@@ -18,10 +18,11 @@
 //! Column names are always double-quoted (the validator matches quoted names exactly). Imports
 //! external crates only.
 
+use ::datafusion::common::ScalarValue;
+use ::datafusion::logical_expr::expr::InList;
+use ::datafusion::logical_expr::{Between, BinaryExpr, Expr, Operator};
 use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use chrono::Datelike;
-use ::datafusion::common::ScalarValue;
-use ::datafusion::logical_expr::{Between, BinaryExpr, Expr, InList, Operator};
 
 /// The field metadata key holding the Redshift type (`character varying(100)`, ...).
 const REDSHIFT_TYPE: &str = "redshift_flight.type";
@@ -108,7 +109,9 @@ fn widening<'a>((field, class): (&'a Field, Class), to: &DataType) -> Option<(&'
             *s >= 0 && i32::from(*p) - i32::from(*s) >= i32::from(digits)
         }
         (Class::Decimal, DataType::Decimal128(p, s)) => match field.data_type() {
-            DataType::Decimal128(p0, s0) => s >= s0 && i32::from(*p) - i32::from(*s) >= i32::from(*p0) - i32::from(*s0),
+            DataType::Decimal128(p0, s0) => {
+                s >= s0 && i32::from(*p) - i32::from(*s) >= i32::from(*p0) - i32::from(*s0)
+            }
             _ => false,
         },
         (Class::Timestamp { utc }, DataType::Timestamp(_, tz)) => tz.is_some() == utc,
@@ -155,12 +158,12 @@ fn literal(value: &ScalarValue, class: Class) -> Option<String> {
             timestamp(*v, utc)
         }
         (Class::Timestamp { utc }, V::TimestampNanosecond(Some(v), tz)) if tz.is_some() == utc => {
-            (v % 1_000 == 0).then(|| timestamp(v / 1_000, utc)).flatten()
+            (v % 1_000 == 0)
+                .then(|| timestamp(v / 1_000, utc))
+                .flatten()
         }
         (Class::Boolean, V::Boolean(Some(b))) => Some(b.to_string()),
-        (Class::Text, V::Utf8(Some(s)) | V::LargeUtf8(Some(s)) | V::Utf8View(Some(s))) => {
-            string(s)
-        }
+        (Class::Text, V::Utf8(Some(s)) | V::LargeUtf8(Some(s)) | V::Utf8View(Some(s))) => string(s),
         (_, V::Dictionary(_, inner)) => literal(inner, class),
         _ => None,
     }
@@ -193,8 +196,7 @@ fn timestamp(micros: i64, utc: bool) -> Option<String> {
 
 /// A string literal the validator accepts (no backslash, NUL, or two quotes in a row).
 fn string(s: &str) -> Option<String> {
-    (!s.contains(['\\', '\0']) && !s.contains("''"))
-        .then(|| format!("'{}'", s.replace('\'', "''")))
+    (!s.contains(['\\', '\0']) && !s.contains("''")).then(|| format!("'{}'", s.replace('\'', "''")))
 }
 
 fn literal_value(expr: &Expr) -> Option<&ScalarValue> {
@@ -215,7 +217,10 @@ pub(crate) fn translate(expr: &Expr, schema: &Schema) -> Option<Pushed> {
                         exact: l.exact && r.exact,
                     }),
                     // A AND B keeps fewer rows than A: the server's superset is still right.
-                    (Some(one), None) | (None, Some(one)) => Some(Pushed { exact: false, ..one }),
+                    (Some(one), None) | (None, Some(one)) => Some(Pushed {
+                        exact: false,
+                        ..one
+                    }),
                     (None, None) => None,
                 }
             }
@@ -244,7 +249,11 @@ pub(crate) fn translate(expr: &Expr, schema: &Schema) -> Option<Pushed> {
         }
         Expr::IsNull(inner) | Expr::IsNotNull(inner) => {
             let (field, _) = column(inner, schema)?;
-            let test = if matches!(expr, Expr::IsNull(_)) { "IS NULL" } else { "IS NOT NULL" };
+            let test = if matches!(expr, Expr::IsNull(_)) {
+                "IS NULL"
+            } else {
+                "IS NOT NULL"
+            };
             Some(Pushed {
                 sql: format!("({} {test})", identifier(field)?),
                 exact: true,
@@ -350,7 +359,11 @@ fn comparison(left: &Expr, op: Operator, right: &Expr, schema: &Schema) -> Optio
         _ => symbol,
     };
     Some(Pushed {
-        sql: format!("({} {symbol} {})", identifier(field)?, literal(value, class)?),
+        sql: format!(
+            "({} {symbol} {})",
+            identifier(field)?,
+            literal(value, class)?
+        ),
         exact,
     })
 }

@@ -2,10 +2,10 @@
 
 use std::collections::HashMap;
 
-use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use ::datafusion::common::ScalarValue;
 use ::datafusion::logical_expr::cast;
 use ::datafusion::prelude::{col, ident, lit};
+use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 
 use super::{Pushed, translate};
 
@@ -26,7 +26,11 @@ fn schema() -> Schema {
         field("code", DataType::Utf8, "character(3)"),
         field("doc", DataType::Utf8, "super"),
         field("day", DataType::Date32, "date"),
-        field("at", DataType::Timestamp(TimeUnit::Microsecond, None), "timestamp without time zone"),
+        field(
+            "at",
+            DataType::Timestamp(TimeUnit::Microsecond, None),
+            "timestamp without time zone",
+        ),
         field(
             "at_tz",
             DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
@@ -61,32 +65,59 @@ fn comparisons_of_exact_types_are_exact() {
         exact(r#"("Big Id" <> -7)"#)
     );
     let amount = lit(ScalarValue::Decimal128(Some(-5), 12, 2));
-    assert_eq!(translate(&col("amount").lt_eq(amount), &s), exact(r#"("amount" <= -0.05)"#));
+    assert_eq!(
+        translate(&col("amount").lt_eq(amount), &s),
+        exact(r#"("amount" <= -0.05)"#)
+    );
     let day = lit(ScalarValue::Date32(Some(19_782))); // 2024-02-29
-    assert_eq!(translate(&col("day").eq(day), &s), exact(r#"("day" = DATE '2024-02-29')"#));
-    let at = lit(ScalarValue::TimestampMicrosecond(Some(1_709_210_096_789_012), None));
+    assert_eq!(
+        translate(&col("day").eq(day), &s),
+        exact(r#"("day" = DATE '2024-02-29')"#)
+    );
+    let at = lit(ScalarValue::TimestampMicrosecond(
+        Some(1_709_210_096_789_012),
+        None,
+    ));
     assert_eq!(
         translate(&col("at").gt_eq(at), &s),
         exact(r#"("at" >= CAST('2024-02-29 12:34:56.789012' AS TIMESTAMP))"#)
     );
-    let at_tz = lit(ScalarValue::TimestampNanosecond(Some(1_000), Some("UTC".into())));
+    let at_tz = lit(ScalarValue::TimestampNanosecond(
+        Some(1_000),
+        Some("UTC".into()),
+    ));
     assert_eq!(
         translate(&col("at_tz").lt(at_tz), &s),
         exact(r#"("at_tz" < CAST('1970-01-01 00:00:00.000001+00:00' AS TIMESTAMPTZ))"#)
     );
     assert_eq!(translate(&col("flag"), &s), exact(r#""flag""#));
-    assert_eq!(translate(&col("flag").eq(lit(false)), &s), exact(r#"("flag" = false)"#));
-    assert_eq!(translate(&col("id").lt(ident("Big Id")), &s), exact(r#"("id" < "Big Id")"#));
+    assert_eq!(
+        translate(&col("flag").eq(lit(false)), &s),
+        exact(r#"("flag" = false)"#)
+    );
+    assert_eq!(
+        translate(&col("id").lt(ident("Big Id")), &s),
+        exact(r#"("id" < "Big Id")"#)
+    );
 }
 
 #[test]
 fn logic_null_tests_in_and_between() {
     let s = schema();
     let both = col("id").gt(lit(1)).and(col("day").is_null());
-    assert_eq!(translate(&both, &s), exact(r#"(("id" > 1) AND ("day" IS NULL))"#));
+    assert_eq!(
+        translate(&both, &s),
+        exact(r#"(("id" > 1) AND ("day" IS NULL))"#)
+    );
     let either = col("id").eq(lit(1)).or(col("name").is_not_null());
-    assert_eq!(translate(&either, &s), exact(r#"(("id" = 1) OR ("name" IS NOT NULL))"#));
-    assert_eq!(translate(&!col("id").eq(lit(1)), &s), exact(r#"(NOT ("id" = 1))"#));
+    assert_eq!(
+        translate(&either, &s),
+        exact(r#"(("id" = 1) OR ("name" IS NOT NULL))"#)
+    );
+    assert_eq!(
+        translate(&!col("id").eq(lit(1)), &s),
+        exact(r#"(NOT ("id" = 1))"#)
+    );
     assert_eq!(
         translate(&col("id").in_list(vec![lit(1), lit(2)], true), &s),
         exact(r#"("id" NOT IN (1, 2))"#)
@@ -99,19 +130,31 @@ fn logic_null_tests_in_and_between() {
     let half = col("id").gt(lit(1)).and(col("ratio").gt(lit(0.5)));
     assert_eq!(translate(&half, &s), inexact(r#"("id" > 1)"#));
     // ... but an OR needs both sides.
-    assert_eq!(translate(&col("id").gt(lit(1)).or(col("ratio").gt(lit(0.5))), &s), None);
+    assert_eq!(
+        translate(&col("id").gt(lit(1)).or(col("ratio").gt(lit(0.5))), &s),
+        None
+    );
 }
 
 #[test]
 fn strings_are_inexact_or_not_sent() {
     let s = schema();
-    assert_eq!(translate(&col("name").eq(lit("it's")), &s), inexact(r#"("name" = 'it''s')"#));
-    assert_eq!(translate(&col("code").eq(lit("ab")), &s), inexact(r#"("code" = 'ab')"#));
+    assert_eq!(
+        translate(&col("name").eq(lit("it's")), &s),
+        inexact(r#"("name" = 'it''s')"#)
+    );
+    assert_eq!(
+        translate(&col("code").eq(lit("ab")), &s),
+        inexact(r#"("code" = 'ab')"#)
+    );
     assert_eq!(
         translate(&col("name").in_list(vec![lit("a"), lit("b")], false), &s),
         inexact(r#"("name" IN ('a', 'b'))"#)
     );
-    assert_eq!(translate(&col("name").in_list(vec![lit("a")], true), &s), None);
+    assert_eq!(
+        translate(&col("name").in_list(vec![lit("a")], true), &s),
+        None
+    );
     assert_eq!(translate(&col("name").lt(lit("m")), &s), None);
     assert_eq!(translate(&col("name").not_eq(lit("m")), &s), None);
     assert_eq!(translate(&!col("name").eq(lit("m")), &s), None);
@@ -124,11 +167,17 @@ fn strings_are_inexact_or_not_sent() {
 fn what_is_never_sent() {
     let s = schema();
     assert_eq!(translate(&col("ratio").gt(lit(0.5)), &s), None);
-    assert_eq!(translate(&col("ratio").is_null(), &s), exact(r#"("ratio" IS NULL)"#));
+    assert_eq!(
+        translate(&col("ratio").is_null(), &s),
+        exact(r#"("ratio" IS NULL)"#)
+    );
     assert_eq!(translate(&col("name").like(lit("a%")), &s), None);
     assert_eq!(translate(&(col("id") + lit(1)).gt(lit(2)), &s), None);
     assert_eq!(translate(&ident("has\"quote").gt(lit(1)), &s), None);
-    assert_eq!(translate(&col("id").eq(lit(ScalarValue::Int32(None))), &s), None);
+    assert_eq!(
+        translate(&col("id").eq(lit(ScalarValue::Int32(None))), &s),
+        None
+    );
     let day = lit(ScalarValue::Date32(Some(-800_000))); // year -221
     assert_eq!(translate(&col("day").eq(day), &s), None);
     let sub_micro = lit(ScalarValue::TimestampNanosecond(Some(1), None));
@@ -137,5 +186,8 @@ fn what_is_never_sent() {
     let narrowed = cast(ident("Big Id"), DataType::Int16);
     assert_eq!(translate(&narrowed.eq(lit(1i16)), &s), None);
     let widened = cast(col("id"), DataType::Int64);
-    assert_eq!(translate(&widened.eq(lit(1i64)), &s), exact(r#"("id" = 1)"#));
+    assert_eq!(
+        translate(&widened.eq(lit(1i64)), &s),
+        exact(r#"("id" = 1)"#)
+    );
 }

@@ -7,13 +7,13 @@
 
 use std::sync::Arc;
 
-use arrow::datatypes::SchemaRef;
-use async_trait::async_trait;
 use ::datafusion::catalog::{Session, TableProvider};
 use ::datafusion::common::stats::Precision;
 use ::datafusion::common::{DataFusionError, Statistics};
 use ::datafusion::logical_expr::{Expr, TableProviderFilterPushDown, TableType};
 use ::datafusion::physical_plan::ExecutionPlan;
+use arrow::datatypes::SchemaRef;
+use async_trait::async_trait;
 
 use super::exec::RedshiftFlightExec;
 use super::filter::translate;
@@ -115,7 +115,12 @@ impl RedshiftFlightTable {
         }
         let mut conditions: Vec<String> = request.filter.iter().map(|f| format!("({f})")).collect();
         if self.options.push_filters {
-            conditions.extend(filters.iter().filter_map(|f| translate(f, &self.schema)).map(|p| p.sql));
+            conditions.extend(
+                filters
+                    .iter()
+                    .filter_map(|f| translate(f, &self.schema))
+                    .map(|p| p.sql),
+            );
         }
         request.filter = (!conditions.is_empty()).then(|| conditions.join(" AND "));
         request
@@ -160,7 +165,10 @@ impl TableProvider for RedshiftFlightTable {
         limit: Option<usize>,
     ) -> ::datafusion::common::Result<Arc<dyn ExecutionPlan>> {
         if self.schema.fields().is_empty() {
-            return Err(DataFusionError::Plan(format!("{} has no columns", self.request.table)));
+            return Err(DataFusionError::Plan(format!(
+                "{} has no columns",
+                self.request.table
+            )));
         }
         let schema = match projection {
             Some(projection) => Arc::new(self.schema.project(projection)?),

@@ -38,7 +38,10 @@ pub fn root() -> PathBuf {
 
 /// The test bed's settings.
 pub fn testbed() -> BTreeMap<String, String> {
-    if KEYS.iter().all(|k| std::env::var(k).is_ok_and(|v| !v.is_empty())) {
+    if KEYS
+        .iter()
+        .all(|k| std::env::var(k).is_ok_and(|v| !v.is_empty()))
+    {
         return KEYS
             .iter()
             .map(|k| (k.to_string(), std::env::var(k).unwrap()))
@@ -64,7 +67,10 @@ pub fn testbed() -> BTreeMap<String, String> {
 /// A name no other test uses: `prefix` + a per-process counter + time.
 pub fn unique(prefix: &str) -> String {
     static NEXT: AtomicU64 = AtomicU64::new(0);
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos();
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
     format!(
         "{prefix}_{}_{}_{}",
         std::process::id(),
@@ -95,8 +101,12 @@ impl SchemaGuard {
         let name = unique(prefix);
         let guard = Self { name };
         let quoted = format!("\"{}\"", guard.name);
-        pg.batch_execute(&format!("CREATE SCHEMA {quoted}")).await.unwrap();
-        pg.batch_execute(&sql.replace("{s}", &quoted)).await.unwrap();
+        pg.batch_execute(&format!("CREATE SCHEMA {quoted}"))
+            .await
+            .unwrap();
+        pg.batch_execute(&sql.replace("{s}", &quoted))
+            .await
+            .unwrap();
         guard
     }
 
@@ -111,7 +121,10 @@ impl Drop for SchemaGuard {
         let name = self.name.clone();
         // A runtime of its own: the test's may be gone or blocked.
         let _ = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
             runtime.block_on(async move {
                 let pg = pg().await;
                 let _ = pg
@@ -223,7 +236,9 @@ impl Server {
 
     /// A client without credentials.
     pub async fn client(&self) -> Client {
-        Client::connect(&self.uri).await.expect("connect to redshift-flight")
+        Client::connect(&self.uri)
+            .await
+            .expect("connect to redshift-flight")
     }
 
     /// What the server wrote to stderr so far.
