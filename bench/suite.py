@@ -528,6 +528,12 @@ class Suite:
                  for line in rep.stdout.splitlines() if line.strip() and not line.startswith("#")]
         if self.args.perf_out:
             self.args.perf_out.write_text(rep.stdout)
+            # Who calls memmove (the copies issue 16 is about), next to the report.
+            callers = subprocess.run([perf, "report", "-i", str(data), "--no-children", "--stdio",
+                                      "--symbols", "__memmove_avx512_unaligned_erms,__memmove_avx_unaligned_erms",
+                                      "-g", "caller,0.5,callee,function,percent", "--percent-limit", "0.5"],
+                                     capture_output=True, text=True)
+            self.args.perf_out.with_suffix(".memmove.txt").write_text(callers.stdout)
         return lines[:25]
 
     # -- memory ---------------------------------------------------------------------------------

@@ -24,6 +24,13 @@ use prost::Message as _;
 /// encoder does, so that clients' default 4 MiB receive limit holds with room to spare.
 pub(crate) const MAX_MESSAGE_BYTES: usize = 2 << 20;
 
+/// Body pieces smaller than this are copied into the chunk before them instead of going out as
+/// chunks of their own: each chunk is an HTTP/2 DATA frame, whose handling (flow control, the
+/// connection task's queue) costs about what copying 32 KiB does. Validity bitmaps, padding and
+/// the columns of a wide table's batch are mostly small; the large buffers still go out as they
+/// are.
+const COPY_BELOW: usize = 32 * 1024;
+
 /// The protobuf keys of `FlightData`'s fields (field number << 3 | length-delimited).
 const KEY_DESCRIPTOR: u64 = 1 << 3 | 2;
 const KEY_HEADER: u64 = 2 << 3 | 2;
@@ -55,7 +62,8 @@ impl Message {
     }
 
     /// The gRPC message (a 5-byte prefix, then `FlightData` in protobuf) as chunks: the prefix,
-    /// the field keys and the small header in one, then the body's pieces as they are.
+    /// the field keys and the small header in one, then the body's pieces, each large one as it
+    /// is and runs of small ones ([`COPY_BELOW`]) copied together.
     pub(crate) fn into_grpc(self) -> Vec<Bytes> {
         let body_len = self.body_len();
         let mut fields = BytesMut::with_capacity(32 + self.header.len() + self.app_metadata.len());
@@ -74,13 +82,24 @@ impl Message {
             prost::encoding::encode_varint(KEY_BODY, &mut fields);
             prost::encoding::encode_varint(body_len as u64, &mut fields);
         }
-        let mut head = BytesMut::with_capacity(5 + fields.len());
-        head.put_u8(0); // not compressed
-        head.put_u32((fields.len() + body_len) as u32);
-        head.put_slice(&fields);
-        let mut chunks = Vec::with_capacity(1 + self.body.len());
-        chunks.push(head.freeze());
-        chunks.extend(self.body.into_iter().filter(|b| !b.is_empty()));
+        let mut small = BytesMut::with_capacity(5 + fields.len() + COPY_BELOW);
+        small.put_u8(0); // not compressed
+        small.put_u32((fields.len() + body_len) as u32);
+        small.put_slice(&fields);
+        let mut chunks = Vec::new();
+        for piece in self.body {
+            if piece.len() < COPY_BELOW {
+                small.extend_from_slice(&piece);
+            } else {
+                if !small.is_empty() {
+                    chunks.push(small.split().freeze());
+                }
+                chunks.push(piece);
+            }
+        }
+        if !small.is_empty() {
+            chunks.push(small.freeze());
+        }
         chunks
     }
 

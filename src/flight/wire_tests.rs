@@ -130,6 +130,37 @@ fn the_body_is_the_batches_own_memory() {
     );
 }
 
+/// A wide batch's small buffers (and all padding) go out copied together, in few chunks, not one
+/// HTTP/2 frame each.
+#[test]
+fn small_pieces_are_gathered_into_few_chunks() {
+    let batch = RecordBatch::try_from_iter((0..100).map(|c| {
+        let array: ArrayRef = Arc::new(Int64Array::from_iter(
+            (0..1000).map(|i| (i % 7 != 0).then_some(i * c)),
+        ));
+        (format!("c{c}"), array)
+    }))
+    .unwrap();
+    let mut encoder = IpcEncoder::new(&batch.schema()).unwrap();
+    let messages = encoder.encode(&batch).unwrap();
+    assert_eq!(messages.len(), 1);
+    assert!(
+        messages[0].body.len() >= 200,
+        "{} pieces",
+        messages[0].body.len()
+    );
+    let chunks = messages[0].clone().into_grpc();
+    let total: usize = chunks.iter().map(Bytes::len).sum();
+    assert!(
+        chunks.len() <= 1 + total / COPY_BELOW,
+        "{} chunks",
+        chunks.len()
+    );
+    let bytes = chunks.concat();
+    let data = FlightData::decode(&bytes[5..]).unwrap();
+    assert_eq!(data, messages[0].clone().into_flight_data());
+}
+
 #[test]
 fn flight_data_passes_through_unchanged() {
     let data = FlightData {
