@@ -139,6 +139,8 @@ pub(crate) struct IpcEncoder {
     encoder: StreamEncoder,
     options: IpcWriteOptions,
     schema: Schema,
+    /// Whether the stream encoder has yet to emit its own schema message (its first output).
+    schema_pending: bool,
 }
 
 impl std::fmt::Debug for IpcEncoder {
@@ -156,6 +158,7 @@ impl IpcEncoder {
             encoder: StreamEncoder::try_new_with_options(schema, options.clone())?,
             options,
             schema: schema.clone(),
+            schema_pending: true,
         })
     }
 
@@ -185,8 +188,13 @@ impl IpcEncoder {
                 messages.push(message);
             }
         }
-        // The stream encoder opens with the schema, already sent by `schema_message`.
-        messages.retain(|m| !is_schema(&m.header));
+        // The stream encoder opens with the schema, already sent by `schema_message`: only its
+        // first message is looked at, not every message of the stream.
+        if std::mem::take(&mut self.schema_pending)
+            && messages.first().is_some_and(|m| is_schema(&m.header))
+        {
+            messages.remove(0);
+        }
         Ok(messages)
     }
 }
