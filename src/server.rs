@@ -43,6 +43,8 @@ const MAX_CONCURRENT_CALLS_PER_CONNECTION: usize = 64;
 /// HTTP/2 keep-alive pings, so idle connections (a long UNLOAD behind GetFlightInfo) stay open
 /// through proxies.
 const HTTP2_KEEPALIVE: Duration = Duration::from_secs(20);
+/// How long the sweep at shutdown may take.
+const FINAL_SWEEP: Duration = Duration::from_secs(10);
 
 /// The gRPC server every listener uses: limits per connection, HTTP/2 keep-alive, and the layer
 /// that turns a panicking call into `INTERNAL` for that call alone ([`crate::panics`]). Public so
@@ -510,7 +512,17 @@ impl Application {
             }
         };
         sweeper.abort();
-        self.service.stager().flush_pending().await;
+        let stager = self.service.stager();
+        stager.flush_pending().await;
+        // One last sweep, so that runs whose life ended since the previous one (an expired
+        // ticket that was never read) go now rather than with the next replica's sweep. Bounded:
+        // a dead S3 must not hold the exit.
+        match tokio::time::timeout(FINAL_SWEEP, stager.sweep(std::time::SystemTime::now())).await {
+            Ok(Ok(0)) => {}
+            Ok(Ok(runs)) => tracing::info!(runs, "final sweep deleted expired runs"),
+            Ok(Err(error)) => tracing::warn!(error = %crate::store::error_chain(&error), "final sweep failed"),
+            Err(_) => tracing::warn!(after = ?FINAL_SWEEP, "final sweep did not finish; left to the next sweeper"),
+        }
         if let Some(task) = metrics_task {
             task.abort();
         }
