@@ -520,8 +520,12 @@ impl Application {
         match tokio::time::timeout(FINAL_SWEEP, stager.sweep(std::time::SystemTime::now())).await {
             Ok(Ok(0)) => {}
             Ok(Ok(runs)) => tracing::info!(runs, "final sweep deleted expired runs"),
-            Ok(Err(error)) => tracing::warn!(error = %crate::store::error_chain(&error), "final sweep failed"),
-            Err(_) => tracing::warn!(after = ?FINAL_SWEEP, "final sweep did not finish; left to the next sweeper"),
+            Ok(Err(error)) => {
+                tracing::warn!(error = %crate::store::error_chain(&error), "final sweep failed")
+            }
+            Err(_) => {
+                tracing::warn!(after = ?FINAL_SWEEP, "final sweep did not finish; left to the next sweeper")
+            }
         }
         if let Some(task) = metrics_task {
             task.abort();

@@ -189,7 +189,7 @@ raw_config! {
     cluster_max_parallel_unloads: "REDSHIFT_FLIGHT_CLUSTER_MAX_PARALLEL_UNLOADS", secret = false;
     /// Seconds a replica's claims in S3 (single flight, cluster UNLOAD slots) hold unless renewed: a dead replica's claims pass within this (default 20).
     cluster_lease_seconds: "REDSHIFT_FLIGHT_CLUSTER_LEASE_SECONDS", secret = false;
-    /// MB all DoGet streams may hold at once (row groups, decoded batches, encoded messages); further streams wait their turn (default 512; 0: unbounded).
+    /// MB all DoGet streams may hold at once (row groups, decoded batches, encoded messages); further streams wait their turn (default 384; 0: unbounded).
     stream_memory_mb: "REDSHIFT_FLIGHT_STREAM_MEMORY_MB", secret = false;
     /// Seconds a DoGet client may read nothing while its stream has data waiting; then the stream ends with RESOURCE_EXHAUSTED and gives back its memory (default 120).
     stream_stall_seconds: "REDSHIFT_FLIGHT_STREAM_STALL_SECONDS", secret = false;

@@ -110,7 +110,7 @@ fn performance_keys_have_defaults_and_bounds() {
     assert_eq!(config.staging.endpoint_rows, 1 << 20);
     assert_eq!(config.staging.snapshot_reuse, Some(Duration::ZERO));
     assert_eq!(config.performance.decode_threads, 0);
-    assert_eq!(config.performance.stream_memory, Some(512 << 20));
+    assert_eq!(config.performance.stream_memory, Some(384 << 20));
     for (value, want) in [
         ("off", None),
         ("OFF", None),

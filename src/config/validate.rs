@@ -330,14 +330,14 @@ pub(super) fn snapshot_reuse(value: Option<String>) -> Result<Option<Duration>, 
     }
 }
 
-/// `stream_memory_mb` in bytes: default 512 MB, 0: unbounded (`None`).
+/// `stream_memory_mb` in bytes: default 384 MB, 0: unbounded (`None`).
 pub(super) fn stream_memory(value: Option<String>) -> Result<Option<u64>, ConfigError> {
     Ok(
         match parse_number(
             value,
             "stream_memory_mb",
             "a number of MB from 0 to 1048576",
-            512u64,
+            384u64,
             0..=1_048_576,
         )? {
             0 => None,

@@ -87,6 +87,30 @@ fn chunk_ranges(
         .collect()
 }
 
+/// Bytes decoding one column chunk holds besides its compressed bytes: the decompressed page
+/// being decoded and the decoded dictionary (Parquet writers cut pages and dictionaries at about
+/// 1 MiB), at most the chunk's uncompressed size.
+const DECODE_BYTES_PER_COLUMN: u64 = 1 << 20;
+
+/// Each row group's share of the memory budget (`groups`, in reading order): what a stream holds
+/// while decoding it, its compressed column chunks plus each chunk's decoding state
+/// ([`DECODE_BYTES_PER_COLUMN`]).
+pub(super) fn row_group_shares(metadata: &ParquetMetaData, groups: &Range<usize>) -> Vec<u64> {
+    metadata.row_groups()[groups.clone()]
+        .iter()
+        .map(|rg| {
+            rg.columns()
+                .iter()
+                .map(|c| {
+                    let decoding =
+                        (c.uncompressed_size().max(0) as u64).min(DECODE_BYTES_PER_COLUMN);
+                    c.byte_range().1 + decoding
+                })
+                .sum()
+        })
+        .collect()
+}
+
 /// What DoGet reads of one file: its metadata (with the type hints), the row groups, the rows
 /// per batch.
 pub(super) struct ReadPlan {
@@ -128,6 +152,10 @@ pub(super) fn read(
             .build()
             .map(|stream| stream.map_err(to_status).boxed())
     };
+    // The first group's reader takes each row group's whole share of the memory budget, the
+    // others none: one reservation per stream, so streams never hold part of a row group while
+    // waiting for the rest (which could deadlock them all).
+    let first = first.with_shares(row_group_shares(metadata.metadata(), &row_groups));
     if groups.len() <= 1 {
         let all: Vec<usize> = (0..metadata.schema().fields().len()).collect();
         let first = first.with_read_ahead(chunk_ranges(metadata.metadata(), &row_groups, &all));
@@ -136,19 +164,13 @@ pub(super) fn read(
     let schema = Arc::clone(metadata.schema());
     let descr = metadata.metadata().file_metadata().schema_descr_ptr();
     let mut streams = Vec::with_capacity(groups.len());
-    // The first group's reader takes each row group's whole share of the memory budget, the
-    // others none: one reservation per stream, so streams never hold part of a row group while
-    // waiting for the rest (which could deadlock them all).
-    let all: Vec<usize> = (0..schema.fields().len()).collect();
-    let shares = chunk_ranges(metadata.metadata(), &row_groups, &all)
-        .iter()
-        .map(|ranges| ranges.iter().map(|r| r.end - r.start).sum())
-        .collect();
-    let mut first = Some(first.with_shares(shares));
+    // The others fetch a row group only once the first holds its share.
+    let (first, gate) = first.leading();
+    let mut first = Some(first);
     for columns in &groups {
         let reader = first
             .take()
-            .unwrap_or_else(&reader)
+            .unwrap_or_else(|| reader().following(gate.clone()))
             .with_read_ahead(chunk_ranges(metadata.metadata(), &row_groups, columns));
         let mask = ProjectionMask::roots(&descr, columns.iter().copied());
         streams.push(spawn(whole(reader, Some(mask))?));

@@ -71,6 +71,43 @@ async fn groups_are_contiguous_balanced_and_only_for_wide_files() {
     );
 }
 
+#[tokio::test]
+async fn a_row_groups_share_counts_its_chunks_and_their_decoding() {
+    let (store, size) = staged(&wide(12, 3000), 1000).await;
+    let mut reader = ObjectReader::new(store, Path::from("f.parquet"), size);
+    let metadata = ArrowReaderMetadata::load_async(&mut reader, ArrowReaderOptions::new())
+        .await
+        .unwrap();
+    let meta = metadata.metadata();
+    let shares = row_group_shares(meta, &(1..3));
+    assert_eq!(shares.len(), 2, "one share per row group read");
+    for (share, rg) in shares.iter().zip(&meta.row_groups()[1..3]) {
+        // Small chunks: their whole uncompressed size is the decoding state.
+        let compressed: u64 = rg.columns().iter().map(|c| c.byte_range().1).sum();
+        let uncompressed: u64 = rg
+            .columns()
+            .iter()
+            .map(|c| c.uncompressed_size() as u64)
+            .sum();
+        assert!(uncompressed > 0 && uncompressed < DECODE_BYTES_PER_COLUMN);
+        assert_eq!(*share, compressed + uncompressed);
+    }
+
+    // A chunk bigger than a page counts one page's worth of decoding, not its whole size.
+    let big = wide(1, 200_000);
+    let (store, size) = staged(&big, 200_000).await;
+    let mut reader = ObjectReader::new(store, Path::from("f.parquet"), size);
+    let metadata = ArrowReaderMetadata::load_async(&mut reader, ArrowReaderOptions::new())
+        .await
+        .unwrap();
+    let chunk = &metadata.metadata().row_groups()[0].columns()[0];
+    assert!(chunk.uncompressed_size() as u64 > DECODE_BYTES_PER_COLUMN);
+    assert_eq!(
+        row_group_shares(metadata.metadata(), &(0..1)),
+        vec![chunk.byte_range().1 + DECODE_BYTES_PER_COLUMN]
+    );
+}
+
 async fn read_all(batch: &RecordBatch, tasks: usize, row_groups: Range<usize>) -> Vec<RecordBatch> {
     let (store, size) = staged(batch, 700).await;
     let path = Path::from("f.parquet");

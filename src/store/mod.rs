@@ -30,7 +30,7 @@ mod reader;
 mod tests;
 
 pub use memory::MemoryBudget;
-pub use reader::ObjectReader;
+pub use reader::{ObjectReader, ReadGate};
 
 /// What went wrong talking to S3, classified for status codes and retries.
 #[derive(Debug, thiserror::Error)]

@@ -42,7 +42,26 @@ pub struct ObjectReader {
     read_ahead: Vec<Vec<Range<u64>>>,
     /// The next row group, being fetched while the current one is decoded.
     pending: Option<Pending>,
+    /// Readers of one stream that each fetch some of a row group's columns, one of them holding
+    /// the whole row group's share: the others fetch a row group only once it holds that share.
+    gate: Gate,
 }
+
+/// A reader's part in sharing one budget share per row group among several readers.
+#[derive(Debug)]
+enum Gate {
+    /// It reserves its own row groups.
+    Alone,
+    /// It reserves whole row groups for the others, and tells them how many it has reserved so
+    /// far (group N is reserved once the count passes N).
+    Lead(tokio::sync::watch::Sender<usize>),
+    /// It fetches row group N once the lead's count passes N, without a budget of its own.
+    Follow(tokio::sync::watch::Receiver<usize>),
+}
+
+/// What the readers following a lead reader wait on ([`ObjectReader::leading`]).
+#[derive(Clone, Debug)]
+pub struct ReadGate(tokio::sync::watch::Receiver<usize>);
 
 /// A row group fetched ahead: its index in the read-ahead list and the task fetching it.
 #[derive(Debug)]
@@ -81,6 +100,34 @@ impl ObjectReader {
             shares: None,
             read_ahead: Vec::new(),
             pending: None,
+            gate: Gate::Alone,
+        }
+    }
+
+    /// Makes this reader take each row group's share of the budget for the readers that follow
+    /// the returned gate ([`ObjectReader::following`]): they fetch their columns of a row group,
+    /// ahead or not, only once this reader has reserved it. Without that, they would fetch
+    /// (and hold) row groups the budget has no room for.
+    pub fn leading(mut self) -> (Self, ReadGate) {
+        let (tx, rx) = tokio::sync::watch::channel(0);
+        self.gate = Gate::Lead(tx);
+        (self, ReadGate(rx))
+    }
+
+    /// Makes this reader fetch a row group only once the lead reader of `gate` reserved it.
+    pub fn following(mut self, gate: ReadGate) -> Self {
+        self.gate = Gate::Follow(gate.0);
+        self
+    }
+
+    /// A lead reader tells its followers that row group `group` is reserved.
+    fn reserved(&self, group: usize) {
+        if let Gate::Lead(tx) = &self.gate {
+            tx.send_if_modified(|count| {
+                let grew = *count <= group;
+                *count = (*count).max(group + 1);
+                grew
+            });
         }
     }
 
@@ -103,6 +150,11 @@ impl ObjectReader {
         let Some(ranges) = self.read_ahead.get(group).cloned() else {
             return;
         };
+        if let Gate::Follow(rx) = &self.gate
+            && *rx.borrow() <= group
+        {
+            return;
+        }
         let permit = match &self.budget {
             Some(budget) => {
                 let bytes = self.share(Some(group), &ranges);
@@ -113,6 +165,7 @@ impl ObjectReader {
             }
             None => None,
         };
+        self.reserved(group);
         let store = Arc::clone(&self.store);
         let path = self.path.clone();
         let task = tokio::spawn(async move {
@@ -276,6 +329,13 @@ impl AsyncFileReader for ObjectReader {
                         self.held = Some(held);
                         if self.working.is_none() {
                             self.working = working;
+                        }
+                    }
+                    if let Some(group) = group {
+                        self.reserved(group);
+                        if let Gate::Follow(rx) = &mut self.gate {
+                            // An error: the lead is gone, and with it the stream.
+                            let _ = rx.wait_for(|count| *count > group).await;
                         }
                     }
                     self.store

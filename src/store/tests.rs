@@ -166,6 +166,58 @@ async fn a_share_stands_for_the_whole_row_group() {
     assert_eq!(budget.available(), 20 * BUDGET_UNIT);
 }
 
+/// `reader`'s bytes of `range`, or an error if they take over 200 ms.
+async fn fetch(
+    reader: &mut ObjectReader,
+    range: Range<u64>,
+) -> Result<parquet::errors::Result<Vec<bytes::Bytes>>, tokio::time::error::Elapsed> {
+    let wait = std::time::Duration::from_millis(200);
+    tokio::time::timeout(wait, reader.get_byte_ranges(vec![range])).await
+}
+
+#[tokio::test]
+async fn followers_fetch_a_row_group_only_once_the_lead_reserved_it() {
+    // Room for one row group's share: the lead cannot read ahead while it holds one.
+    let budget = MemoryBudget::new(6 * BUDGET_UNIT);
+    let groups = vec![vec![0..10], vec![20..30], vec![40..50]];
+    let (lead, gate) = reader(file(2))
+        .await
+        .with_budget(Some(budget.clone()))
+        .with_read_ahead(groups.clone())
+        .with_shares(vec![5 * BUDGET_UNIT; 3])
+        .leading();
+    let mut lead = lead;
+    let mut follower = reader(file(2))
+        .await
+        .with_read_ahead(groups.clone())
+        .following(gate);
+
+    // Before the lead reserved row group 0, the follower waits for it.
+    assert!(
+        fetch(&mut follower, 0..10).await.is_err(),
+        "fetched before the lead's reservation"
+    );
+    lead.get_byte_ranges(vec![0..10]).await.unwrap();
+    assert_eq!(
+        budget.available(),
+        BUDGET_UNIT,
+        "the lead holds row group 0's share"
+    );
+    assert!(fetch(&mut follower, 0..10).await.unwrap().is_ok());
+    // The budget had no room for row group 1: neither read ahead, and the follower waits.
+    assert!(
+        fetch(&mut follower, 20..30).await.is_err(),
+        "row group 1 without its share"
+    );
+    lead.get_byte_ranges(vec![20..30]).await.unwrap();
+    assert!(fetch(&mut follower, 20..30).await.unwrap().is_ok());
+
+    // A lead gone (its stream ended) holds no follower back.
+    drop(lead);
+    assert!(fetch(&mut follower, 40..50).await.unwrap().is_ok());
+    assert_eq!(budget.available(), 6 * BUDGET_UNIT);
+}
+
 #[tokio::test]
 async fn the_next_row_group_is_fetched_while_the_current_one_is_decoded() {
     use futures::TryStreamExt;

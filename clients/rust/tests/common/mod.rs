@@ -1,8 +1,9 @@
 //! Shared by the integration tests: the test bed's settings (the environment, else
 //! target/testbed/env), a redshift-flight server process per test (the binary from
 //! REDSHIFT_FLIGHT_BIN, else target/debug/redshift-flight; listening on port 0, the port read
-//! from its stdout with a deadline, stopped with SIGTERM so it cleans its staged runs), and
-//! PostgreSQL (the data behind the Redshift emulator) through tokio-postgres.
+//! from its stdout with a deadline, stopped with SIGTERM so it cleans its staged runs), password
+//! hashes for access files (its `hash-password` command), and PostgreSQL (the data behind the
+//! Redshift emulator) through tokio-postgres.
 
 #![allow(dead_code, unreachable_pub)]
 
@@ -136,6 +137,41 @@ impl Drop for SchemaGuard {
     }
 }
 
+/// The redshift-flight binary: REDSHIFT_FLIGHT_BIN, else target/debug/redshift-flight.
+pub fn binary() -> PathBuf {
+    let binary = std::env::var_os("REDSHIFT_FLIGHT_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target/debug/redshift-flight"));
+    assert!(
+        binary.is_file(),
+        "redshift-flight not found at {binary:?}: run `cargo test --workspace --no-run` in the \
+         repository root or set REDSHIFT_FLIGHT_BIN"
+    );
+    binary
+}
+
+/// `password`'s hash for an access file (`auth_file`), from `redshift-flight hash-password`.
+pub fn hash_password(password: &str) -> String {
+    use std::io::Write;
+    let mut child = Command::new(binary())
+        .arg("hash-password")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start redshift-flight hash-password");
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(format!("{password}\n").as_bytes()).unwrap();
+    drop(stdin);
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "hash-password failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap().trim().to_string()
+}
+
 /// A running redshift-flight process.
 pub struct Server {
     child: Child,
@@ -178,15 +214,7 @@ impl Server {
         let config_path = dir.join("configuration.json");
         std::fs::write(&config_path, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
         let stderr_path = dir.join("server.stderr.log");
-        let binary = std::env::var_os("REDSHIFT_FLIGHT_BIN")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| root().join("target/debug/redshift-flight"));
-        assert!(
-            binary.is_file(),
-            "redshift-flight not found at {binary:?}: run `cargo test --workspace --no-run` in the \
-             repository root or set REDSHIFT_FLIGHT_BIN"
-        );
-        let mut command = Command::new(&binary);
+        let mut command = Command::new(binary());
         command
             .arg("--config")
             .arg(&config_path)
@@ -232,6 +260,11 @@ impl Server {
             stderr_path,
             dir,
         }
+    }
+
+    /// The server's URI with TLS (`grpc+tls://`), for a server started with `tls_cert`.
+    pub fn tls_uri(&self) -> String {
+        self.uri.replacen("grpc://", "grpc+tls://", 1)
     }
 
     /// A client without credentials.
