@@ -195,22 +195,23 @@ async fn shutdown_signal() {
 /// back to the system (16 DoGet streams: 491 MB resident with these defaults, 345 MB tuned;
 /// `bench/run --skip-throughput ...`, bench/results/memory.md). Two arenas; buffers of 4 MiB and
 /// more (row groups' column chunks) mapped and unmapped on their own; the heap trimmed above
-/// 4 MiB free. A setting already made through `GLIBC_TUNABLES` is kept.
+/// 4 MiB free. When `GLIBC_TUNABLES` sets any `glibc.malloc` tunable, the operator's settings
+/// are all there is.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 #[allow(unsafe_code)]
 fn tune_allocator() {
     const MIB4: libc::c_int = 4 << 20;
-    let set = std::env::var("GLIBC_TUNABLES").unwrap_or_default();
-    for (tunable, option, value) in [
-        ("glibc.malloc.arena_max", libc::M_ARENA_MAX, 2),
-        ("glibc.malloc.mmap_threshold", libc::M_MMAP_THRESHOLD, MIB4),
-        ("glibc.malloc.trim_threshold", libc::M_TRIM_THRESHOLD, MIB4),
+    if std::env::var("GLIBC_TUNABLES").is_ok_and(|t| t.contains("glibc.malloc.")) {
+        return;
+    }
+    for (option, value) in [
+        (libc::M_ARENA_MAX, 2),
+        (libc::M_MMAP_THRESHOLD, MIB4),
+        (libc::M_TRIM_THRESHOLD, MIB4),
     ] {
-        if !set.contains(tunable) {
-            // SAFETY: mallopt only sets allocator parameters (under the allocator's own lock);
-            // it is called first thing in `main`, before any other thread exists.
-            unsafe { libc::mallopt(option, value) };
-        }
+        // SAFETY: mallopt only sets allocator parameters (under the allocator's own lock); it
+        // is called first thing in `main`, before any other thread exists.
+        unsafe { libc::mallopt(option, value) };
     }
 }
 

@@ -150,11 +150,11 @@ impl ObjectReader {
         let Some(ranges) = self.read_ahead.get(group).cloned() else {
             return;
         };
-        if let Gate::Follow(rx) = &self.gate
-            && *rx.borrow() <= group
-        {
-            return;
-        }
+        // A follower's fetch waits, on its own task, until the lead holds the row group's share.
+        let gate = match &self.gate {
+            Gate::Follow(rx) => Some(rx.clone()),
+            _ => None,
+        };
         let permit = match &self.budget {
             Some(budget) => {
                 let bytes = self.share(Some(group), &ranges);
@@ -169,6 +169,10 @@ impl ObjectReader {
         let store = Arc::clone(&self.store);
         let path = self.path.clone();
         let task = tokio::spawn(async move {
+            if let Some(mut gate) = gate {
+                // An error: the lead is gone, and with it the stream.
+                let _ = gate.wait_for(|count| *count > group).await;
+            }
             let bytes = store.get_ranges(&path, &ranges).await;
             (ranges, bytes, permit)
         });

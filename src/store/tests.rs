@@ -187,8 +187,12 @@ async fn followers_fetch_a_row_group_only_once_the_lead_reserved_it() {
         .with_shares(vec![5 * BUDGET_UNIT; 3])
         .leading();
     let mut lead = lead;
-    let mut follower = reader(file(2))
-        .await
+    let bytes = file(2);
+    let size = bytes.len() as u64;
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let path = Path::from("f.parquet");
+    store.put(&path, PutPayload::from(bytes)).await.unwrap();
+    let mut follower = ObjectReader::new(Arc::clone(&store), path.clone(), size)
         .with_read_ahead(groups.clone())
         .following(gate);
 
@@ -204,7 +208,8 @@ async fn followers_fetch_a_row_group_only_once_the_lead_reserved_it() {
         "the lead holds row group 0's share"
     );
     assert!(fetch(&mut follower, 0..10).await.unwrap().is_ok());
-    // The budget had no room for row group 1: neither read ahead, and the follower waits.
+    // The budget had no room for row group 1: the lead could not read it ahead, so the
+    // follower's read-ahead waits, and so does the follower.
     assert!(
         fetch(&mut follower, 20..30).await.is_err(),
         "row group 1 without its share"
@@ -212,10 +217,23 @@ async fn followers_fetch_a_row_group_only_once_the_lead_reserved_it() {
     lead.get_byte_ranges(vec![20..30]).await.unwrap();
     assert!(fetch(&mut follower, 20..30).await.unwrap().is_ok());
 
-    // A lead gone (its stream ended) holds no follower back.
-    drop(lead);
+    // The follower's read-ahead of row group 2, started then, fetches it as soon as the lead
+    // holds it: the follower has it even once the file is gone.
+    lead.get_byte_ranges(vec![40..50]).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    store.delete(&path).await.unwrap();
     assert!(fetch(&mut follower, 40..50).await.unwrap().is_ok());
+    drop(lead);
     assert_eq!(budget.available(), 6 * BUDGET_UNIT);
+
+    // A lead gone (its stream ended) holds no follower back.
+    let (lead, gate) = reader(file(2)).await.leading();
+    drop(lead);
+    let mut orphan = reader(file(2))
+        .await
+        .with_read_ahead(groups)
+        .following(gate);
+    assert!(fetch(&mut orphan, 40..50).await.unwrap().is_ok());
 }
 
 #[tokio::test]
