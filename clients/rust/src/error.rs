@@ -35,7 +35,9 @@ pub enum Error {
     /// Missing, wrong or expired credentials (`UNAUTHENTICATED`).
     #[error("{0}")]
     Unauthenticated(ServerError),
-    /// The table (or schema) is unknown or not served (`TABLE_NOT_FOUND`, `TABLE_CHANGED`).
+    /// The table (or schema) is unknown or not served (`TABLE_NOT_FOUND`, `TABLE_CHANGED`), or
+    /// it is a late-binding view whose definition no longer resolves (`VIEW_UNRESOLVED`: a
+    /// relation it reads was dropped or changed; fix the view in Redshift).
     #[error("{0}")]
     NotFound(ServerError),
     /// The request is wrong: bad command, columns, cursor, filter, replication key
@@ -109,7 +111,9 @@ impl Error {
         match (server.reason.as_deref(), server.code) {
             (Some("STALE_CURSOR"), _) => Self::StaleCursor(server),
             (Some("TICKET_EXPIRED" | "RUN_EXPIRED"), _) => Self::RunExpired(server),
-            (Some("TABLE_NOT_FOUND" | "TABLE_CHANGED"), _) => Self::NotFound(server),
+            (Some("TABLE_NOT_FOUND" | "TABLE_CHANGED" | "VIEW_UNRESOLVED"), _) => {
+                Self::NotFound(server)
+            }
             (_, Code::Unavailable) => Self::Unavailable(server),
             // Without details (a proxy, an older server): the documented message says it.
             (None, Code::NotFound | Code::FailedPrecondition)
@@ -245,6 +249,11 @@ mod tests {
             (Code::NotFound, Some("RUN_EXPIRED"), "RunExpired"),
             (Code::NotFound, Some("TABLE_NOT_FOUND"), "NotFound"),
             (Code::FailedPrecondition, Some("TABLE_CHANGED"), "NotFound"),
+            (
+                Code::FailedPrecondition,
+                Some("VIEW_UNRESOLVED"),
+                "NotFound",
+            ),
             (Code::Unavailable, Some("WAREHOUSE_BUSY"), "Unavailable"),
             (
                 Code::PermissionDenied,
