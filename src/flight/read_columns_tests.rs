@@ -39,13 +39,18 @@ async fn staged(batch: &RecordBatch, per_group: usize) -> (Arc<dyn ObjectStore>,
     (store, size)
 }
 
+/// The metadata of `batch` staged in row groups of `per_group` rows.
+async fn metadata_of(batch: &RecordBatch, per_group: usize) -> ArrowReaderMetadata {
+    let (store, size) = staged(batch, per_group).await;
+    let mut reader = ObjectReader::new(store, Path::from("f.parquet"), size);
+    ArrowReaderMetadata::load_async(&mut reader, ArrowReaderOptions::new())
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn groups_are_contiguous_balanced_and_only_for_wide_files() {
-    let (store, size) = staged(&wide(40, 1000), 300).await;
-    let mut reader = ObjectReader::new(store, Path::from("f.parquet"), size);
-    let metadata = ArrowReaderMetadata::load_async(&mut reader, ArrowReaderOptions::new())
-        .await
-        .unwrap();
+    let metadata = metadata_of(&wide(40, 1000), 300).await;
     let meta = metadata.metadata();
     for tasks in [1, 2, 3, 5] {
         let groups = column_groups(meta, &(0..4), tasks);
@@ -60,11 +65,7 @@ async fn groups_are_contiguous_balanced_and_only_for_wide_files() {
     // No group under MIN_COLUMNS_PER_GROUP columns: 40 columns make 5 groups at most.
     assert_eq!(column_groups(meta, &(0..4), 16).len(), 5);
 
-    let (store, size) = staged(&wide(10, 100), 50).await;
-    let mut reader = ObjectReader::new(store, Path::from("f.parquet"), size);
-    let narrow = ArrowReaderMetadata::load_async(&mut reader, ArrowReaderOptions::new())
-        .await
-        .unwrap();
+    let narrow = metadata_of(&wide(10, 100), 50).await;
     assert_eq!(
         column_groups(narrow.metadata(), &(0..2), 4),
         vec![(0..10).collect::<Vec<_>>()]
@@ -73,11 +74,7 @@ async fn groups_are_contiguous_balanced_and_only_for_wide_files() {
 
 #[tokio::test]
 async fn a_row_groups_share_counts_its_chunks_and_their_decoding() {
-    let (store, size) = staged(&wide(12, 3000), 1000).await;
-    let mut reader = ObjectReader::new(store, Path::from("f.parquet"), size);
-    let metadata = ArrowReaderMetadata::load_async(&mut reader, ArrowReaderOptions::new())
-        .await
-        .unwrap();
+    let metadata = metadata_of(&wide(12, 3000), 1000).await;
     let meta = metadata.metadata();
     let shares = row_group_shares(meta, &(1..3));
     assert_eq!(shares.len(), 2, "one share per row group read");
@@ -95,11 +92,7 @@ async fn a_row_groups_share_counts_its_chunks_and_their_decoding() {
 
     // A chunk bigger than a page counts one page's worth of decoding, not its whole size.
     let big = wide(1, 200_000);
-    let (store, size) = staged(&big, 200_000).await;
-    let mut reader = ObjectReader::new(store, Path::from("f.parquet"), size);
-    let metadata = ArrowReaderMetadata::load_async(&mut reader, ArrowReaderOptions::new())
-        .await
-        .unwrap();
+    let metadata = metadata_of(&big, 200_000).await;
     let chunk = &metadata.metadata().row_groups()[0].columns()[0];
     assert!(chunk.uncompressed_size() as u64 > DECODE_BYTES_PER_COLUMN);
     assert_eq!(
